@@ -1,0 +1,1 @@
+"""Parcours: shared settings and small cross-cutting helpers."""

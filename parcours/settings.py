@@ -1,0 +1,76 @@
+"""One place for configuration: read from PARCOURS_* environment variables, safe dev defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "dev-secret-change-me"
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field maps to PARCOURS_<FIELD> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PARCOURS_", extra="ignore")
+
+    mode: str = Field("dev", pattern="^(dev|prod)$", description="dev or prod")
+    data_dir: Path = Path(".parcours")
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "parcours"
+    database_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Parcours <ne-pas-repondre@parcours.localhost>"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = DEFAULT_SECRET
+    ui_host: str = "127.0.0.1"
+    ui_port: int = Field(8000, ge=1, le=65535)
+    capture_smtp_port: int = Field(2525, ge=1, le=65535)
+    temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    # Continue-as-new once a run's history grows past this many events (at a step boundary).
+    history_event_limit: int = Field(2000, ge=100)
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_in_prod(self) -> Settings:
+        if self.mode == "prod" and self.secret_key == DEFAULT_SECRET:
+            raise ValueError("PARCOURS_SECRET_KEY must be set to a real secret when PARCOURS_MODE=prod")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'parcours.db').resolve()}"
+
+    @property
+    def uses_smtp_capture(self) -> bool:
+        """Without an SMTP server configured, the dev stack captures e-mails itself."""
+        return self.smtp_host is None
+
+
+def load_settings() -> Settings:
+    """Read settings, turning pydantic's error into one line per wrong variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            name = "PARCOURS_" + "_".join(str(p) for p in item["loc"]).upper() if item["loc"] else "settings"
+            lines.append(f"{name}: {item['msg']}")
+        raise ConfigError("; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
