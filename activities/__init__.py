@@ -1,0 +1,1 @@
+"""All I/O of pathways: read-model projection and e-mail notifications."""

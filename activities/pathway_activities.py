@@ -1,0 +1,124 @@
+"""The activities pathway workflows call: projection into the read model and e-mails.
+Both are idempotent, so Temporal may retry them freely."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
+from activities.emails import render_email
+from parcours.settings import Settings
+from store import models
+from store import queries as q
+from store.db import session_scope
+from store.projection import apply_batch
+from workflows.model import Notification, ProjectionBatch
+from workflows.pathway import NOTIFY_ACTIVITY, PROJECT_ACTIVITY
+
+log = logging.getLogger(__name__)
+
+
+class PathwayActivities:
+    """Activities bound to one read model and one SMTP server."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    @activity.defn(name=PROJECT_ACTIVITY)
+    async def project_pathway(self, batch: ProjectionBatch) -> None:
+        await asyncio.to_thread(apply_batch, self.engine, batch)
+
+    @activity.defn(name=NOTIFY_ACTIVITY)
+    async def send_notification(self, notification: Notification) -> None:
+        """Record the e-mail under its key, send it unless already sent, then mark it sent.
+        SMTP errors propagate: Temporal retries with backoff until the server is back."""
+        row = await asyncio.to_thread(self._prepare, notification)
+        if row.status == "sent":
+            log.info("notification %s already sent, skipped", notification.key)
+            return
+        message = EmailMessage()
+        message["From"] = self.settings.mail_from
+        message["To"] = ", ".join(row.recipients)
+        message["Subject"] = row.subject
+        message["Message-ID"] = make_msgid(idstring=notification.key.replace(":", "."), domain="parcours")
+        message["X-Parcours-Key"] = notification.key
+        message.set_content(row.body)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self.settings.smtp_host or "127.0.0.1",
+                port=self.settings.smtp_port or self.settings.capture_smtp_port,
+                username=self.settings.smtp_username,
+                password=self.settings.smtp_password,
+                start_tls=self.settings.smtp_starttls,
+                timeout=20,
+            )
+        except (aiosmtplib.SMTPException, OSError) as error:
+            await asyncio.to_thread(self._record_failure, notification.key, str(error))
+            raise
+        await asyncio.to_thread(self._mark_sent, notification.key)
+
+    def _prepare(self, notification: Notification) -> models.Notification:
+        with session_scope(self.engine) as session:
+            existing = session.get(models.Notification, notification.key)
+            if existing is not None:
+                return existing
+            recipients, context = self._recipients_and_context(notification)
+            rendered = render_email(notification.kind, context)
+            row = models.Notification(
+                key=notification.key, kind=notification.kind, pathway_id=notification.pathway_id,
+                task_id=notification.item_id, recipients=recipients, subject=rendered.subject,
+                body=rendered.body, created_at=q.now(),
+            )
+            session.add(row)
+            return row
+
+    def _recipients_and_context(self, n: Notification) -> tuple[list[str], dict[str, object]]:
+        organisation = q.get_organisation(self.engine, organisation_id=n.organisation_id) if n.organisation_id else None
+        basin = q.get_basin(self.engine, basin_id=n.basin_id)
+        pathway = q.get_pathway(self.engine, pathway_id=n.pathway_id)
+        definition = q.latest_definition(self.engine, definition_id=pathway.definition_id) if pathway else None
+        org_email = [organisation.email] if organisation else []
+        gto = ([basin.gto_email] if basin else []) + [u.email for u in q.users_of(self.engine, gto_basin=n.basin_id)]
+        if n.kind == "escalated":
+            direction = q.get_setting(self.engine, key=q.DIRECTION_EMAIL)
+            recipients = gto if n.level == 1 else ([direction] if direction else gto)
+        elif n.kind == "escalation_decided":
+            recipients = org_email + gto
+        else:
+            recipients = org_email
+        context: dict[str, object] = {
+            "step_title": n.step_title,
+            "pathway_id": n.pathway_id,
+            "definition": definition.title if definition else (pathway.definition_id if pathway else ""),
+            "basin": basin.name if basin else n.basin_id,
+            "organisation": organisation.name if organisation else (n.organisation_id or ""),
+            "due_at": n.due_at,
+            "level": n.level,
+            "action": n.action or "",
+            "link": f"{self.settings.base_url}/pathways/{n.pathway_id}",
+            "territory": "Haute-Savoie",
+        }
+        return sorted(dict.fromkeys(recipients)), context
+
+    def _record_failure(self, key: str, error: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(models.Notification, key)
+            if row is not None:
+                row.attempts += 1
+                row.last_error = error[:500]
+                session.add(row)
+
+    def _mark_sent(self, key: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(models.Notification, key)
+            if row is not None:
+                row.status, row.sent_at, row.attempts = "sent", q.now(), row.attempts + 1
+                session.add(row)

@@ -1,0 +1,234 @@
+"""Read-model tables. Personal data lives only in `person` (and free text in `note`,
+`submission`), where it can be masked, exported and anonymised."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Text
+from sqlmodel import Field, SQLModel
+
+
+def _json() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+def _when(index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), index=index, nullable=nullable))
+
+
+class Basin(SQLModel, table=True):
+    """Bassin d'emploi, with its GTO's shared mailbox."""
+
+    id: str = Field(primary_key=True)
+    name: str
+    gto_email: str
+
+
+class Organisation(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    name: str
+    type: str = Field(index=True)
+    email: str
+    basins: list[str] = _json()
+
+
+class User(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    email: str = Field(unique=True, index=True)
+    name: str
+    organisation_id: str = Field(foreign_key="organisation.id", index=True)
+    role: str
+    basin_id: str | None = Field(default=None, foreign_key="basin.id")
+    password_hash: str | None = None
+    active: bool = True
+
+
+class Setting(SQLModel, table=True):
+    """Territory-wide values, e.g. the SPIE direction's mailbox."""
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Person(SQLModel, table=True):
+    """The person accompanied (personal data: only here)."""
+
+    id: str = Field(primary_key=True)
+    first_name: str
+    last_name: str
+    birth_date: date | None = None
+    email: str | None = None
+    phone: str | None = None
+    nir: str | None = None
+    france_travail_id: str | None = None
+    consent_at: datetime | None = _when()
+    consent_by: str | None = None
+    created_at: datetime | None = _when()
+    anonymised_at: datetime | None = _when()
+
+
+class DefinitionVersion(SQLModel, table=True):
+    __tablename__ = "definition"
+
+    id: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    title: str
+    status: str
+    basins: list[str] = _json()
+    content_hash: str = Field(index=True)
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    published_at: datetime | None = _when()
+    published_by: str | None = None
+
+
+class Pathway(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    definition_id: str = Field(index=True)
+    definition_version: int
+    basin_id: str = Field(index=True)
+    referent_org: str = Field(index=True)
+    person_id: str = Field(index=True)
+    status: str = Field(index=True)
+    current_steps: list[str] = _json()
+    sla: str | None = Field(default=None, index=True)
+    stuck_since: datetime | None = _when(index=True)
+    started_at: datetime | None = _when()
+    updated_at: datetime | None = _when()
+    last_progress_at: datetime | None = _when(index=True)
+    closed_at: datetime | None = _when()
+    exit_reason: str | None = None
+    revision: int = 0
+
+
+class FollowUpMember(SQLModel, table=True):
+    """Groupe de suivi: an organisation following the pathway, since when, until when."""
+
+    __tablename__ = "follow_up_member"
+
+    pathway_id: str = Field(primary_key=True)
+    organisation_id: str = Field(primary_key=True, index=True)
+    since: datetime | None = _when()
+    until: datetime | None = _when()
+
+
+class PathwayStep(SQLModel, table=True):
+    """One entry of a pathway's timeline (task, wait, decision, group, end)."""
+
+    __tablename__ = "pathway_step"
+
+    id: str = Field(primary_key=True)
+    pathway_id: str = Field(index=True)
+    step_id: str
+    title: str
+    kind: str
+    track: str
+    status: str
+    opened_at: datetime | None = _when()
+    closed_at: datetime | None = _when()
+    outcome: str | None = None
+
+
+class Task(SQLModel, table=True):
+    """A human task in an organisation's inbox."""
+
+    id: str = Field(primary_key=True)
+    pathway_id: str = Field(index=True)
+    step_id: str
+    title: str
+    definition_id: str = Field(index=True)
+    basin_id: str = Field(index=True)
+    organisation_id: str = Field(index=True)
+    status: str = Field(index=True)
+    sla: str | None = None
+    due_at: datetime | None = _when(index=True)
+    opened_at: datetime | None = _when()
+    closed_at: datetime | None = _when()
+    generation: int = 0
+    escalation_level: int = 0
+    outcome: str | None = None
+    submission_id: str | None = None
+
+
+class Escalation(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    pathway_id: str = Field(index=True)
+    task_id: str
+    step_id: str
+    basin_id: str = Field(index=True)
+    level: int
+    to: str
+    status: str = Field(index=True)
+    opened_at: datetime | None = _when()
+    decided_at: datetime | None = _when()
+    decided_by: str | None = None
+    action: str | None = None
+    note_id: str | None = None
+
+
+class Notification(SQLModel, table=True):
+    """Every e-mail, keyed by (task, generation, kind, level): the guard against sending twice."""
+
+    key: str = Field(primary_key=True)
+    kind: str
+    pathway_id: str = Field(index=True)
+    task_id: str
+    recipients: list[str] = _json()
+    subject: str
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime | None = _when()
+    sent_at: datetime | None = _when()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when, on which pathway: written by workflows and by every read of personal data."""
+
+    __tablename__ = "audit_event"
+
+    id: str = Field(primary_key=True)
+    at: datetime | None = _when(index=True)
+    pathway_id: str | None = Field(default=None, index=True)
+    actor_user_id: str
+    actor_org_id: str
+    action: str
+    task_id: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Note(SQLModel, table=True):
+    """Free text (a reason, a GTO note): kept out of Temporal's history."""
+
+    id: str = Field(primary_key=True)
+    pathway_id: str | None = Field(default=None, index=True)
+    author_user_id: str
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime | None = _when()
+
+
+class Submission(SQLModel, table=True):
+    """The answers of a completed task's form (kept out of Temporal's history)."""
+
+    id: str = Field(primary_key=True)
+    pathway_id: str = Field(index=True)
+    task_id: str = Field(index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    submitted_by: str
+    created_at: datetime | None = _when()
+
+
+class CapturedEmail(SQLModel, table=True):
+    """E-mails caught by the dev stack's SMTP capture, for demos."""
+
+    __tablename__ = "captured_email"
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime | None = _when()
+    mail_from: str
+    recipients: list[str] = _json()
+    subject: str
+    body: str = Field(sa_column=Column(Text, nullable=False))

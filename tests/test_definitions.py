@@ -1,0 +1,550 @@
+"""The definition language: the catalog and the demo territory load, and every validation rule
+reports the right step, field and message (plain sync tests, no servers)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the project is not installed in the venv
+    sys.path.insert(0, str(ROOT))
+
+from definitions.loader import (  # noqa: E402
+    DefinitionError,
+    InvalidDefinition,
+    json_schema,
+    load_file,
+    parse_data,
+    parse_text,
+)
+from definitions.schema import SOFT_SKILLS, Definition, TaskStep  # noqa: E402
+from definitions.territory import (  # noqa: E402
+    CATALOG_DIR,
+    DEMO_TERRITORY,
+    InvalidTerritory,
+    Territory,
+    load_territory,
+)
+
+CATALOG = sorted(CATALOG_DIR.glob("*.yaml"))
+
+
+# --- The catalog ----------------------------------------------------------------------------
+
+
+def test_catalog_has_the_four_definitions() -> None:
+    assert {p.stem for p in CATALOG} >= {
+        "rsa_socio_pro",
+        "jeune_neet_mission_locale",
+        "deld_immersion",
+        "boe_cap_emploi",
+    }
+
+
+@pytest.mark.parametrize("path", CATALOG, ids=lambda p: p.stem)
+def test_catalog_file_loads(path: Path) -> None:
+    definition = load_file(path)
+    assert definition.id == path.stem
+    assert definition.escalation and definition.escalation[0].to == "gto"
+    assert [level.to for level in definition.escalation] == ["gto", "spie_direction"]
+    assert any(s.kind == "end" for s in definition.steps)
+    assert 1 <= len(definition.modules) <= 3
+
+
+def test_catalog_uses_every_field_type_and_step_kind() -> None:
+    definitions = [load_file(p) for p in CATALOG]
+    field_types = {f.type for d in definitions for t in d.all_tasks() for f in t.form}
+    assert field_types == {"text", "number", "date", "choice", "yes_no", "soft_skills"}
+    kinds = {s.kind for d in definitions for s in d.steps}
+    assert kinds == {"task", "parallel", "decision", "wait", "end"}
+
+
+def test_new_definitions_metadata() -> None:
+    neet = load_file(CATALOG_DIR / "jeune_neet_mission_locale.yaml")
+    assert (neet.status, neet.publics, neet.basins) == ("active", ["neet"], ["all"])
+    deld = load_file(CATALOG_DIR / "deld_immersion.yaml")
+    assert (deld.status, deld.publics, deld.basins) == (
+        "experimental",
+        ["deld"],
+        ["annecien", "genevois"],
+    )
+    assert deld.runs_in("annecien") and not deld.runs_in("chablais")
+    convention = deld.task("convention")
+    signatures = {f.id for f in convention.form if f.type == "yes_no"}
+    assert signatures == {
+        "signature_personne",
+        "signature_entreprise",
+        "signature_tuteur",
+        "signature_prescripteur",
+    }
+    duration = convention.field("duree_jours")
+    assert duration is not None and duration.maximum == 30
+    boe = load_file(CATALOG_DIR / "boe_cap_emploi.yaml")
+    assert (boe.status, boe.publics, boe.basins) == ("active", ["boe"], ["all"])
+    assert boe.task("accueil").role == "partner:cap_emploi"
+
+
+# --- The demo territory ----------------------------------------------------------------------
+
+
+def test_demo_territory_loads() -> None:
+    territory = load_territory(DEMO_TERRITORY)
+    assert [(b.id, b.name) for b in territory.basins] == [
+        ("annecien", "Bassin annécien"),
+        ("genevois", "Genevois"),
+        ("chablais", "Chablais"),
+        ("arve_mont_blanc", "Arve – Mont-Blanc"),
+    ]
+    users = {u.email: u for u in territory.users}
+    expected = {
+        "camille.martin@example.org": ("caseworker", "departement74", None),
+        "julien.roux@example.org": ("caseworker", "ft_annecy", None),
+        "sarah.benali@example.org": ("caseworker", "ml_annecy", None),
+        "lea.dupont@example.org": ("gto_lead", "spie74", "annecien"),
+        "marc.girard@example.org": ("designer", "spie74", None),
+        "admin@example.org": ("admin", "spie74", None),
+    }
+    for email, (role, organisation, basin) in expected.items():
+        user = users[email]
+        assert (user.role, user.organisation, user.basin) == (role, organisation, basin)
+    leads = {u.basin for u in territory.users if u.role == "gto_lead"}
+    assert leads == {b.id for b in territory.basins}
+
+
+def _serving(territory: Territory, org_type: str, basin: str) -> list[str]:
+    return [
+        o.id
+        for o in territory.organisations
+        if o.type == org_type and ("all" in o.basins or basin in o.basins)
+    ]
+
+
+def test_every_partner_role_resolves_in_every_basin() -> None:
+    """Roles are resolved by (type, basin): exactly one organisation for each pair a definition
+    of the catalog may need."""
+    territory = load_territory(DEMO_TERRITORY)
+    basin_ids = [b.id for b in territory.basins]
+    for path in CATALOG:
+        definition = load_file(path)
+        basins = basin_ids if "all" in definition.basins else definition.basins
+        types = {
+            t.role.split(":", 1)[1] for t in definition.all_tasks() if t.role.startswith("partner:")
+        }
+        for org_type in types:
+            for basin in basins:
+                assert len(_serving(territory, org_type, basin)) == 1, (
+                    definition.id,
+                    org_type,
+                    basin,
+                )
+
+
+# --- Definition errors -----------------------------------------------------------------------
+
+VALID: dict[str, Any] = {
+    "id": "test",
+    "title": "Définition de test",
+    "basins": ["all"],
+    "start": "accueil",
+    "escalation": [
+        {"to": "gto", "after": "5 working days"},
+        {"to": "spie_direction", "after": "10 working days"},
+    ],
+    "steps": [
+        {
+            "kind": "task",
+            "id": "accueil",
+            "title": "Accueil",
+            "role": "referent",
+            "deadline": "5 working days",
+            "reminders": [{"before": "2 working days"}],
+            "form": [
+                {
+                    "id": "situation",
+                    "label": "Situation",
+                    "type": "choice",
+                    "choices": [
+                        {"value": "emploi", "label": "Emploi"},
+                        {"value": "autre", "label": "Autre"},
+                    ],
+                },
+                {"id": "mobile", "label": "Mobile", "type": "yes_no"},
+                {"id": "note", "label": "Note", "type": "text"},
+            ],
+            "outcomes": [{"id": "fait", "label": "Fait", "next": "orientation"}],
+        },
+        {
+            "kind": "decision",
+            "id": "orientation",
+            "title": "Orientation",
+            "based_on": "accueil.situation",
+            "cases": [{"when": "emploi", "next": "accompagnement"}],
+            "default": "attente",
+        },
+        {
+            "kind": "parallel",
+            "id": "accompagnement",
+            "title": "Accompagnement conjoint",
+            "branches": [
+                {
+                    "kind": "task",
+                    "id": "branche_a",
+                    "title": "A",
+                    "role": "referent",
+                    "outcomes": [{"id": "fait", "label": "Fait"}],
+                },
+                {
+                    "kind": "task",
+                    "id": "branche_b",
+                    "title": "B",
+                    "role": "partner:france_travail",
+                    "outcomes": [{"id": "fait", "label": "Fait"}],
+                },
+            ],
+            "next": "attente",
+        },
+        {"kind": "wait", "id": "attente", "title": "Suivi", "duration": "P1D", "next": "sortie"},
+        {"kind": "end", "id": "sortie", "title": "Sortie", "exit_reason": "emploi_durable"},
+    ],
+}
+
+
+def mutated(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    raw = copy.deepcopy(VALID)
+    change(raw)
+    return raw
+
+
+def step(raw: dict[str, Any], step_id: str) -> dict[str, Any]:
+    return next(s for s in raw["steps"] if s["id"] == step_id)
+
+
+def errors_of(raw: dict[str, Any]) -> list[DefinitionError]:
+    with pytest.raises(InvalidDefinition) as caught:
+        parse_data(raw, source="test.yaml")
+    assert caught.value.errors
+    assert all(e.file == "test.yaml" for e in caught.value.errors)
+    return caught.value.errors
+
+
+def assert_error(
+    errors: list[DefinitionError], step_id: str | None, field: str | None, fragment: str
+) -> None:
+    matching = [
+        e for e in errors if e.step == step_id and e.field == field and fragment in e.message
+    ]
+    assert matching, f"no error ({step_id!r}, {field!r}, ~{fragment!r}) in {errors}"
+
+
+def test_valid_base_definition_loads() -> None:
+    definition = parse_data(copy.deepcopy(VALID), source="test.yaml")
+    assert isinstance(definition, Definition)
+    assert isinstance(definition.step("accueil"), TaskStep)
+
+
+def test_unknown_target_in_outcome_next() -> None:
+    raw = mutated(lambda r: step(r, "accueil")["outcomes"][0].update(next="nulle_part"))
+    assert_error(errors_of(raw), "accueil", "outcomes[0].next", "unknown target step 'nulle_part'")
+
+
+def test_unknown_target_in_decision_case() -> None:
+    raw = mutated(lambda r: step(r, "orientation")["cases"][0].update(next="nulle_part"))
+    assert_error(errors_of(raw), "orientation", "cases[0].next", "unknown target step 'nulle_part'")
+
+
+def test_unknown_target_in_decision_default() -> None:
+    raw = mutated(lambda r: step(r, "orientation").update(default="nulle_part"))
+    assert_error(errors_of(raw), "orientation", "default", "unknown target step 'nulle_part'")
+
+
+def test_unknown_target_in_parallel_next() -> None:
+    raw = mutated(lambda r: step(r, "accompagnement").update(next="nulle_part"))
+    assert_error(errors_of(raw), "accompagnement", "next", "unknown target step 'nulle_part'")
+
+
+def test_unknown_start() -> None:
+    raw = mutated(lambda r: r.update(start="nulle_part"))
+    assert_error(errors_of(raw), None, "start", "unknown target step 'nulle_part'")
+
+
+def test_duplicate_step_id() -> None:
+    def change(r: dict[str, Any]) -> None:
+        r["steps"].insert(4, {"kind": "end", "id": "sortie", "title": "Doublon"})
+
+    assert_error(errors_of(mutated(change)), "sortie", "id", "duplicate step id 'sortie'")
+
+
+def test_duplicate_step_id_between_branch_and_main_flow() -> None:
+    raw = mutated(lambda r: step(r, "accompagnement")["branches"][1].update(id="accueil"))
+    assert_error(errors_of(raw), "accueil", "id", "duplicate step id 'accueil'")
+
+
+def test_unreachable_step() -> None:
+    raw = mutated(
+        lambda r: r["steps"].append({"kind": "end", "id": "orpheline", "title": "Orpheline"})
+    )
+    errors = errors_of(raw)
+    assert_error(errors, "orpheline", None, "unreachable from start 'accueil'")
+    assert len(errors) == 1
+
+
+def test_decision_without_default() -> None:
+    raw = mutated(lambda r: step(r, "orientation").pop("default"))
+    assert_error(errors_of(raw), "orientation", "default", "needs a default transition")
+
+
+def test_outcome_without_transition() -> None:
+    raw = mutated(lambda r: step(r, "accueil")["outcomes"][0].pop("next"))
+    assert_error(errors_of(raw), "accueil", "outcomes[0].next", "outcome 'fait' has no transition")
+
+
+def test_outcome_jump_inside_parallel_group() -> None:
+    raw = mutated(
+        lambda r: step(r, "accompagnement")["branches"][0]["outcomes"][0].update(next="sortie")
+    )
+    assert_error(errors_of(raw), "branche_a", "outcomes[0].next", "cannot jump to another step")
+
+
+@pytest.mark.parametrize("delay", ["0 working days", "0 jours ouvrés", 0, "PT0S", "P0D"])
+def test_zero_delay(delay: object) -> None:
+    raw = mutated(lambda r: step(r, "accueil").update(deadline=delay))
+    assert_error(errors_of(raw), "accueil", "deadline", "must be positive")
+
+
+@pytest.mark.parametrize("delay", ["-3 working days", "-2 jours ouvrés", -1, "-P1D"])
+def test_negative_delay(delay: object) -> None:
+    raw = mutated(lambda r: step(r, "attente").update(duration=delay))
+    assert_error(errors_of(raw), "attente", "duration", "must be positive")
+
+
+@pytest.mark.parametrize("delay", ["three weeks", "10 jours", "P", "PT", "1 month"])
+def test_malformed_delay(delay: str) -> None:
+    raw = mutated(lambda r: step(r, "accueil").update(deadline=delay))
+    assert_error(errors_of(raw), "accueil", "deadline", f"{delay!r} is not a delay")
+
+
+def test_malformed_delay_in_reminder_and_escalation() -> None:
+    raw = mutated(lambda r: step(r, "accueil").update(reminders=[{"before": "bientôt"}]))
+    assert_error(errors_of(raw), "accueil", "reminders[0].before", "'bientôt' is not a delay")
+    raw = mutated(lambda r: r["escalation"][1].update(after="plus tard"))
+    assert_error(errors_of(raw), None, "escalation[1].after", "'plus tard' is not a delay")
+
+
+def test_unknown_role() -> None:
+    raw = mutated(lambda r: step(r, "accueil").update(role="chef"))
+    assert_error(errors_of(raw), "accueil", "role", "unknown role 'chef'")
+
+
+def test_unknown_partner_type() -> None:
+    raw = mutated(lambda r: step(r, "accompagnement")["branches"][1].update(role="partner:banque"))
+    assert_error(errors_of(raw), "branche_b", "role", "unknown partner type 'banque'")
+
+
+def test_unknown_field_type() -> None:
+    raw = mutated(lambda r: step(r, "accueil")["form"][2].update(type="email"))
+    assert_error(errors_of(raw), "accueil", "form[2].type", "unknown field type 'email'")
+
+
+def test_unknown_step_kind() -> None:
+    raw = mutated(lambda r: step(r, "attente").update(kind="pause"))
+    assert_error(errors_of(raw), "attente", "kind", "unknown step kind")
+
+
+def test_choice_field_without_choices() -> None:
+    raw = mutated(lambda r: step(r, "accueil")["form"][0].pop("choices"))
+    assert_error(errors_of(raw), "accueil", "form[0]", "needs a non-empty 'choices' list")
+
+
+def test_decision_on_text_field() -> None:
+    raw = mutated(lambda r: step(r, "orientation").update(based_on="accueil.note"))
+    assert_error(errors_of(raw), "orientation", "based_on", "only use a choice or yes_no field")
+
+
+def test_decision_on_unknown_field() -> None:
+    raw = mutated(lambda r: step(r, "orientation").update(based_on="accueil.inconnu"))
+    assert_error(errors_of(raw), "orientation", "based_on", "has no form field 'inconnu'")
+
+
+def test_decision_case_not_an_outcome() -> None:
+    raw = mutated(lambda r: step(r, "orientation").update(based_on="accueil"))
+    assert_error(
+        errors_of(raw), "orientation", "cases[0].when", "'emploi' is not an outcome of 'accueil'"
+    )
+
+
+def test_decision_case_not_a_choice_value() -> None:
+    raw = mutated(lambda r: step(r, "orientation")["cases"][0].update(when="chomage"))
+    assert_error(
+        errors_of(raw), "orientation", "cases[0].when", "is not a value of 'accueil.situation'"
+    )
+
+
+def test_decision_on_yes_no_field_accepts_booleans() -> None:
+    def change(r: dict[str, Any]) -> None:
+        step(r, "orientation").update(
+            based_on="accueil.mobile", cases=[{"when": True, "next": "accompagnement"}]
+        )
+
+    definition = parse_data(mutated(change), source="test.yaml")
+    assert definition.step("orientation").cases[0].when is True  # type: ignore[union-attr]
+
+
+def test_optional_step_without_skip_to() -> None:
+    raw = mutated(lambda r: step(r, "accueil").update(optional=True))
+    assert_error(errors_of(raw), "accueil", "skip_to", "must say where a skip leads")
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    text = "id: test\ntitle: Test\nsteps:\n  - kind: task\n   id: accueil\n"
+    with pytest.raises(InvalidDefinition) as caught:
+        parse_text(text, source="test.yaml")
+    [error] = caught.value.errors
+    assert (error.file, error.step, error.field) == ("test.yaml", None, None)
+    assert "invalid YAML at line 5" in error.message
+
+
+def test_yaml_that_is_not_a_mapping() -> None:
+    with pytest.raises(InvalidDefinition) as caught:
+        parse_text("- a\n- b\n", source="test.yaml")
+    assert "a definition is a mapping" in caught.value.errors[0].message
+
+
+def test_definition_without_end_step() -> None:
+    def change(r: dict[str, Any]) -> None:
+        r["steps"][-1] = {
+            "kind": "wait",
+            "id": "sortie",
+            "title": "Boucle",
+            "duration": "P1D",
+            "next": "attente",
+        }
+
+    assert_error(errors_of(mutated(change)), None, "steps", "at least one end step")
+
+
+def test_unknown_extra_field_in_step() -> None:
+    raw = mutated(lambda r: step(r, "accueil").update(couleur="rouge"))
+    assert_error(errors_of(raw), "accueil", "couleur", "unknown field 'couleur'")
+
+
+def test_unknown_extra_field_at_top_level_and_in_branch() -> None:
+    assert_error(
+        errors_of(mutated(lambda r: r.update(auteur="moi"))),
+        None,
+        "auteur",
+        "unknown field 'auteur'",
+    )
+    raw = mutated(lambda r: step(r, "accompagnement")["branches"][0].update(couleur="rouge"))
+    assert_error(errors_of(raw), "branche_a", "couleur", "unknown field 'couleur'")
+
+
+def test_unknown_exit_reason_and_soft_skill() -> None:
+    raw = mutated(lambda r: step(r, "sortie").update(exit_reason="vacances"))
+    assert_error(errors_of(raw), "sortie", "exit_reason", "unknown exit reason 'vacances'")
+    raw = mutated(
+        lambda r: step(r, "accueil")["form"].append(
+            {
+                "id": "se",
+                "label": "Savoir-être",
+                "type": "soft_skills",
+                "skills": ["autonomie", "charisme"],
+            }
+        )
+    )
+    assert_error(errors_of(raw), "accueil", "form[3]", "unknown soft skill")
+
+
+def test_escalation_must_start_with_gto() -> None:
+    raw = mutated(
+        lambda r: r.update(escalation=[{"to": "spie_direction", "after": "5 working days"}])
+    )
+    assert_error(
+        errors_of(raw), None, "escalation", "first escalation level goes to the basin's GTO"
+    )
+
+
+def test_every_error_is_reported_at_once() -> None:
+    def change(r: dict[str, Any]) -> None:
+        step(r, "orientation").pop("default")
+        step(r, "accompagnement").update(next="nulle_part")
+
+    errors = errors_of(mutated(change))
+    assert_error(errors, "orientation", "default", "default transition")
+    assert_error(errors, "accompagnement", "next", "unknown target step")
+    assert "test.yaml: step 'orientation': field 'default':" in str(InvalidDefinition(errors))
+
+
+def test_json_schema_lists_step_kinds() -> None:
+    schema = json_schema()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    kinds: set[str] = set()
+    for model in schema["$defs"].values():
+        kind = model.get("properties", {}).get("kind", {})
+        if "const" in kind:
+            kinds.add(kind["const"])
+        kinds.update(kind.get("enum", []))
+    assert kinds == {"task", "parallel", "decision", "wait", "end"}
+    assert "steps" in schema["properties"]
+
+
+def test_soft_skills_referential_has_fourteen_items() -> None:
+    assert len(SOFT_SKILLS) == 14
+
+
+# --- Territory errors -------------------------------------------------------------------------
+
+
+def _territory_file(tmp_path: Path, change: Callable[[dict[str, Any]], object]) -> Path:
+    import yaml
+
+    raw = yaml.safe_load(DEMO_TERRITORY.read_text(encoding="utf-8"))
+    change(raw)
+    path = tmp_path / "territory.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_territory_unknown_basin(tmp_path: Path) -> None:
+    path = _territory_file(tmp_path, lambda r: r["organisations"][0].update(basins=["mars"]))
+    with pytest.raises(InvalidTerritory, match="organisation 'spie74': unknown basin 'mars'"):
+        load_territory(path)
+
+
+def test_territory_user_with_unknown_organisation(tmp_path: Path) -> None:
+    path = _territory_file(tmp_path, lambda r: r["users"][0].update(organisation="nulle_part"))
+    with pytest.raises(InvalidTerritory, match="unknown organisation 'nulle_part'"):
+        load_territory(path)
+
+
+def test_territory_gto_lead_without_basin(tmp_path: Path) -> None:
+    def change(r: dict[str, Any]) -> None:
+        lead = next(u for u in r["users"] if u["email"] == "lea.dupont@example.org")
+        del lead["basin"]
+
+    path = _territory_file(tmp_path, change)
+    with pytest.raises(
+        InvalidTerritory, match="lea.dupont@example.org'.*gto_lead needs a known basin"
+    ):
+        load_territory(path)
+
+
+def test_territory_unknown_organisation_type_and_duplicates(tmp_path: Path) -> None:
+    path = _territory_file(tmp_path, lambda r: r["organisations"][0].update(type="banque"))
+    with pytest.raises(InvalidTerritory, match="unknown organisation type 'banque'"):
+        load_territory(path)
+
+    def duplicate(r: dict[str, Any]) -> None:
+        r["organisations"].append(dict(r["organisations"][0]))
+        r["users"].append(dict(r["users"][0]))
+
+    path = _territory_file(tmp_path, duplicate)
+    with pytest.raises(InvalidTerritory) as caught:
+        load_territory(path)
+    assert "organisation 'spie74' is declared twice" in str(caught.value)
+    assert "user 'camille.martin@example.org' is declared twice" in str(caught.value)

@@ -1,0 +1,1 @@
+"""Processes: the worker, the embedded dev stack and the `parcours` CLI."""

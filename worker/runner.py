@@ -1,0 +1,23 @@
+"""Build the Temporal worker that runs pathway workflows and their activities."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.pathway_activities import PathwayActivities
+from parcours.settings import Settings
+from workflows.pathway import PathwayWorkflow
+
+
+def build_worker(client: Client, *, engine: Engine, settings: Settings, task_queue: str | None = None) -> Worker:
+    activities = PathwayActivities(engine, settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[PathwayWorkflow],
+        activities=[activities.project_pathway, activities.send_notification],
+        max_concurrent_activities=100,
+        max_concurrent_workflow_tasks=100,
+    )

@@ -1,0 +1,1 @@
+"""The INSTANCE side: one generic pathway interpreter running on Temporal."""

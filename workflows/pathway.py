@@ -1,0 +1,771 @@
+"""PathwayWorkflow: one generic, deterministic interpreter of any pathway definition.
+
+Human work arrives as updates with validators; deadlines, reminders and escalation levels are
+durable timers (one watcher coroutine per open item) that stop or restart the moment the item
+changes. Every change is projected into the read model before an update returns."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from definitions.durations import Delay
+    from definitions.schema import (
+        EXIT_REASONS,
+        DecisionStep,
+        EndStep,
+        ParallelStep,
+        TaskStep,
+        WaitStep,
+    )
+    from workflows import search_attributes as sa
+    from workflows.model import (
+        SYSTEM,
+        Actor,
+        AddModule,
+        AuditEntry,
+        ClosePathway,
+        CompleteTask,
+        Escalation,
+        GtoDecision,
+        Item,
+        ItemRow,
+        ItemStatus,
+        Notification,
+        PathwayInput,
+        PathwayOutcome,
+        PathwayRow,
+        PathwayState,
+        PauseClock,
+        ProjectionBatch,
+        ReassignTask,
+        ResumeClock,
+        SkipStep,
+        SlaState,
+        StepResult,
+        TimerEvent,
+        UpdateResult,
+    )
+
+PROJECT_ACTIVITY = "project_pathway"
+NOTIFY_ACTIVITY = "send_notification"
+PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+# SMTP down means retry with backoff until it is back, never loss.
+NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5))
+SLA_ORDER: dict[SlaState, int] = {"on_time": 0, "due_soon": 1, "overdue": 2, "escalated": 3}
+MAX_AUTOMATIC_STEPS = 100
+
+
+def reject(message: str, kind: str = "conflict") -> ApplicationError:
+    """A refusal the user must read; retrying cannot help. `kind` (forbidden, invalid, conflict,
+    not_found) lets the API choose its status code."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@workflow.defn(name="PathwayWorkflow")
+class PathwayWorkflow:
+    @workflow.init
+    def __init__(self, input: PathwayInput) -> None:
+        self.input = input
+        self.definition = input.definition
+        now = workflow.now()
+        self.state = input.carried or PathwayState(started_at=now, last_progress_at=now)
+        self._lock = asyncio.Lock()
+        self._ready = False
+        self._dirty_items: dict[str, Item] = {}
+        self._dirty_escalations: set[str] = set()
+        self._audit: list[AuditEntry] = []
+        self._outbox: list[Notification] = []
+        self._sends: set[asyncio.Task[None]] = set()
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._search_values: dict[str, Any] = {}
+        self._automatic_steps = 0
+
+    # --- Run ---------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: PathwayInput) -> PathwayOutcome:
+        async with self._lock:
+            if input.carried is None:
+                self._record(input.started_by, "pathway_started", None, {
+                    "definition": f"{self.definition.id} v{self.definition.version}",
+                })
+                self._add_to_follow_up(input.referent_org)
+                self._enter(self.definition.start)
+            await self._commit()
+            self._ready = True
+        for item_id in list(self.state.items):
+            self._start_watcher(item_id)
+        await workflow.wait_condition(lambda: self.state.status == "closed" or self._history_is_long())
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
+        await self._drain_sends()
+        if self.state.status != "closed":
+            workflow.continue_as_new(input.model_copy(update={"carried": self.state}))
+        return PathwayOutcome(
+            pathway_id=input.pathway_id, exit_reason=self.state.exit_reason, closed_at=self.state.closed_at
+        )
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self.input.history_event_limit
+
+    # --- Queries -----------------------------------------------------------------------------
+
+    @workflow.query
+    def state_view(self) -> PathwayState:
+        return self.state
+
+    # --- Updates -----------------------------------------------------------------------------
+
+    @workflow.update
+    async def ready(self) -> str:
+        """Returns once the pathway's first steps are in the read model."""
+        await workflow.wait_condition(lambda: self._ready)
+        return self.input.pathway_id
+
+    @workflow.update
+    async def complete_task(self, command: CompleteTask) -> UpdateResult:
+        async with self._locked():
+            item, task = self._check_complete(command)
+            self._close_item(item, "done", outcome=command.outcome)
+            item.submission_id = command.submission_id
+            self.state.results[item.step_id] = StepResult(outcome=command.outcome, routing=command.routing)
+            self._record(command.actor, "task_completed", item, {"outcome": command.outcome})
+            outcome = task.outcome(command.outcome)
+            opened = self._after(item, outcome.next if outcome else None)
+            await self._commit()
+            label = outcome.label if outcome else command.outcome
+            return self._result(f"Tâche « {item.title} » terminée : {label}.", opened)
+
+    @complete_task.validator
+    def _validate_complete(self, command: CompleteTask) -> None:
+        self._check_complete(command)
+
+    def _check_complete(self, command: CompleteTask) -> tuple[Item, TaskStep]:
+        item = self._open_task(command.item_id)
+        self._check_org(command.actor, item.organisation_id, "traiter cette tâche")
+        task = self.definition.task(item.step_id)
+        if task.outcome(command.outcome) is None:
+            known = ", ".join(o.id for o in task.outcomes)
+            raise reject(f"Issue inconnue « {command.outcome} » pour « {task.title} » (possibles : {known}).", "invalid")
+        missing = [f.label for f in task.form if f.required and f.id not in command.filled]
+        if missing:
+            raise reject("Champ obligatoire manquant : " + ", ".join(f"« {m} »" for m in missing) + ".", "invalid")
+        return item, task
+
+    @workflow.update
+    async def reassign_task(self, command: ReassignTask) -> UpdateResult:
+        async with self._locked():
+            item = self._check_reassign(command)
+            previous = item.organisation_id or ""
+            self._reassign(item, command.organisation_id)
+            self._record(command.actor, "task_reassigned", item, {
+                "from": previous, "to": command.organisation_id, **self._note(command.note_id),
+            })
+            await self._commit()
+            return self._result(f"Tâche « {item.title} » réattribuée à {command.organisation_id}.", [item.id])
+
+    @reassign_task.validator
+    def _validate_reassign(self, command: ReassignTask) -> None:
+        self._check_reassign(command)
+
+    def _check_reassign(self, command: ReassignTask) -> Item:
+        item = self._open_task(command.item_id)
+        self._check_org(command.actor, item.organisation_id, "réattribuer cette tâche", referent_too=True)
+        if command.organisation_id == item.organisation_id:
+            raise reject("La tâche est déjà confiée à cette organisation.")
+        return item
+
+    @workflow.update
+    async def add_module(self, command: AddModule) -> UpdateResult:
+        async with self._locked():
+            self._check_add_module(command)
+            opened = self._start_module(command.module_id)
+            self._record(command.actor, "module_added", None, {"module": command.module_id, **self._note(command.note_id)})
+            await self._commit()
+            module = self.definition.module(command.module_id)
+            return self._result(f"Module « {module.title if module else command.module_id} » ajouté.", opened)
+
+    @add_module.validator
+    def _validate_add_module(self, command: AddModule) -> None:
+        self._check_add_module(command)
+
+    def _check_add_module(self, command: AddModule) -> None:
+        self._check_active()
+        if command.actor.organisation_id != self.input.referent_org and command.actor.role != "admin":
+            raise reject("Seule la structure référente peut ajouter un module au parcours.", "forbidden")
+        self._check_module(command.module_id)
+
+    def _check_module(self, module_id: str | None) -> None:
+        if module_id is None or self.definition.module(module_id) is None:
+            known = ", ".join(m.id for m in self.definition.modules) or "aucun"
+            raise reject(f"Module inconnu « {module_id} » (modules de ce parcours : {known}).", "invalid")
+        if module_id in self.state.modules:
+            raise reject(f"Le module « {module_id} » est déjà en cours dans ce parcours.")
+
+    @workflow.update
+    async def skip_step(self, command: SkipStep) -> UpdateResult:
+        async with self._locked():
+            item, task = self._check_skip(command)
+            self._close_item(item, "skipped")
+            self._record(command.actor, "step_skipped", item, self._note(command.note_id))
+            opened = self._after(item, task.skip_to)
+            await self._commit()
+            return self._result(f"Étape « {item.title} » passée.", opened)
+
+    @skip_step.validator
+    def _validate_skip(self, command: SkipStep) -> None:
+        self._check_skip(command)
+
+    def _check_skip(self, command: SkipStep) -> tuple[Item, TaskStep]:
+        item = self._open_task(command.item_id)
+        self._check_org(command.actor, item.organisation_id, "passer cette étape", referent_too=True)
+        task = self.definition.task(item.step_id)
+        if not task.optional:
+            raise reject(f"L'étape « {task.title} » n'est pas facultative : elle ne peut pas être passée.")
+        return item, task
+
+    @workflow.update
+    async def pause(self, command: PauseClock) -> UpdateResult:
+        async with self._locked():
+            self._check_pause(command)
+            self.state.status = "paused"
+            self.state.paused_since = workflow.now()
+            self._touch_open_items()
+            self._record(command.actor, "pathway_paused", None, self._note(command.note_id))
+            await self._commit()
+            return self._result("Parcours suspendu : les délais sont arrêtés.", [])
+
+    @pause.validator
+    def _validate_pause(self, command: PauseClock) -> None:
+        self._check_pause(command)
+
+    def _check_pause(self, command: PauseClock) -> None:
+        self._check_active()
+        self._check_referent(command.actor, "suspendre le parcours")
+
+    @workflow.update
+    async def resume(self, command: ResumeClock) -> UpdateResult:
+        async with self._locked():
+            self._check_resume(command)
+            assert self.state.paused_since is not None
+            shift = workflow.now() - self.state.paused_since
+            for item in self.state.items.values():
+                item.due_at = item.due_at + shift if item.due_at else None
+                item.schedule = [e.model_copy(update={"at": e.at + shift}) for e in item.schedule]
+            self.state.status = "active"
+            self.state.paused_since = None
+            self._touch_open_items()
+            self._record(command.actor, "pathway_resumed", None, {"paused_seconds": f"{shift.total_seconds():.0f}"})
+            await self._commit()
+            return self._result("Parcours repris : les délais sont décalés de la durée de la suspension.", [])
+
+    @resume.validator
+    def _validate_resume(self, command: ResumeClock) -> None:
+        self._check_resume(command)
+
+    def _check_resume(self, command: ResumeClock) -> None:
+        if self.state.status != "paused":
+            raise reject("Le parcours n'est pas suspendu.")
+        self._check_referent(command.actor, "reprendre le parcours")
+
+    @workflow.update
+    async def close(self, command: ClosePathway) -> UpdateResult:
+        async with self._locked():
+            self._check_close(command)
+            self._close_pathway(command.exit_reason)
+            self._record(command.actor, "pathway_closed", None, {"exit_reason": command.exit_reason, **self._note(command.note_id)})
+            await self._commit()
+            return self._result(f"Parcours clos : {EXIT_REASONS[command.exit_reason]}.", [])
+
+    @close.validator
+    def _validate_close(self, command: ClosePathway) -> None:
+        self._check_close(command)
+
+    def _check_close(self, command: ClosePathway) -> None:
+        if self.state.status == "closed":
+            raise reject("Le parcours est déjà clos.")
+        self._check_referent(command.actor, "clore le parcours")
+        self._check_exit_reason(command.exit_reason)
+
+    @workflow.update
+    async def decide_escalation(self, command: GtoDecision) -> UpdateResult:
+        async with self._locked():
+            escalation, item = self._check_decision(command)
+            now = workflow.now()
+            for other in self.state.escalations.values():
+                if other.item_id == item.id and other.status == "open":
+                    other.status, other.decided_at, other.decided_by = "decided", now, command.actor.user_id
+                    other.action, other.note_id = command.action, command.note_id
+                    self._dirty_escalations.add(other.id)
+            self._record(command.actor, "escalation_decided", item, {
+                "escalation": escalation.id, "action": command.action, **self._note(command.note_id),
+            })
+            opened: list[str] = []
+            if command.action == "close":
+                assert command.exit_reason is not None
+                self._close_pathway(command.exit_reason)
+            elif command.action == "reassign":
+                assert command.organisation_id is not None
+                self._reassign(item, command.organisation_id)
+                opened = [item.id]
+            elif command.action == "extend":
+                assert command.extend_by is not None
+                delay = Delay.model_validate(command.extend_by)
+                due = max(now, item.due_at or now)
+                self._restart_clock(item, due=delay.add_to(due))
+            else:
+                if command.action == "add_step":
+                    assert command.module_id is not None
+                    opened = self._start_module(command.module_id)
+                self._restart_clock(item)
+            self._notify(Notification(
+                key=f"{escalation.id}:decided", kind="escalation_decided", pathway_id=self.input.pathway_id,
+                item_id=item.id, step_title=item.title, organisation_id=item.organisation_id,
+                basin_id=self.input.basin_id, level=escalation.level, due_at=item.due_at, action=command.action,
+            ))
+            await self._commit()
+            return self._result(f"Décision enregistrée ({command.action}).", opened)
+
+    @decide_escalation.validator
+    def _validate_decision(self, command: GtoDecision) -> None:
+        self._check_decision(command)
+
+    def _check_decision(self, command: GtoDecision) -> tuple[Escalation, Item]:
+        escalation = self.state.escalations.get(command.escalation_id)
+        if escalation is None:
+            raise reject(f"Escalade inconnue « {command.escalation_id} ».", "not_found")
+        if escalation.status != "open":
+            raise reject("Cette escalade a déjà été traitée.")
+        actor = command.actor
+        if not (actor.role == "admin" or (actor.role == "gto_lead" and actor.basin_id == self.input.basin_id)):
+            raise reject("Seul l'animateur du GTO du bassin (ou la direction du SPIE) peut décider de cette escalade.", "forbidden")
+        item = self.state.items.get(escalation.item_id)
+        if item is None or item.status != "open":
+            raise reject("La tâche escaladée n'est plus ouverte.")
+        if command.action == "reassign":
+            if not command.organisation_id:
+                raise reject("Indiquez l'organisation à qui confier la tâche.", "invalid")
+            if command.organisation_id == item.organisation_id:
+                raise reject("La tâche est déjà confiée à cette organisation.")
+        elif command.action == "extend":
+            if not command.extend_by:
+                raise reject("Indiquez la prolongation du délai (par ex. « 5 jours ouvrés »).", "invalid")
+            try:
+                Delay.model_validate(command.extend_by)
+            except ValueError:
+                raise reject(f"Prolongation invalide « {command.extend_by} » : écrivez « 5 jours ouvrés » ou une durée ISO 8601.", "invalid") from None
+        elif command.action == "add_step":
+            self._check_module(command.module_id)
+        elif command.action == "close":
+            self._check_exit_reason(command.exit_reason)
+        return escalation, item
+
+    # --- Checks shared by validators and handlers ---------------------------------------------
+
+    def _locked(self) -> _ReadyLock:
+        return _ReadyLock(self)
+
+    def _check_active(self) -> None:
+        if self.state.status == "closed":
+            raise reject("Le parcours est clos.")
+        if self.state.status == "paused":
+            raise reject("Le parcours est suspendu : reprenez-le d'abord.")
+
+    def _open_task(self, item_id: str) -> Item:
+        self._check_active()
+        item = self.state.items.get(item_id)
+        if item is None:
+            raise reject(f"La tâche « {item_id} » n'est pas ouverte dans ce parcours (déjà traitée, annulée ou inconnue).")
+        if item.kind != "task":
+            raise reject(f"« {item.title} » n'est pas une tâche humaine.", "invalid")
+        return item
+
+    def _check_org(self, actor: Actor, organisation_id: str | None, what: str, *, referent_too: bool = False) -> None:
+        allowed = {organisation_id}
+        if referent_too:
+            allowed.add(self.input.referent_org)
+        if actor.organisation_id not in allowed and actor.role != "admin":
+            raise reject(
+                f"Votre organisation ({actor.organisation_id}) ne peut pas {what} : elle est confiée à {organisation_id}.",
+                "forbidden",
+            )
+
+    def _check_referent(self, actor: Actor, what: str) -> None:
+        if actor.organisation_id != self.input.referent_org and actor.role != "admin":
+            raise reject(f"Seule la structure référente ({self.input.referent_org}) peut {what}.", "forbidden")
+
+    @staticmethod
+    def _check_exit_reason(reason: str | None) -> None:
+        if reason not in EXIT_REASONS:
+            raise reject(f"Motif de sortie inconnu « {reason} » (possibles : {', '.join(EXIT_REASONS)}).", "invalid")
+
+    # --- Interpreting the definition ----------------------------------------------------------
+
+    def _enter(self, step_id: str, track: str = "main") -> list[str]:
+        """Enter a main-flow step; return the ids of the items it opened."""
+        self._automatic_steps += 1
+        if self._automatic_steps > MAX_AUTOMATIC_STEPS:
+            raise ApplicationError(f"automatic steps loop at '{step_id}'", non_retryable=True)
+        step = self.definition.step(step_id)
+        if isinstance(step, TaskStep):
+            return [self._open_task_item(step, track=track)]
+        if isinstance(step, ParallelStep):
+            group = self._new_item(step.id, step.title, "group")
+            return [group.id] + [self._open_task_item(b, track=track, group=step.id) for b in step.branches]
+        if isinstance(step, WaitStep):
+            wait = self._new_item(step.id, step.title, "wait")
+            wait.due_at = step.duration.add_to(wait.opened_at)
+            wait.schedule = [TimerEvent(at=wait.due_at, kind="wait_over")]
+            self._start_watcher(wait.id)
+            return [wait.id]
+        if isinstance(step, DecisionStep):
+            decision = self._new_item(step.id, step.title, "decision")
+            target = self._decide(step)
+            self._close_item(decision, "done", outcome=target)
+            return self._enter(target)
+        assert isinstance(step, EndStep)
+        end = self._new_item(step.id, step.title, "end")
+        self._close_item(end, "done", outcome=step.exit_reason)
+        self._record(SYSTEM, "pathway_closed", None, {"exit_reason": step.exit_reason})
+        self._close_pathway(step.exit_reason)
+        return []
+
+    def _decide(self, step: DecisionStep) -> str:
+        source, _, field = step.based_on.partition(".")
+        result = self.state.results.get(source)
+        value = None
+        if result is not None:
+            value = result.routing.get(field) if field else result.outcome
+        for case in step.cases:
+            if value is not None and str(case.when) == value:
+                return case.next
+        assert step.default is not None
+        return step.default
+
+    def _after(self, item: Item, next_step: str | None) -> list[str]:
+        """Move on once an item is finished (done or skipped)."""
+        self.state.last_progress_at = workflow.now()
+        if item.group is not None:
+            return self._after_branch(item.group)
+        if item.track.startswith("module:"):
+            return self._next_module_step(item.track.removeprefix("module:"))
+        if next_step is None:
+            return []
+        return self._enter(next_step)
+
+    def _after_branch(self, group_step: str) -> list[str]:
+        spec = self.definition.step(group_step)
+        assert isinstance(spec, ParallelStep)
+        siblings = [i for i in self.state.items.values() if i.group == group_step]
+        if spec.completion == "all" and siblings:
+            return []
+        for sibling in siblings:
+            self._close_item(sibling, "cancelled")
+        group = next(i for i in self.state.items.values() if i.kind == "group" and i.step_id == group_step)
+        self._close_item(group, "done")
+        return self._enter(spec.next)
+
+    def _start_module(self, module_id: str) -> list[str]:
+        self.state.modules[module_id] = 0
+        return self._next_module_step(module_id)
+
+    def _next_module_step(self, module_id: str) -> list[str]:
+        module = self.definition.module(module_id)
+        assert module is not None
+        index = self.state.modules.get(module_id, len(module.steps))
+        if index >= len(module.steps):
+            self.state.modules.pop(module_id, None)
+            return []
+        self.state.modules[module_id] = index + 1
+        return [self._open_task_item(module.steps[index], track=f"module:{module_id}")]
+
+    # --- Items, clocks and timers --------------------------------------------------------------
+
+    def _new_item(self, step_id: str, title: str, kind: Any, **extra: Any) -> Item:
+        self.state.seq += 1
+        item = Item(
+            id=f"{self.input.pathway_id}-{self.state.seq}", step_id=step_id, title=title, kind=kind,
+            opened_at=workflow.now(), **extra,
+        )
+        self.state.items[item.id] = item
+        self._dirty_items[item.id] = item
+        return item
+
+    def _open_task_item(self, task: TaskStep, *, track: str, group: str | None = None) -> str:
+        organisation = self._resolve(task.role)
+        item = self._new_item(task.id, task.title, "task", track=track, group=group, organisation_id=organisation)
+        self._add_to_follow_up(organisation)
+        self._restart_clock(item, new_assignment=True)
+        self._start_watcher(item.id)
+        return item.id
+
+    def _resolve(self, role: str) -> str:
+        if role == "referent":
+            return self.input.referent_org
+        if role.startswith("organisation:"):
+            return role.removeprefix("organisation:")
+        organisation = self.input.parties.get(role)
+        if organisation is None:
+            raise ApplicationError(f"no organisation resolved for role '{role}'", non_retryable=True)
+        return organisation
+
+    def _reassign(self, item: Item, organisation_id: str) -> None:
+        item.organisation_id = organisation_id
+        self._add_to_follow_up(organisation_id)
+        self._restart_clock(item, new_assignment=True)
+
+    def _restart_clock(self, item: Item, *, due: datetime | None = None, new_assignment: bool = False) -> None:
+        """(Re)compute deadline, reminders and escalation levels from now. A new generation gets
+        fresh notification keys, so reminders restart after a reassignment or an extension."""
+        if item.revision:  # not a fresh item: a new generation of its clock
+            item.generation += 1
+        item.revision += 1
+        item.fired, item.escalation_level = [], 0
+        self._resolve_escalations(item)
+        task = self.definition.task(item.step_id)
+        start = workflow.now()
+        if due is None:
+            due = task.deadline.add_to(start) if task.deadline else None
+        item.due_at = due
+        item.schedule = _schedule(task, self.definition.escalation_for(task), start, due)
+        item.fired = [e.key for e in item.schedule if e.at < start]
+        self._dirty_items[item.id] = item
+        if new_assignment:
+            self._notify(self._notification(item, "task_assigned", 0))
+
+    def _start_watcher(self, item_id: str) -> None:
+        if item_id not in self._watchers:
+            self._watchers[item_id] = asyncio.create_task(self._watch(item_id))
+
+    async def _watch(self, item_id: str) -> None:
+        """Sleep until the item's next timer event, unless the item changes first."""
+        while True:
+            item = self.state.items.get(item_id)
+            if item is None or self.state.status == "closed":
+                self._watchers.pop(item_id, None)
+                return
+            revision = item.revision
+
+            def changed(item_id: str = item_id, revision: int = revision) -> bool:
+                current = self.state.items.get(item_id)
+                return current is None or current.revision != revision
+
+            pending = sorted((e for e in item.schedule if e.key not in item.fired), key=lambda e: e.at)
+            if self.state.paused_since is not None or not pending:
+                await workflow.wait_condition(changed)
+                continue
+            event = pending[0]
+            delay = (event.at - workflow.now()).total_seconds()
+            if delay > 0:
+                try:
+                    await workflow.wait_condition(changed, timeout=timedelta(seconds=delay))
+                    continue
+                except asyncio.TimeoutError:
+                    pass
+            async with self._lock:
+                if changed() or self.state.status != "active":
+                    continue
+                self._fire(item, event)
+                await self._commit()
+
+    def _fire(self, item: Item, event: TimerEvent) -> None:
+        item.fired.append(event.key)
+        self._dirty_items[item.id] = item
+        if event.kind == "wait_over":
+            self._close_item(item, "done")
+            spec = self.definition.step(item.step_id)
+            assert isinstance(spec, WaitStep)
+            self._after(item, spec.next)
+        elif event.kind == "reminder":
+            self._record(SYSTEM, "reminder_sent", item, {"reminder": str(event.n + 1)})
+            self._notify(self._notification(item, "reminder", event.n))
+        elif event.kind == "overdue":
+            self._record(SYSTEM, "task_overdue", item, {})
+            self._notify(self._notification(item, "overdue", 0))
+        elif event.kind == "escalation":
+            self._escalate(item, event.n)
+
+    def _escalate(self, item: Item, level: int) -> None:
+        chain = self.definition.escalation_for(self.definition.task(item.step_id))
+        item.escalation_level = level
+        escalation = Escalation(
+            id=f"{item.id}-g{item.generation}-n{level}", item_id=item.id, step_id=item.step_id,
+            level=level, to=chain[level - 1].to, opened_at=workflow.now(),
+        )
+        self.state.escalations[escalation.id] = escalation
+        self._dirty_escalations.add(escalation.id)
+        self._record(SYSTEM, "escalated", item, {"level": str(level), "to": escalation.to})
+        self._notify(self._notification(item, "escalated", level))
+
+    def _resolve_escalations(self, item: Item) -> None:
+        for escalation in self.state.escalations.values():
+            if escalation.item_id == item.id and escalation.status == "open":
+                escalation.status = "resolved"
+                self._dirty_escalations.add(escalation.id)
+
+    def _close_item(self, item: Item, status: ItemStatus, *, outcome: str | None = None) -> None:
+        item.status, item.outcome, item.closed_at = status, outcome, workflow.now()
+        item.revision += 1
+        self._resolve_escalations(item)
+        self._dirty_items[item.id] = item
+        self.state.items.pop(item.id, None)
+
+    def _close_pathway(self, exit_reason: str) -> None:
+        for item in list(self.state.items.values()):
+            self._close_item(item, "cancelled")
+        self.state.modules.clear()
+        self.state.status, self.state.exit_reason = "closed", exit_reason
+        self.state.closed_at = workflow.now()
+        self.state.paused_since = None
+
+    def _touch_open_items(self) -> None:
+        for item in self.state.items.values():
+            item.revision += 1
+            self._dirty_items[item.id] = item
+
+    def _add_to_follow_up(self, organisation_id: str) -> None:
+        if organisation_id not in self.state.follow_up:
+            self.state.follow_up.append(organisation_id)
+
+    # --- Effects: read model, e-mails, audit, search attributes --------------------------------
+
+    def _notification(self, item: Item, kind: Any, level: int) -> Notification:
+        return Notification(
+            key=f"{item.id}:g{item.generation}:{kind}:{level}", kind=kind, pathway_id=self.input.pathway_id,
+            item_id=item.id, step_title=item.title, organisation_id=item.organisation_id,
+            basin_id=self.input.basin_id, level=level, due_at=item.due_at,
+        )
+
+    def _notify(self, notification: Notification) -> None:
+        self._outbox.append(notification)
+
+    def _note(self, note_id: str | None) -> dict[str, str]:
+        return {"note_id": note_id} if note_id else {}
+
+    def _record(self, actor: Actor, action: str, item: Item | None, detail: dict[str, str]) -> None:
+        self.state.audit_seq += 1
+        self._audit.append(AuditEntry(
+            id=f"{self.input.pathway_id}-a{self.state.audit_seq}", at=workflow.now(),
+            pathway_id=self.input.pathway_id, actor=actor, action=action,
+            item_id=item.id if item else None, detail=detail,
+        ))
+
+    def _result(self, message: str, opened: list[str]) -> UpdateResult:
+        return UpdateResult(pathway_id=self.input.pathway_id, message=message, opened=opened)
+
+    def _sla(self) -> tuple[SlaState | None, datetime | None]:
+        now = workflow.now()
+        tasks = [i for i in self.state.items.values() if i.kind == "task"]
+        if not tasks:
+            return None, None
+        worst = max((i.sla(now) for i in tasks), key=lambda s: SLA_ORDER[s])
+        late = [i.due_at for i in tasks if i.due_at and i.due_at <= now]
+        return worst, min(late) if late else None
+
+    async def _commit(self) -> None:
+        """Project what changed into the read model (before any update returns), then send the
+        e-mails it implies and refresh the search attributes."""
+        self.state.revision += 1
+        now = workflow.now()
+        sla, stuck_since = self._sla()
+        open_steps = sorted({i.step_id for i in self.state.items.values() if i.kind in ("task", "wait")})
+        row = PathwayRow(
+            id=self.input.pathway_id, definition_id=self.definition.id,
+            definition_version=self.definition.version or 0, basin_id=self.input.basin_id,
+            referent_org=self.input.referent_org, person_ref=self.input.person_ref, status=self.state.status,
+            current_steps=open_steps, sla=sla, stuck_since=stuck_since, started_at=self.state.started_at,
+            updated_at=now, last_progress_at=self.state.last_progress_at, closed_at=self.state.closed_at,
+            exit_reason=self.state.exit_reason, revision=self.state.revision, organisations=list(self.state.follow_up),
+        )
+        batch = ProjectionBatch(
+            pathway=row,
+            items=[ItemRow(pathway_id=row.id, item=i, sla=i.sla(now) if i.kind == "task" and i.status == "open" else None)
+                   for i in self._dirty_items.values()],
+            escalations=[self.state.escalations[e] for e in sorted(self._dirty_escalations)],
+            audit=self._audit,
+        )
+        self._dirty_items, self._dirty_escalations, self._audit = {}, set(), []
+        await workflow.execute_activity(
+            PROJECT_ACTIVITY, batch, start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY,
+        )
+        # Decided or resolved escalations need no memory beyond the read model.
+        for escalation_id in [e.id for e in self.state.escalations.values() if e.status != "open"]:
+            del self.state.escalations[escalation_id]
+        outbox, self._outbox = self._outbox, []
+        for notification in outbox:
+            task = asyncio.create_task(self._send(notification))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+        self._upsert_search_attributes(open_steps, sla, stuck_since)
+
+    async def _send(self, notification: Notification) -> None:
+        await workflow.execute_activity(
+            NOTIFY_ACTIVITY, notification, start_to_close_timeout=timedelta(seconds=60), retry_policy=NOTIFY_RETRY,
+        )
+
+    async def _drain_sends(self) -> None:
+        while self._sends:
+            await asyncio.gather(*list(self._sends))
+
+    def _upsert_search_attributes(self, steps: list[str], sla: SlaState | None, stuck_since: datetime | None) -> None:
+        wanted: dict[str, Any] = {
+            sa.CURRENT_STEPS.name: steps, sa.BASIN.name: self.input.basin_id, sa.SLA.name: sla,
+            sa.STATUS.name: self.state.status, sa.STUCK_SINCE.name: stuck_since,
+            sa.DEFINITION.name: self.definition.id, sa.DEFINITION_VERSION.name: self.definition.version or 0,
+        }
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for key in sa.ALL:
+            value = wanted[key.name]
+            if self._search_values.get(key.name, "unset") == value:
+                continue
+            self._search_values[key.name] = value
+            updates.append(key.value_unset() if value is None or value == [] else key.value_set(value))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+
+class _ReadyLock:
+    """Wait until the run has projected its first steps, then take the workflow's lock, so
+    concurrent updates and timers mutate state and project it one at a time."""
+
+    def __init__(self, owner: PathwayWorkflow) -> None:
+        self.owner = owner
+
+    async def __aenter__(self) -> None:
+        await workflow.wait_condition(lambda: self.owner._ready)
+        await self.owner._lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.owner._lock.release()
+
+
+def _schedule(task: TaskStep, chain: list[Any], start: datetime, due: datetime | None) -> list[TimerEvent]:
+    """Timer events of a task: reminders, 'due soon', the deadline, then each escalation level."""
+    if due is None:
+        return []
+    events: list[TimerEvent] = []
+    before: list[datetime] = []
+    for n, reminder in enumerate(task.reminders):
+        if reminder.before is not None:
+            at = reminder.before.subtract_from(due)
+            before.append(at)
+        else:
+            assert reminder.after is not None
+            at = reminder.after.add_to(due)
+        events.append(TimerEvent(at=at, kind="reminder", n=n))
+    # "Due soon" from the earliest reminder before the deadline, else the last fifth of the delay.
+    due_soon = min(before) if before else due - (due - start) / 5
+    events.append(TimerEvent(at=due_soon, kind="due_soon"))
+    events.append(TimerEvent(at=due, kind="overdue"))
+    at = due
+    for level, step in enumerate(chain, start=1):
+        at = step.after.add_to(at)
+        events.append(TimerEvent(at=at, kind="escalation", n=level))
+    return events

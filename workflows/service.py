@@ -1,0 +1,272 @@
+"""How people and scripts act on pathways (CLI today, admin UI and API next): check the request
+against the read model, keep free text and form answers in the read model, then send the
+workflow an update and report its answer. Shared so every entry point says the same thing."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import Engine
+from stdnum.fr import nir as stdnum_nir
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from definitions.forms import check_submission, routing_values
+from definitions.schema import Definition
+from store import models
+from store import queries as q
+from store.db import session_scope
+from workflows import search_attributes as sa
+from workflows.model import (
+    Actor,
+    AddModule,
+    ClosePathway,
+    CompleteTask,
+    GtoDecision,
+    PathwayInput,
+    PauseClock,
+    ReassignTask,
+    ResumeClock,
+    SkipStep,
+    UpdateResult,
+)
+from workflows.pathway import PathwayWorkflow
+
+
+class ServiceError(Exception):
+    """A request refused, with a French message and an HTTP-like kind
+    (invalid, forbidden, not_found, conflict); `fields` locates form errors."""
+
+    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409}
+
+    def __init__(self, message: str, kind: str = "invalid", fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message, self.kind, self.fields = message, kind, fields or {}
+
+    @property
+    def status(self) -> int:
+        return self.STATUS.get(self.kind, 400)
+
+
+class PersonIn(BaseModel):
+    """A person to accompany, as entered by a professional; consent to share is required."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    birth_date: date | None = None
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(None, pattern=r"^\+?[0-9 .\-]{6,20}$")
+    nir: str | None = None
+    france_travail_id: str | None = Field(None, pattern=r"^[0-9A-Za-z]{7,11}$")
+    consent: bool = Field(description="the person agreed to share their pathway with the follow-up group")
+
+    @field_validator("nir")
+    @classmethod
+    def _valid_nir(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return str(stdnum_nir.validate(value))
+        except Exception:
+            raise ValueError("numéro de sécurité sociale (NIR) invalide") from None
+
+    @field_validator("consent")
+    @classmethod
+    def _consented(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError("le consentement de la personne au partage avec le groupe de suivi est requis")
+        return value
+
+
+def person_errors(error: ValidationError) -> dict[str, str]:
+    return {".".join(str(p) for p in e["loc"]) or "person": e["msg"].removeprefix("Value error, ") for e in error.errors()}
+
+
+class PathwayService:
+    def __init__(self, client: Client, engine: Engine, *, task_queue: str, history_event_limit: int = 2000) -> None:
+        self.client = client
+        self.engine = engine
+        self.task_queue = task_queue
+        self.history_event_limit = history_event_limit
+
+    # --- Who acts ---------------------------------------------------------------------------
+
+    def actor_for(self, email: str) -> Actor:
+        user = q.get_user_by_email(self.engine, email=email)
+        if user is None or not user.active:
+            raise ServiceError(f"Utilisateur inconnu : {email}", "forbidden")
+        return Actor(user_id=user.id, organisation_id=user.organisation_id, role=user.role, basin_id=user.basin_id)  # type: ignore[arg-type]
+
+    # --- Starting ---------------------------------------------------------------------------
+
+    async def start_pathway(self, *, definition_id: str, basin_id: str, referent_org: str, person: dict[str, Any], actor: Actor) -> str:
+        """Check everything first, then record the person and start the workflow; if the start
+        fails the person record is removed (no half-written state)."""
+        try:
+            person_in = PersonIn.model_validate(person)
+        except ValidationError as error:
+            raise ServiceError("Les informations de la personne sont incomplètes ou invalides.", fields=person_errors(error)) from None
+        definition = q.latest_definition(self.engine, definition_id=definition_id)
+        if definition is None:
+            raise ServiceError(f"Parcours inconnu : « {definition_id} » (publiez-le d'abord).", "not_found")
+        if definition.status == "retired":
+            raise ServiceError(f"Le parcours « {definition.title} » est retiré : il ne peut plus être démarré.", "conflict")
+        basin = q.get_basin(self.engine, basin_id=basin_id)
+        if basin is None:
+            raise ServiceError(f"Bassin inconnu : « {basin_id} ».", "not_found")
+        if not definition.runs_in(basin_id):
+            raise ServiceError(f"Le parcours « {definition.title} » n'est pas ouvert sur le bassin {basin.name} (bassins : {', '.join(definition.basins)}).", "conflict")
+        referent = q.get_organisation(self.engine, organisation_id=referent_org)
+        if referent is None:
+            raise ServiceError(f"Organisation référente inconnue : « {referent_org} ».", "not_found")
+        if basin_id not in referent.basins and "all" not in referent.basins:
+            raise ServiceError(f"{referent.name} n'intervient pas sur le bassin {basin.name}.", "conflict")
+        parties = self._resolve_parties(definition, basin)
+        person_id = q.create_person(
+            self.engine, data={**person_in.model_dump(exclude={"consent"}), "consent_at": q.now()}, created_by=actor.user_id,
+        )
+        pathway_id = "P-" + uuid.uuid4().hex[:10].upper()
+        try:
+            handle = await self.client.start_workflow(
+                PathwayWorkflow.run,
+                PathwayInput(
+                    pathway_id=pathway_id, definition=definition, basin_id=basin_id, referent_org=referent_org,
+                    person_ref=person_id, parties=parties, started_by=actor, history_event_limit=self.history_event_limit,
+                ),
+                id=pathway_id,
+                task_queue=self.task_queue,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(sa.BASIN, basin_id), SearchAttributePair(sa.DEFINITION, definition.id),
+                    SearchAttributePair(sa.DEFINITION_VERSION, definition.version or 0),
+                    SearchAttributePair(sa.STATUS, "active"),
+                ]),
+            )
+            await handle.execute_update(PathwayWorkflow.ready)
+        except Exception:
+            with session_scope(self.engine) as session:
+                row = session.get(models.Person, person_id)
+                if row is not None:
+                    session.delete(row)
+            raise
+        return pathway_id
+
+    def _resolve_parties(self, definition: Definition, basin: models.Basin) -> dict[str, str]:
+        parties: dict[str, str] = {}
+        missing: list[str] = []
+        for task in definition.all_tasks():
+            if task.role.startswith("partner:") and task.role not in parties:
+                org_type = task.role.removeprefix("partner:")
+                org = q.organisation_serving(self.engine, org_type=org_type, basin_id=basin.id)
+                if org is None:
+                    missing.append(org_type)
+                else:
+                    parties[task.role] = org.id
+            elif task.role.startswith("organisation:"):
+                org_id = task.role.removeprefix("organisation:")
+                if q.get_organisation(self.engine, organisation_id=org_id) is None:
+                    missing.append(org_id)
+        if missing:
+            raise ServiceError(f"Aucune organisation ne dessert le bassin {basin.name} pour : {', '.join(sorted(set(missing)))}.", "conflict")
+        return parties
+
+    # --- Human work ---------------------------------------------------------------------------
+
+    def definition_of(self, pathway: models.Pathway) -> Definition:
+        with session_scope(self.engine) as session:
+            row = session.get(models.DefinitionVersion, (pathway.definition_id, pathway.definition_version))
+            if row is None:
+                raise ServiceError(f"Version {pathway.definition_version} du parcours {pathway.definition_id} introuvable.", "not_found")
+            return Definition.model_validate(row.body)
+
+    def _task_and_pathway(self, task_id: str) -> tuple[models.Task, models.Pathway]:
+        task = q.get_task(self.engine, task_id=task_id)
+        pathway = q.get_pathway(self.engine, pathway_id=task.pathway_id) if task else None
+        if task is None or pathway is None:
+            raise ServiceError(f"Tâche inconnue : « {task_id} ».", "not_found")
+        return task, pathway
+
+    async def complete_task(self, *, task_id: str, actor: Actor, outcome: str, data: dict[str, Any]) -> UpdateResult:
+        task, pathway = self._task_and_pathway(task_id)
+        definition = self.definition_of(pathway)
+        checked = check_submission(definition.task(task.step_id), data)
+        if checked.errors:
+            raise ServiceError("Le formulaire contient des erreurs.", fields=checked.errors)
+        submission_id = q.save_submission(self.engine, pathway_id=pathway.id, task_id=task_id, data=checked.values, submitted_by=actor.user_id)
+        command = CompleteTask(
+            item_id=task_id, actor=actor, outcome=outcome, filled=checked.filled,
+            routing=routing_values(definition, task.step_id, checked.values), submission_id=submission_id,
+        )
+        try:
+            return await self._update(pathway.id, PathwayWorkflow.complete_task, command)
+        except ServiceError:
+            q.delete_submission(self.engine, submission_id=submission_id)
+            raise
+
+    async def reassign_task(self, *, task_id: str, actor: Actor, organisation_id: str, reason: str | None) -> UpdateResult:
+        _, pathway = self._task_and_pathway(task_id)
+        self._known_organisation(organisation_id)
+        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
+        return await self._update(pathway.id, PathwayWorkflow.reassign_task, ReassignTask(item_id=task_id, actor=actor, organisation_id=organisation_id, note_id=note_id))
+
+    async def skip_step(self, *, task_id: str, actor: Actor, reason: str | None) -> UpdateResult:
+        _, pathway = self._task_and_pathway(task_id)
+        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
+        return await self._update(pathway.id, PathwayWorkflow.skip_step, SkipStep(item_id=task_id, actor=actor, note_id=note_id))
+
+    async def add_module(self, *, pathway_id: str, actor: Actor, module_id: str, reason: str | None = None) -> UpdateResult:
+        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
+        return await self._update(pathway_id, PathwayWorkflow.add_module, AddModule(module_id=module_id, actor=actor, note_id=note_id))
+
+    async def pause(self, *, pathway_id: str, actor: Actor, reason: str | None = None) -> UpdateResult:
+        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
+        return await self._update(pathway_id, PathwayWorkflow.pause, PauseClock(actor=actor, note_id=note_id))
+
+    async def resume(self, *, pathway_id: str, actor: Actor) -> UpdateResult:
+        return await self._update(pathway_id, PathwayWorkflow.resume, ResumeClock(actor=actor))
+
+    async def close(self, *, pathway_id: str, actor: Actor, exit_reason: str, note: str | None = None) -> UpdateResult:
+        note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=pathway_id)
+        return await self._update(pathway_id, PathwayWorkflow.close, ClosePathway(actor=actor, exit_reason=exit_reason, note_id=note_id))
+
+    async def decide_escalation(self, *, escalation_id: str, actor: Actor, action: str, note: str | None = None, organisation_id: str | None = None, extend_by: str | None = None, module_id: str | None = None, exit_reason: str | None = None) -> UpdateResult:
+        with session_scope(self.engine) as session:
+            escalation = session.get(models.Escalation, escalation_id)
+        if escalation is None:
+            raise ServiceError(f"Escalade inconnue : « {escalation_id} ».", "not_found")
+        if organisation_id:
+            self._known_organisation(organisation_id)
+        note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=escalation.pathway_id)
+        try:
+            decision = GtoDecision(
+                escalation_id=escalation_id, actor=actor, action=action, organisation_id=organisation_id,  # type: ignore[arg-type]
+                extend_by=extend_by, module_id=module_id, exit_reason=exit_reason, note_id=note_id,
+            )
+        except ValidationError:
+            raise ServiceError(f"Décision inconnue « {action} » (possibles : reassign, extend, add_step, close, unblock).") from None
+        return await self._update(escalation.pathway_id, PathwayWorkflow.decide_escalation, decision)
+
+    def _known_organisation(self, organisation_id: str) -> None:
+        if q.get_organisation(self.engine, organisation_id=organisation_id) is None:
+            raise ServiceError(f"Organisation inconnue : « {organisation_id} ».", "not_found")
+
+    async def _update(self, pathway_id: str, update: Any, command: BaseModel) -> UpdateResult:
+        handle = self.client.get_workflow_handle(pathway_id)
+        try:
+            result: UpdateResult = await handle.execute_update(update, command)
+            return result
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError):
+                raise ServiceError(cause.message, cause.type or "conflict") from None
+            raise ServiceError(f"Action refusée : {cause}", "conflict") from None
+        except RPCError as error:
+            if "not found" in str(error).lower() or "completed" in str(error).lower():
+                raise ServiceError("Le parcours est clos : il n'accepte plus d'action.", "conflict") from None
+            raise
