@@ -91,8 +91,17 @@ def parse_delay(text: str) -> dict[str, float | int]:
 
 
 @lru_cache(maxsize=64)
-def _french_holidays(year: int) -> frozenset[date]:
+def _compute_holidays(year: int) -> frozenset[date]:
     return frozenset(holidays.France(years=year).keys())
+
+
+# Computed at import, outside any workflow sandbox (the holidays library reads the locale, which
+# the sandbox forbids); years outside this range are computed on demand.
+_PRECOMPUTED = {year: _compute_holidays(year) for year in range(2020, 2071)}
+
+
+def _french_holidays(year: int) -> frozenset[date]:
+    return _PRECOMPUTED.get(year) or _compute_holidays(year)
 
 
 def is_working_day(day: date) -> bool:

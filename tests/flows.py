@@ -86,3 +86,26 @@ modules:
     steps:
       - {{kind: task, id: renfort_tache, title: Renfort, role: referent, outcomes: [{{id: fait, label: Fait}}]}}
 """
+
+
+def fast(definition_id: str = "test_fast", level2: str = "PT10S") -> str:
+    """`timed` in half-seconds: reminder at 0.5 s, deadline at 1 s, escalation level 1 at 1.5 s."""
+    return timed(deadline="PT1S", reminder_before="PT0.5S", reminder_after="PT0.5S", level1="PT0.5S", level2=level2, definition_id=definition_id)
+
+
+LOOP = """
+id: test_loop
+title: Parcours en boucle
+status: active
+basins: [all]
+start: boucle
+steps:
+  - kind: task
+    id: boucle
+    title: Point d'étape
+    role: referent
+    outcomes:
+      - {id: encore, label: Encore un point, next: boucle}
+      - {id: fini, label: Terminé, next: fin}
+  - {kind: end, id: fin, title: Fin, exit_reason: formation}
+"""

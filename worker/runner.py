@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.pathway_activities import PathwayActivities
 from parcours.settings import Settings
@@ -20,4 +21,8 @@ def build_worker(client: Client, *, engine: Engine, settings: Settings, task_que
         activities=[activities.project_pathway, activities.send_notification],
         max_concurrent_activities=100,
         max_concurrent_workflow_tasks=100,
+        # Pure, deterministic libraries used by the interpreter's calendar arithmetic.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("holidays", "dateutil", "definitions", "pydantic")
+        ),
     )

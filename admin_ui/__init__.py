@@ -1,0 +1,1 @@
+"""The admin UI and JSON API (FastAPI): reads the read model, acts through workflow updates."""

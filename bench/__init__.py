@@ -1,0 +1,1 @@
+"""Benchmarks of the pathway engine (run `python bench/engine.py`)."""

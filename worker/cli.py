@@ -1,0 +1,317 @@
+"""The `parcours` command: operators, designers and scripts. `--json` prints machine-readable
+output. Every command ends its process deliberately (see DESIGN.md: SDK exit abort)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from definitions.loader import InvalidDefinition, json_schema, load_file
+from definitions.territory import InvalidTerritory, load_territory
+from parcours.settings import ConfigError, Settings, load_settings
+from store import queries as q
+from store.db import engine_for
+from workflows.model import Actor
+from workflows.service import PathwayService, ServiceError
+
+app = typer.Typer(help="Parcours : parcours d'insertion multi-partenaires sur Temporal.", no_args_is_help=True, add_completion=False)
+definitions_app = typer.Typer(help="Définitions de parcours (YAML).", no_args_is_help=True)
+territory_app = typer.Typer(help="Territoire : bassins, organisations, utilisateurs.", no_args_is_help=True)
+pathways_app = typer.Typer(help="Parcours des personnes.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Tâches des organisations.", no_args_is_help=True)
+escalations_app = typer.Typer(help="Escalades vers les GTO.", no_args_is_help=True)
+for sub, name in ((definitions_app, "definitions"), (territory_app, "territory"), (pathways_app, "pathways"), (tasks_app, "tasks"), (escalations_app, "escalations")):
+    app.add_typer(sub, name=name)
+
+JsonOption = typer.Option(False, "--json", help="Sortie JSON")
+
+
+def finish(code: int = 0) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"Erreur : {message}", err=True)
+    finish(code)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        fail(f"configuration invalide : {error}", 2)
+
+
+def emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else text())
+
+
+def run_async(work: Callable[[Settings], Coroutine[Any, Any, None]]) -> NoReturn:
+    """Run a command needing Temporal; turn refusals and connection problems into one clear line."""
+    config = settings()
+    try:
+        asyncio.run(work(config))
+    except ServiceError as error:
+        lines = [error.message] + [f"  {field} : {message}" for field, message in error.fields.items()]
+        fail("\n".join(lines))
+    except RuntimeError as error:
+        if "Connection refused" in str(error) or "transport error" in str(error).lower():
+            fail(f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.")
+        raise
+    finish(0)
+
+
+async def service_for(config: Settings) -> PathwayService:
+    from worker.temporal_server import connect
+
+    try:
+        client = await connect(config.temporal_address, config.temporal_namespace)
+    except RuntimeError:
+        raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.", "conflict") from None
+    return PathwayService(client, engine_for(config.resolved_database_url), task_queue=config.task_queue, history_event_limit=config.history_event_limit)
+
+
+# --- Processes ------------------------------------------------------------------------------
+
+
+@app.command()
+def dev(no_demo: bool = typer.Option(False, "--no-demo", help="Sans parcours de démonstration")) -> None:
+    """Lancer tout en local : serveur Temporal (SQLite), worker, interface, démo."""
+    from worker.devstack import run_dev
+
+    config = settings()
+    try:
+        asyncio.run(run_dev(config, demo=not no_demo))
+    except RuntimeError as error:
+        fail(str(error))
+    finish(0)
+
+
+@app.command()
+def worker() -> None:
+    """Lancer un worker (production : plusieurs, même code) jusqu'à SIGTERM / Ctrl-C."""
+    from worker.runner import build_worker
+    from worker.temporal_server import connect
+
+    async def work(config: Settings) -> None:
+        try:
+            client = await connect(config.temporal_address, config.temporal_namespace)
+        except RuntimeError:
+            raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address}", "conflict") from None
+        engine = engine_for(config.resolved_database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with build_worker(client, engine=engine, settings=config):
+            typer.echo(f"[parcours] worker prêt (file {config.task_queue}, {config.temporal_address})", err=True)
+            await stop.wait()
+        typer.echo("[parcours] worker arrêté", err=True)
+
+    run_async(work)
+
+
+# --- Definitions ----------------------------------------------------------------------------
+
+
+@definitions_app.command("validate")
+def definitions_validate(paths: list[Path], as_json: bool = JsonOption) -> None:
+    """Valider des fichiers : code 0 si tous sont valides, 1 avec une ligne par erreur."""
+    errors: list[dict[str, Any]] = []
+    valid: list[dict[str, str]] = []
+    for path in paths:
+        try:
+            definition = load_file(path)
+            valid.append({"file": str(path), "id": definition.id})
+        except InvalidDefinition as error:
+            errors.extend(e.as_dict() for e in error.errors)
+    if as_json:
+        emit({"valid": valid, "errors": errors}, True, str)
+    else:
+        for item in valid:
+            typer.echo(f"OK {item['file']} ({item['id']})")
+        for error in errors:
+            typer.echo(" : ".join(filter(None, [error["file"], error["step"] and f"step '{error['step']}'", error["field"] and f"field '{error['field']}'", error["message"]])))
+    finish(1 if errors else 0)
+
+
+@definitions_app.command("publish")
+def definitions_publish(path: Path, by: str = typer.Option(None, "--by", help="E-mail du concepteur"), as_json: bool = JsonOption) -> None:
+    """Publier une définition : nouvelle version (les parcours en cours gardent la leur)."""
+    config = settings()
+    try:
+        definition = load_file(path)
+    except InvalidDefinition as error:
+        for item in error.errors:
+            typer.echo(str(item), err=True)
+        finish(1)
+    version, created = q.publish_definition(engine_for(config.resolved_database_url), definition=definition, source=path.read_text(encoding="utf-8"), published_by=by)
+    emit({"id": definition.id, "version": version, "created": created}, as_json,
+         lambda: f"{definition.id} {version}" + ("" if created else " (inchangée : version existante)"))
+    finish(0)
+
+
+@definitions_app.command("schema")
+def definitions_schema() -> None:
+    """Exporter le JSON Schema des définitions (complétion dans les éditeurs)."""
+    typer.echo(json.dumps(json_schema(), ensure_ascii=False, indent=2))
+    finish(0)
+
+
+# --- Territory ------------------------------------------------------------------------------
+
+
+@territory_app.command("load")
+def territory_load(file: Path, as_json: bool = JsonOption) -> None:
+    """Charger (ou mettre à jour) le territoire depuis un fichier YAML."""
+    config = settings()
+    try:
+        territory = load_territory(file)
+    except InvalidTerritory as error:
+        fail(str(error))
+    counts = q.load_territory(engine_for(config.resolved_database_url), territory=territory)
+    emit(counts, as_json, lambda: f"Territoire « {territory.name} » chargé : {counts['basins']} bassins, {counts['organisations']} organisations, {counts['users']} utilisateurs")
+    finish(0)
+
+
+# --- Pathways -------------------------------------------------------------------------------
+
+
+@pathways_app.command("start")
+def pathways_start(
+    definition: str = typer.Option(..., "--definition"),
+    basin: str = typer.Option(..., "--basin"),
+    referent: str = typer.Option(..., "--referent", help="Organisation référente"),
+    person: Path = typer.Option(..., "--person", help="Fichier JSON de la personne (consent: true requis)"),
+    by: str = typer.Option(None, "--by", help="E-mail de l'utilisateur qui démarre"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Démarrer le parcours d'une personne."""
+    try:
+        person_data = json.loads(person.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        fail(f"{person} : fichier personne illisible ({error})")
+
+    async def work(config: Settings) -> None:
+        service = await service_for(config)
+        actor = service.actor_for(by) if by else Actor(user_id="cli", organisation_id=referent, role="caseworker")
+        pathway_id = await service.start_pathway(definition_id=definition, basin_id=basin, referent_org=referent, person=person_data, actor=actor)
+        tasks = [t.model_dump(mode="json") for t in q.list_tasks(service.engine, pathway_id=pathway_id)]
+        emit({"pathway_id": pathway_id, "open_tasks": tasks}, as_json,
+             lambda: pathway_id + "".join(f"\n  tâche {t['id']} : {t['title']} ({t['organisation_id']})" for t in tasks))
+
+    run_async(work)
+
+
+@pathways_app.command("show")
+def pathways_show(pathway_id: str, as_json: bool = JsonOption) -> None:
+    """Afficher un parcours : étapes, tâches, escalades, groupe de suivi, historique."""
+    config = settings()
+    detail = q.pathway_detail(engine_for(config.resolved_database_url), pathway_id=pathway_id)
+    if detail is None:
+        fail(f"parcours inconnu : {pathway_id}")
+
+    def text() -> str:
+        p = detail["pathway"]
+        lines = [f"{p['id']} — {p['definition_id']} v{p['definition_version']} — {p['basin_id']} — {p['status']} ({p['sla'] or '-'})"]
+        lines += [f"  {s['status']:>9}  {s['step_id']}  {s['title']}" for s in detail["steps"]]
+        return "\n".join(lines)
+
+    emit(detail, as_json, text)
+    finish(0)
+
+
+# --- Tasks ----------------------------------------------------------------------------------
+
+
+@tasks_app.command("list")
+def tasks_list(org: str = typer.Option(None, "--org"), status: str = typer.Option("open", "--status", help="open, done, skipped, cancelled"), page: int = typer.Option(1, "--page", min=1), as_json: bool = JsonOption) -> None:
+    """Lister les tâches (par échéance), d'une organisation ou de toutes."""
+    config = settings()
+    tasks = q.list_tasks(engine_for(config.resolved_database_url), organisation_id=org, status=status, limit=50, offset=(page - 1) * 50)
+    rows = [t.model_dump(mode="json") for t in tasks]
+    emit(rows, as_json, lambda: "\n".join(
+        f"{t['id']}  {t['organisation_id']:<14} {t['sla'] or '-':<9} {(t['due_at'] or '-')[:16]}  {t['title']}" for t in rows
+    ) or "Aucune tâche.")
+    finish(0)
+
+
+@tasks_app.command("complete")
+def tasks_complete(
+    task_id: str,
+    by: str = typer.Option(..., "--by", help="E-mail de l'utilisateur"),
+    outcome: str = typer.Option(..., "--outcome"),
+    data: str = typer.Option("{}", "--data", help="Réponses du formulaire en JSON"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Terminer une tâche avec une issue et les réponses du formulaire."""
+    try:
+        form = json.loads(data)
+        if not isinstance(form, dict):
+            raise ValueError("an object is expected")
+    except ValueError as error:
+        fail(f"--data n'est pas un objet JSON valide ({error})")
+
+    async def work(config: Settings) -> None:
+        service = await service_for(config)
+        result = await service.complete_task(task_id=task_id, actor=service.actor_for(by), outcome=outcome, data=form)
+        emit(result.model_dump(mode="json"), as_json, lambda: result.message + "".join(f"\n  ouvert : {i}" for i in result.opened))
+
+    run_async(work)
+
+
+# --- Escalations ----------------------------------------------------------------------------
+
+
+@escalations_app.command("list")
+def escalations_list(basin: str = typer.Option(None, "--basin"), status: str = typer.Option("open", "--status", help="open, decided, resolved"), as_json: bool = JsonOption) -> None:
+    """Lister les escalades (ordre du jour des GTO)."""
+    config = settings()
+    rows = [e.model_dump(mode="json") for e in q.list_escalations(engine_for(config.resolved_database_url), basin_id=basin, status=status)]
+    emit(rows, as_json, lambda: "\n".join(
+        f"{e['id']}  {e['basin_id']:<16} niveau {e['level']}  {e['step_id']}  depuis {e['opened_at'][:16]}" for e in rows
+    ) or "Aucune escalade.")
+    finish(0)
+
+
+@escalations_app.command("decide")
+def escalations_decide(
+    escalation_id: str,
+    by: str = typer.Option(..., "--by"),
+    action: str = typer.Option(..., "--action", help="reassign, extend, add_step, close, unblock"),
+    note: str = typer.Option(None, "--note"),
+    organisation: str = typer.Option(None, "--organisation"),
+    extend_by: str = typer.Option(None, "--extend-by", help="ex. « 5 working days » ou PT1H"),
+    module: str = typer.Option(None, "--module"),
+    exit_reason: str = typer.Option(None, "--exit-reason"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Décision du GTO sur une escalade."""
+
+    async def work(config: Settings) -> None:
+        service = await service_for(config)
+        result = await service.decide_escalation(
+            escalation_id=escalation_id, actor=service.actor_for(by), action=action, note=note,
+            organisation_id=organisation, extend_by=extend_by, module_id=module, exit_reason=exit_reason,
+        )
+        emit(result.model_dump(mode="json"), as_json, lambda: result.message)
+
+    run_async(work)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as exit_:
+        finish(exit_.code if isinstance(exit_.code, int) else 1)
+    finish(0)

@@ -1,0 +1,49 @@
+"""Demo data: the Haute-Savoie territory, the catalog, and a few fictitious pathways."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.engine import Engine
+
+from definitions.loader import load_file
+from definitions.territory import CATALOG_DIR, DEMO_TERRITORY, load_territory
+from store import queries as q
+from workflows.service import PathwayService
+
+log = logging.getLogger(__name__)
+
+DEMO_PATHWAYS = [
+    # definition, basin, referent, referent's caseworker, person
+    ("rsa_socio_pro", "annecien", "departement74", "camille.martin@example.org", {"first_name": "Nadia", "last_name": "Fictive", "birth_date": "1988-04-12"}),
+    ("rsa_socio_pro", "chablais", "departement74", "camille.martin@example.org", {"first_name": "Paul", "last_name": "Exemple", "birth_date": "1975-09-30"}),
+    ("jeune_neet_mission_locale", "annecien", "ml_annecy", "sarah.benali@example.org", {"first_name": "Lina", "last_name": "Démo", "birth_date": "2006-02-03"}),
+    ("deld_immersion", "annecien", "ft_annecy", "julien.roux@example.org", {"first_name": "Karim", "last_name": "Essai", "birth_date": "1969-11-21"}),
+    ("boe_cap_emploi", "genevois", "cap_emploi74", None, {"first_name": "Sophie", "last_name": "Modèle", "birth_date": "1981-06-15"}),
+]
+
+
+def load_reference_data(engine: Engine) -> list[tuple[str, int, bool]]:
+    """Territory and catalog, idempotently (re-publishing unchanged files creates nothing)."""
+    q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
+    published = []
+    for path in sorted(CATALOG_DIR.glob("*.yaml")):
+        definition = load_file(path)
+        version, created = q.publish_definition(engine, definition=definition, source=path.read_text(encoding="utf-8"), published_by="demo")
+        published.append((definition.id, version, created))
+    return published
+
+
+async def seed_demo_pathways(service: PathwayService) -> list[str]:
+    """Start the demo pathways once (only into an empty read model)."""
+    if q.count_pathways(service.engine) > 0:
+        return []
+    started = []
+    for definition_id, basin, referent, by, person in DEMO_PATHWAYS:
+        actor = service.actor_for(by) if by else service.actor_for("admin@example.org")
+        pathway_id = await service.start_pathway(
+            definition_id=definition_id, basin_id=basin, referent_org=referent,
+            person={**person, "consent": True}, actor=actor,
+        )
+        started.append(pathway_id)
+    return started

@@ -1,0 +1,67 @@
+"""`parcours dev`: the whole thing on one machine. Temporal dev server (SQLite file, WAL), the
+SMTP capture, the worker, the admin UI and demo data; Ctrl-C stops it all, and starting again
+resumes every pathway where it was (Temporal and the read model both live in the data dir)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import uvicorn
+
+from admin_ui.app import create_app
+from parcours.settings import Settings
+from store.db import engine_for
+from worker.demo import load_reference_data, seed_demo_pathways
+from worker.mail_capture import start_capture
+from worker.runner import build_worker
+from worker.temporal_server import DevServer
+from workflows.service import PathwayService
+
+
+async def run_dev(settings: Settings, *, demo: bool = True) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    host, _, port = settings.temporal_address.rpartition(":")
+    server = DevServer(
+        port=int(port), db_file=settings.data_dir / "temporal.db", ui_port=settings.temporal_ui_port,
+        log_file=settings.data_dir / "temporal.log",
+    )
+    say(f"Démarrage du serveur Temporal ({settings.temporal_address}, données : {settings.data_dir}/temporal.db)…")
+    client = await server.start()
+    capture = None
+    try:
+        engine = engine_for(settings.resolved_database_url)
+        if settings.uses_smtp_capture:
+            capture = start_capture(engine, port=settings.capture_smtp_port)
+            settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": settings.capture_smtp_port})
+            say(f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.base_url}/dev/emails")
+        published = load_reference_data(engine)
+        say("Territoire Haute-Savoie chargé ; catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
+        worker = build_worker(client, engine=engine, settings=settings)
+        ui = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host=settings.ui_host, port=settings.ui_port, log_level="warning"))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            ui_task = asyncio.create_task(ui.serve())
+            if demo:
+                service = PathwayService(client, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit)
+                started = await seed_demo_pathways(service)
+                if started:
+                    say(f"{len(started)} parcours de démonstration démarrés : {', '.join(started)}")
+            say(f"Parcours est prêt : {settings.base_url}  (Temporal UI : http://127.0.0.1:{settings.temporal_ui_port})")
+            say("Ctrl-C pour arrêter ; au prochain démarrage, chaque parcours reprend où il en était.")
+            await stop.wait()
+            say("Arrêt en cours…")
+            ui.should_exit = True
+            await ui_task
+    finally:
+        if capture is not None:
+            capture.stop()
+        server.stop()
+        say("Arrêté.")
+
+
+def say(message: str) -> None:
+    print(f"[parcours] {message}", flush=True)
