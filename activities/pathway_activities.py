@@ -84,7 +84,7 @@ class PathwayActivities:
         organisation = q.get_organisation(self.engine, organisation_id=n.organisation_id) if n.organisation_id else None
         basin = q.get_basin(self.engine, basin_id=n.basin_id)
         pathway = q.get_pathway(self.engine, pathway_id=n.pathway_id)
-        definition = q.latest_definition(self.engine, definition_id=pathway.definition_id) if pathway else None
+        definition = self._definition_of(pathway) if pathway else None
         org_email = [organisation.email] if organisation else []
         gto = ([basin.gto_email] if basin else []) + [u.email for u in q.users_of(self.engine, gto_basin=n.basin_id)]
         if n.kind == "escalated":
@@ -103,10 +103,15 @@ class PathwayActivities:
             "due_at": n.due_at,
             "level": n.level,
             "action": n.action or "",
-            "link": f"{self.settings.base_url}/pathways/{n.pathway_id}",
+            "link": f"{self.settings.public_url}/pathways/{n.pathway_id}",
             "territory": "Haute-Savoie",
         }
         return sorted(dict.fromkeys(recipients)), context
+
+    def _definition_of(self, pathway: models.Pathway) -> models.DefinitionVersion | None:
+        """The version the pathway runs on (pinned), not the latest published one."""
+        with session_scope(self.engine) as session:
+            return session.get(models.DefinitionVersion, (pathway.definition_id, pathway.definition_version))
 
     def _record_failure(self, key: str, error: str) -> None:
         with session_scope(self.engine) as session:

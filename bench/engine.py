@@ -325,7 +325,8 @@ async def bench_throughput(args: argparse.Namespace, client: Client, service: Pa
     start_lat.clear(); complete_lat.clear(); update_lat.clear(); bstart_lat.clear()  # noqa: E702
 
     say(f"(a) baseline: {args.pathways} workflows, {args.concurrency} at once …")
-    cpu = CpuMeter(meters | {"baseline-worker": meters["_baseline"]})
+    common = {k: v for k, v in meters.items() if not k.startswith("_")}
+    cpu = CpuMeter(common | {"baseline-worker": meters["_baseline"]})
     elapsed, durations, errors = await drive(args.pathways, args.concurrency, baseline_one)
     report_errors("baseline", errors)
     out.baseline_rate = (args.pathways - len(errors)) / elapsed
@@ -335,7 +336,7 @@ async def bench_throughput(args: argparse.Namespace, client: Client, service: Pa
     say(f"    {cpu.report()}")
 
     say(f"(a) Parcours: {args.pathways} pathways, {args.concurrency} at once …")
-    cpu = CpuMeter(meters | {"parcours-worker": meters["_parcours_a"]})
+    cpu = CpuMeter(common | {"parcours-worker": meters["_parcours_a"]})
     elapsed, durations, errors = await drive(args.pathways, args.concurrency, parcours_one)
     report_errors("Parcours", errors)
     out.parcours_rate = (args.pathways - len(errors)) / elapsed
@@ -367,12 +368,12 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
     q.publish_definition(engine, definition=definition, source=escalation_definition(deadline_s), published_by="bench")
 
     say(f"(b,c) starting a fresh Parcours worker process for {args.timers} timed pathways")
+    queue = f"bench-esc-{uuid.uuid4().hex[:6]}"
     worker = children.start_worker(
-        "parcours-b", kind="parcours", task_queue=f"bench-esc-{uuid.uuid4().hex[:6]}",
-        database_url=database_url, smtp_port=smtp_port_of(children),
+        "parcours-b", kind="parcours", task_queue=queue, database_url=database_url, smtp_port=smtp_port_of(children),
     )
     worker_ps = psutil.Process(worker.pid)
-    service = PathwayService(service.client, engine, task_queue=children_queue(worker))
+    service = PathwayService(service.client, engine, task_queue=queue)
     out.rss = RssSampler(worker_ps)
     out.rss.start()
     assert children.server is not None and children.server.process is not None
@@ -471,15 +472,6 @@ def smtp_port_of(children: Children) -> int:
     return int(children.smtp.port)
 
 
-def children_queue(process: subprocess.Popen[bytes]) -> str:
-    env = process.args  # not the env: find the queue from the ready log below
-    del env
-    return _QUEUES[process.pid]
-
-
-_QUEUES: dict[int, str] = {}
-
-
 def choose_deadline(args: argparse.Namespace, throughput: Throughput) -> int:
     """One deadline for every pathway of (b): long enough that all are started before the first
     one falls due. A start costs about one of the five round trips of an (a) pathway, but (b)
@@ -492,7 +484,7 @@ def choose_deadline(args: argparse.Namespace, throughput: Throughput) -> int:
     else:
         rate = 10.0
     estimate = args.timers / rate
-    return max(20, int(math.ceil(estimate * 1.3 + 10)))
+    return max(20, int(math.ceil(estimate * 2 + 15)))
 
 
 async def run(args: argparse.Namespace, children: Children) -> int:
@@ -533,8 +525,7 @@ async def run(args: argparse.Namespace, children: Children) -> int:
     say("    Parcours = PathwayService.start_pathway (read-model checks, person row, start + 'ready' update")
     say("    + projection) then 4 × complete_task (read-model checks, submission row, update + projection;")
     say("    + 'task assigned' e-mail per task), then await the result. Each on its own queue and worker process.")
-    meters_print = {k: v for k, v in meters_a.items()}
-    throughput = await bench_throughput(args, client, service, queues["baseline-a"], meters_print)
+    throughput = await bench_throughput(args, client, service, queues["baseline-a"], meters_a)
     children.stop_worker("baseline-a")
     children.stop_worker("parcours-a")
 
@@ -597,6 +588,7 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     code = 1
     try:
         code = asyncio.run(run(args, children))

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     mail_from: str = "Parcours <ne-pas-repondre@parcours.localhost>"
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str | None = Field(None, description="public URL of the admin UI (default: http://ui_host:ui_port)")
     secret_key: str = DEFAULT_SECRET
     ui_host: str = "127.0.0.1"
     ui_port: int = Field(8000, ge=1, le=65535)
@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'parcours.db').resolve()}"
+
+    @property
+    def public_url(self) -> str:
+        return (self.base_url or f"http://{self.ui_host}:{self.ui_port}").rstrip("/")
 
     @property
     def uses_smtp_capture(self) -> bool:

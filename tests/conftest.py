@@ -196,8 +196,8 @@ class Parcours:
         return q.get_pathway(self.engine, pathway_id=pathway_id)
 
 
-@pytest.fixture
-async def parcours(client: Client, mail_sink: MailSink, database_url: str) -> AsyncIterator[Parcours]:
+def make_parcours(client: Client, mail_sink: MailSink, database_url: str) -> Parcours:
+    """Territory and catalog loaded into a fresh read model; no worker yet."""
     settings = Settings(
         database_url=database_url, smtp_host="127.0.0.1", smtp_port=mail_sink.port,
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
@@ -207,8 +207,20 @@ async def parcours(client: Client, mail_sink: MailSink, database_url: str) -> As
     q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
     for path in sorted(CATALOG_DIR.glob("*.yaml")):
         q.publish_definition(engine, definition=load_file(path), source=path.read_text(), published_by="test")
-    worker = build_worker(client, engine=engine, settings=settings)
     service = PathwayService(client, engine, task_queue=settings.task_queue)
-    async with worker:
-        yield Parcours(client=client, engine=engine, settings=settings, service=service, mail=mail_sink)
-    engine.dispose()
+    return Parcours(client=client, engine=engine, settings=settings, service=service, mail=mail_sink)
+
+
+@pytest.fixture
+async def parcours_without_worker(client: Client, mail_sink: MailSink, database_url: str) -> AsyncIterator[Parcours]:
+    parcours = make_parcours(client, mail_sink, database_url)
+    yield parcours
+    parcours.engine.dispose()
+
+
+@pytest.fixture
+async def parcours(client: Client, mail_sink: MailSink, database_url: str) -> AsyncIterator[Parcours]:
+    parcours = make_parcours(client, mail_sink, database_url)
+    async with build_worker(client, engine=parcours.engine, settings=parcours.settings):
+        yield parcours
+    parcours.engine.dispose()

@@ -42,7 +42,7 @@ async def test_a_pathway_runs_through_every_step_kind(parcours: Parcours) -> Non
     # Read-your-writes: the decision has routed to the joint accompaniment already.
     open_steps = {t.step_id: t.organisation_id for t in parcours.open_tasks(pathway_id)}
     assert open_steps == {"appui_referent": "departement74", "appui_ft": "ft_annecy"}
-    with pytest.raises(ServiceError, match="n'est pas ouverte"):
+    with pytest.raises(ServiceError, match="plus ouverte"):
         await parcours.service.complete_task(task_id=accueil.id, actor=camille, outcome="fait", data={"besoin": "emploi"})
 
     await parcours.service.complete_task(task_id=parcours.open_task(pathway_id, "appui_ft").id, actor=julien, outcome="fait", data={})
@@ -76,3 +76,26 @@ async def test_decision_default_branch(parcours: Parcours) -> None:
     await parcours.service.complete_task(task_id=parcours.open_task(pathway_id, "accueil").id, actor=camille, outcome="fait", data={"besoin": "social"})
     pathway = parcours.pathway(pathway_id)
     assert pathway.status == "closed" and pathway.exit_reason == "reorientation"
+
+
+async def test_the_workflow_itself_rejects_what_is_not_allowed(parcours: Parcours) -> None:
+    """Validators guard the workflow even against a caller that skips the service's checks."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from workflows.model import CompleteTask
+    from workflows.pathway import PathwayWorkflow
+
+    parcours.publish(flow("all"))
+    pathway_id = await parcours.start("test_flow")
+    accueil = parcours.open_task(pathway_id, "accueil")
+    handle = parcours.client.get_workflow_handle(pathway_id)
+    cases = [
+        (CompleteTask(item_id=accueil.id, actor=parcours.service.actor_for(JULIEN), outcome="fait", filled=["besoin"]), "ne peut pas traiter"),
+        (CompleteTask(item_id=accueil.id, actor=parcours.service.actor_for(CAMILLE), outcome="fait"), "Champ obligatoire manquant"),
+        (CompleteTask(item_id="P-X-1", actor=parcours.service.actor_for(CAMILLE), outcome="fait"), "n'est pas ouverte"),
+    ]
+    for command, message in cases:
+        with pytest.raises(WorkflowUpdateFailedError) as rejected:
+            await handle.execute_update(PathwayWorkflow.complete_task, command)
+        assert message in str(rejected.value.cause)
+    assert parcours.open_task(pathway_id, "accueil").status == "open"

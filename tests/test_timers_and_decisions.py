@@ -369,6 +369,10 @@ async def test_close_with_exit_reason_cancels_open_tasks(parcours: Parcours) -> 
     assert_no_duplicate_mail(parcours, pathway_id)
 
 
+async def _run_changed(handle: Any, first_run: str) -> bool:
+    return bool((await handle.describe()).run_id != first_run)
+
+
 async def _status_is(handle: Any, status: WorkflowExecutionStatus) -> bool:
     return bool((await handle.describe()).status == status)
 
@@ -420,12 +424,25 @@ async def test_long_pathway_continues_as_new_and_completes(parcours: Parcours) -
     first_run = (await handle.describe()).run_id
     camille = service.actor_for(CAMILLE)
 
-    rounds = 40
-    for n in range(rounds + 1):
+    async def complete(n: int, outcome: str) -> str:
         open_tasks = parcours.open_tasks(pathway_id)
         assert [t.step_id for t in open_tasks] == ["boucle"], (n, open_tasks)
-        result = await service.complete_task(task_id=open_tasks[0].id, actor=camille, outcome="encore" if n < rounds else "fini", data={})
-        assert ("Terminé" if n == rounds else "Encore un point") in result.message
+        result = await service.complete_task(task_id=open_tasks[0].id, actor=camille, outcome=outcome, data={})
+        assert ("Terminé" if outcome == "fini" else "Encore un point") in result.message
+        return result.opened[0] if result.opened else ""
+
+    # A burst of updates, some arriving while the run drains its e-mails to continue as new:
+    # every one is answered and none of its effects is lost.
+    rounds = 40
+    for n in range(rounds // 2):
+        await complete(n, "encore")
+    # Once the burst stops, the run continues as new at the first quiet moment.
+    await eventually(lambda: _run_changed(handle, first_run), what="continue-as-new")
+    # Then at a human pace (each assignment e-mail read before acting), across more new runs.
+    for n in range(rounds // 2, rounds):
+        opened = await complete(n, "encore")
+        await mail(parcours, pathway_id, f"{opened}:g0:task_assigned:0")
+    await complete(rounds, "fini")
 
     pathway = parcours.pathway(pathway_id)
     assert (pathway.status, pathway.exit_reason) == ("closed", "formation")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from sqlalchemy.engine import Engine
 
 from definitions.loader import InvalidDefinition, json_schema, load_file
 from definitions.territory import InvalidTerritory, load_territory
@@ -52,6 +53,10 @@ def settings() -> Settings:
         fail(f"configuration invalide : {error}", 2)
 
 
+def read_model(config: Settings) -> Engine:
+    return engine_for(config.resolved_database_url)
+
+
 def emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else text())
 
@@ -78,7 +83,7 @@ async def service_for(config: Settings) -> PathwayService:
         client = await connect(config.temporal_address, config.temporal_namespace)
     except RuntimeError:
         raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.", "conflict") from None
-    return PathwayService(client, engine_for(config.resolved_database_url), task_queue=config.task_queue, history_event_limit=config.history_event_limit)
+    return PathwayService(client, read_model(config), task_queue=config.task_queue, history_event_limit=config.history_event_limit)
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -108,7 +113,7 @@ def worker() -> None:
             client = await connect(config.temporal_address, config.temporal_namespace)
         except RuntimeError:
             raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address}", "conflict") from None
-        engine = engine_for(config.resolved_database_url)
+        engine = read_model(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -155,7 +160,7 @@ def definitions_publish(path: Path, by: str = typer.Option(None, "--by", help="E
         for item in error.errors:
             typer.echo(str(item), err=True)
         finish(1)
-    version, created = q.publish_definition(engine_for(config.resolved_database_url), definition=definition, source=path.read_text(encoding="utf-8"), published_by=by)
+    version, created = q.publish_definition(read_model(config), definition=definition, source=path.read_text(encoding="utf-8"), published_by=by)
     emit({"id": definition.id, "version": version, "created": created}, as_json,
          lambda: f"{definition.id} {version}" + ("" if created else " (inchangée : version existante)"))
     finish(0)
@@ -179,7 +184,7 @@ def territory_load(file: Path, as_json: bool = JsonOption) -> None:
         territory = load_territory(file)
     except InvalidTerritory as error:
         fail(str(error))
-    counts = q.load_territory(engine_for(config.resolved_database_url), territory=territory)
+    counts = q.load_territory(read_model(config), territory=territory)
     emit(counts, as_json, lambda: f"Territoire « {territory.name} » chargé : {counts['basins']} bassins, {counts['organisations']} organisations, {counts['users']} utilisateurs")
     finish(0)
 
@@ -217,7 +222,7 @@ def pathways_start(
 def pathways_show(pathway_id: str, as_json: bool = JsonOption) -> None:
     """Afficher un parcours : étapes, tâches, escalades, groupe de suivi, historique."""
     config = settings()
-    detail = q.pathway_detail(engine_for(config.resolved_database_url), pathway_id=pathway_id)
+    detail = q.pathway_detail(read_model(config), pathway_id=pathway_id)
     if detail is None:
         fail(f"parcours inconnu : {pathway_id}")
 
@@ -238,7 +243,7 @@ def pathways_show(pathway_id: str, as_json: bool = JsonOption) -> None:
 def tasks_list(org: str = typer.Option(None, "--org"), status: str = typer.Option("open", "--status", help="open, done, skipped, cancelled"), page: int = typer.Option(1, "--page", min=1), as_json: bool = JsonOption) -> None:
     """Lister les tâches (par échéance), d'une organisation ou de toutes."""
     config = settings()
-    tasks = q.list_tasks(engine_for(config.resolved_database_url), organisation_id=org, status=status, limit=50, offset=(page - 1) * 50)
+    tasks = q.list_tasks(read_model(config), organisation_id=org, status=status, limit=50, offset=(page - 1) * 50)
     rows = [t.model_dump(mode="json") for t in tasks]
     emit(rows, as_json, lambda: "\n".join(
         f"{t['id']}  {t['organisation_id']:<14} {t['sla'] or '-':<9} {(t['due_at'] or '-')[:16]}  {t['title']}" for t in rows
@@ -277,7 +282,7 @@ def tasks_complete(
 def escalations_list(basin: str = typer.Option(None, "--basin"), status: str = typer.Option("open", "--status", help="open, decided, resolved"), as_json: bool = JsonOption) -> None:
     """Lister les escalades (ordre du jour des GTO)."""
     config = settings()
-    rows = [e.model_dump(mode="json") for e in q.list_escalations(engine_for(config.resolved_database_url), basin_id=basin, status=status)]
+    rows = [e.model_dump(mode="json") for e in q.list_escalations(read_model(config), basin_id=basin, status=status)]
     emit(rows, as_json, lambda: "\n".join(
         f"{e['id']}  {e['basin_id']:<16} niveau {e['level']}  {e['step_id']}  depuis {e['opened_at'][:16]}" for e in rows
     ) or "Aucune escalade.")
@@ -315,3 +320,7 @@ def main() -> None:
     except SystemExit as exit_:
         finish(exit_.code if isinstance(exit_.code, int) else 1)
     finish(0)
+
+
+if __name__ == "__main__":
+    main()

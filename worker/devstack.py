@@ -34,7 +34,7 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
         if settings.uses_smtp_capture:
             capture = start_capture(engine, port=settings.capture_smtp_port)
             settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": settings.capture_smtp_port})
-            say(f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.base_url}/dev/emails")
+            say(f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.public_url}/dev/emails")
         published = load_reference_data(engine)
         say("Territoire Haute-Savoie chargé ; catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
         worker = build_worker(client, engine=engine, settings=settings)
@@ -50,7 +50,7 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
                 started = await seed_demo_pathways(service)
                 if started:
                     say(f"{len(started)} parcours de démonstration démarrés : {', '.join(started)}")
-            say(f"Parcours est prêt : {settings.base_url}  (Temporal UI : http://127.0.0.1:{settings.temporal_ui_port})")
+            say(f"Parcours est prêt : {settings.public_url}  (Temporal UI : http://127.0.0.1:{settings.temporal_ui_port})")
             say("Ctrl-C pour arrêter ; au prochain démarrage, chaque parcours reprend où il en était.")
             await stop.wait()
             say("Arrêt en cours…")

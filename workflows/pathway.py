@@ -103,8 +103,13 @@ class PathwayWorkflow:
         for item_id in list(self.state.items):
             self._start_watcher(item_id)
         await workflow.wait_condition(lambda: self.state.status == "closed" or self._history_is_long())
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
-        await self._drain_sends()
+        # An update may arrive while e-mails drain: finish it too, so that nothing it changed,
+        # projected or sent is lost, and its caller gets its answer, before the run ends.
+        while True:
+            await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
+            if not self._sends:
+                break
+            await self._drain_sends()
         if self.state.status != "closed":
             workflow.continue_as_new(input.model_copy(update={"carried": self.state}))
         return PathwayOutcome(

@@ -194,6 +194,10 @@ class PathwayService:
 
     async def complete_task(self, *, task_id: str, actor: Actor, outcome: str, data: dict[str, Any]) -> UpdateResult:
         task, pathway = self._task_and_pathway(task_id)
+        if task.status != "open":
+            raise ServiceError(f"La tâche « {task.title} » n'est plus ouverte ({task.status}).", "conflict")
+        if actor.organisation_id != task.organisation_id and actor.role != "admin":
+            raise ServiceError(f"Votre organisation ({actor.organisation_id}) ne peut pas traiter cette tâche : elle est confiée à {task.organisation_id}.", "forbidden")
         definition = self.definition_of(pathway)
         checked = check_submission(definition.task(task.step_id), data)
         if checked.errors:
@@ -240,6 +244,9 @@ class PathwayService:
             escalation = session.get(models.Escalation, escalation_id)
         if escalation is None:
             raise ServiceError(f"Escalade inconnue : « {escalation_id} ».", "not_found")
+        # The workflow forgets escalations once decided or resolved: the read model remembers.
+        if escalation.status != "open":
+            raise ServiceError("Cette escalade a déjà été traitée.", "conflict")
         if organisation_id:
             self._known_organisation(organisation_id)
         note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=escalation.pathway_id)
