@@ -104,7 +104,7 @@ class PathwayActivities:
             "level": n.level,
             "action": n.action or "",
             "link": f"{self.settings.public_url}/pathways/{n.pathway_id}",
-            "territory": "Haute-Savoie",
+            "territory": q.get_setting(self.engine, key=q.TERRITORY_NAME) or "",
         }
         return sorted(dict.fromkeys(recipients)), context
 

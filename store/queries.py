@@ -18,6 +18,7 @@ from store import models
 from store.db import session_scope
 
 DIRECTION_EMAIL = "direction_email"
+TERRITORY_NAME = "territory_name"
 
 
 def now() -> datetime:
@@ -42,6 +43,7 @@ def load_territory(engine: Engine, *, territory: Territory) -> dict[str, int]:
         for basin in territory.basins:
             session.merge(models.Basin(id=basin.id, name=basin.name, gto_email=basin.gto_email))
         session.merge(models.Setting(key=DIRECTION_EMAIL, value=territory.direction_email))
+        session.merge(models.Setting(key=TERRITORY_NAME, value=territory.name))
         session.flush()
         for org in territory.organisations:
             session.merge(models.Organisation(id=org.id, name=org.name, type=org.type, email=org.email, basins=list(org.basins)))

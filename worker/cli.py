@@ -126,6 +126,40 @@ def worker() -> None:
     run_async(work)
 
 
+@app.command()
+def setup(demo_territory: bool = typer.Option(True, help="Charger le territoire et le catalogue de démonstration")) -> None:
+    """Préparer un cluster : attributs de recherche Temporal, tables, territoire et catalogue."""
+    from worker.demo import load_reference_data
+    from worker.temporal_server import connect
+    from workflows.search_attributes import ensure_registered
+
+    async def work(config: Settings) -> None:
+        try:
+            client = await connect(config.temporal_address, config.temporal_namespace)
+        except RuntimeError:
+            raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address}", "conflict") from None
+        added = await ensure_registered(client, config.temporal_namespace)
+        typer.echo(f"Attributs de recherche : {', '.join(added) if added else 'déjà enregistrés'}")
+        engine = read_model(config)
+        if demo_territory:
+            published = load_reference_data(engine)
+            typer.echo("Catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
+
+    run_async(work)
+
+
+@app.command()
+def ui() -> None:
+    """Servir l'interface d'administration et l'API (production : derrière un proxy)."""
+    import uvicorn
+
+    from admin_ui.app import create_app
+
+    config = settings()
+    uvicorn.run(create_app(read_model(config), config), host=config.ui_host, port=config.ui_port, log_level="info")
+    finish(0)
+
+
 # --- Definitions ----------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ never personal data."""
 
 from __future__ import annotations
 
+from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
 CURRENT_STEPS = SearchAttributeKey.for_keyword_list("ParcoursSteps")
@@ -29,3 +30,21 @@ def dev_server_flags() -> list[str]:
     for key in ALL:
         flags += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type.name]}"]
     return flags
+
+
+async def ensure_registered(client: Client, namespace: str) -> list[str]:
+    """Register missing search attributes on a cluster (idempotent); returns the names added."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+        for key in ALL
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
