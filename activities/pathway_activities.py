@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from email.message import EmailMessage
 from email.utils import make_msgid
 
 import aiosmtplib
@@ -13,6 +12,7 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from activities.emails import render_email
+from activities.mailer import send_email
 from parcours.settings import Settings
 from store import models
 from store import queries as q
@@ -43,23 +43,12 @@ class PathwayActivities:
         if row.status == "sent":
             log.info("notification %s already sent, skipped", notification.key)
             return
-        message = EmailMessage()
-        message["From"] = self.settings.mail_from
-        message["To"] = ", ".join(row.recipients)
-        message["Subject"] = row.subject
-        message["Message-ID"] = make_msgid(idstring=notification.key.replace(":", "."), domain="parcours")
-        message["X-Parcours-Key"] = notification.key
-        message.set_content(row.body)
+        headers = {
+            "Message-ID": make_msgid(idstring=notification.key.replace(":", "."), domain="parcours"),
+            "X-Parcours-Key": notification.key,
+        }
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.settings.smtp_host or "127.0.0.1",
-                port=self.settings.smtp_port or self.settings.capture_smtp_port,
-                username=self.settings.smtp_username,
-                password=self.settings.smtp_password,
-                start_tls=self.settings.smtp_starttls,
-                timeout=20,
-            )
+            await send_email(self.settings, to=row.recipients, subject=row.subject, body=row.body, headers=headers)
         except (aiosmtplib.SMTPException, OSError) as error:
             await asyncio.to_thread(self._record_failure, notification.key, str(error))
             raise

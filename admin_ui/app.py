@@ -1,64 +1,119 @@
-"""A first, minimal web front: the dev stack's home page, captured e-mails and a health check.
-The caseworker inbox, GTO dashboard and designers' workshop come next."""
+"""The admin UI (server-rendered Jinja2 + htmx, French State design system) and the JSON API,
+both reading the read model and acting through workflow updates."""
 
 from __future__ import annotations
 
-from html import escape
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
-from sqlmodel import col, func, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import Response
+from temporalio.client import Client
 
+from admin_ui import api
+from admin_ui.deps import LoginRequired, is_api, optional_user
+from admin_ui.pages import admin, auth, caseworker, designer, gto
+from admin_ui.security import RateLimiter
+from admin_ui.web import render
 from parcours.settings import Settings
-from store import models
-from store.db import session_scope
+from workflows.service import PathwayService, ServiceError
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+NODE_MODULES = ROOT / "node_modules"
 
 
-def create_app(engine: Engine, settings: Settings) -> FastAPI:
-    app = FastAPI(title="Parcours", description="Parcours d'insertion multi-partenaires")
+def service_factory(settings: Settings, engine: Engine, client: Client | None = None) -> Callable[[], Awaitable[PathwayService]]:
+    """Connect to Temporal on first use (the UI starts even if Temporal is still starting)."""
+    state: dict[str, PathwayService] = {}
+    lock = asyncio.Lock()
 
-    @app.get("/healthz")
+    async def get() -> PathwayService:
+        async with lock:
+            if "service" not in state:
+                from worker.temporal_server import connect
+
+                temporal = client or await connect(settings.temporal_address, settings.temporal_namespace)
+                state["service"] = PathwayService(temporal, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit)
+            return state["service"]
+
+    return get
+
+
+def create_app(engine: Engine, settings: Settings, *, client: Client | None = None, service: PathwayService | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Parcours", description="Parcours d'insertion multi-partenaires : API JSON", version="0.2.0",
+        docs_url="/docs", redoc_url=None,
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.sign_in_limiter = RateLimiter()
+    if service is not None:
+        async def fixed() -> PathwayService:
+            return service
+        app.state.service_factory = fixed
+    else:
+        app.state.service_factory = service_factory(settings, engine, client)
+
+    app.add_middleware(
+        SessionMiddleware, secret_key=settings.secret_key, session_cookie="parcours_session",
+        max_age=8 * 3600, same_site="lax", https_only=settings.mode == "prod",
+    )
+    for name, folder in (("dsfr", NODE_MODULES / "@gouvfr" / "dsfr" / "dist"), ("htmx", NODE_MODULES / "htmx.org" / "dist")):
+        if folder.exists():
+            app.mount(f"/static/{name}", StaticFiles(directory=folder), name=name)
+        else:
+            log.warning("front-end assets missing in %s: run `make setup` (npm install)", folder)
+    app.mount("/static/app", StaticFiles(directory=Path(__file__).parent / "static"), name="app")
+
+    for router in (auth.router, caseworker.router, gto.router, designer.router, admin.router):
+        app.include_router(router)
+    app.include_router(api.router, prefix="/api")
+
+    @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/", response_class=HTMLResponse)
-    def home() -> str:
-        with session_scope(engine) as session:
-            def count(model: type, *where: object) -> int:
-                return int(session.exec(select(func.count()).select_from(model).where(*where)).one())  # type: ignore[call-overload]
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, error: LoginRequired) -> Response:
+        return RedirectResponse(f"/connexion?suivant={error.next_path}", status_code=303)
 
-            figures = {
-                "Parcours en cours": count(models.Pathway, models.Pathway.status != "closed"),
-                "Tâches ouvertes": count(models.Task, models.Task.status == "open"),
-                "Escalades ouvertes": count(models.Escalation, models.Escalation.status == "open"),
-                "E-mails envoyés": count(models.Notification, models.Notification.status == "sent"),
-            }
-        items = "".join(f"<li><strong>{value}</strong> {escape(label)}</li>" for label, value in figures.items())
-        return _page("Parcours", f"""
-          <p>Le moteur de parcours fonctionne.</p><ul>{items}</ul>
-          <p><a href="/dev/emails">E-mails capturés</a> ·
-             <a href="http://127.0.0.1:{settings.temporal_ui_port}/namespaces/default/workflows">Temporal UI</a></p>""")
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=getattr(error, "headers", None))
+        optional_user(request)
+        titles = {403: "Accès refusé", 404: "Page introuvable", 401: "Connexion requise", 409: "Action impossible"}
+        return render(request, "error.html", status_code=error.status_code, title=titles.get(error.status_code, "Erreur"), message=error.detail)
 
-    @app.get("/dev/emails", response_class=HTMLResponse)
-    def captured_emails(page: int = 1) -> str:
-        size = 50
-        with session_scope(engine) as session:
-            rows = session.exec(
-                select(models.CapturedEmail).order_by(col(models.CapturedEmail.id).desc()).offset((max(page, 1) - 1) * size).limit(size)
-            ).all()
-        items = "".join(
-            f"<article><h2>{escape(r.subject)}</h2><p>À : {escape(', '.join(r.recipients))} — {r.received_at:%d/%m/%Y %H:%M}</p>"
-            f"<pre>{escape(r.body)}</pre></article>"
-            for r in rows
-        ) or "<p>Aucun e-mail capturé.</p>"
-        return _page("E-mails capturés", items + f'<p><a href="?page={page + 1}">Page suivante</a></p>')
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, error: ServiceError) -> Response:
+        if is_api(request):
+            return JSONResponse({"detail": error.message, "fields": error.fields}, status_code=error.status)
+        optional_user(request)
+        return render(request, "error.html", status_code=error.status, title="Action impossible", message=error.message, fields=error.fields)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        problems = [{"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]} for e in error.errors()]
+        if is_api(request):
+            return JSONResponse({"detail": "Requête invalide : " + "; ".join(f"{p['field']} : {p['message']}" for p in problems), "errors": problems}, status_code=422)
+        optional_user(request)
+        return render(request, "error.html", status_code=422, title="Demande invalide", message="Certaines valeurs envoyées sont invalides.", fields={p["field"]: p["message"] for p in problems})
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        if is_api(request):
+            return JSONResponse({"detail": "Erreur interne : l'équipe technique est prévenue."}, status_code=500)
+        return render(request, "error.html", status_code=500, title="Erreur inattendue", message="Une erreur inattendue est survenue ; réessayez dans un instant.")
 
     return app
-
-
-def _page(title: str, body: str) -> str:
-    return f"""<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>{escape(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: Marianne, Arial, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem">
-<h1>{escape(title)}</h1>{body}</body></html>"""

@@ -232,3 +232,15 @@ class CapturedEmail(SQLModel, table=True):
     recipients: list[str] = _json()
     subject: str
     body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class LoginToken(SQLModel, table=True):
+    """A one-time sign-in link: stored hashed, usable once, short-lived."""
+
+    __tablename__ = "login_token"
+
+    token_hash: str = Field(primary_key=True)
+    user_id: str = Field(index=True)
+    created_at: datetime | None = _when()
+    expires_at: datetime | None = _when()
+    used_at: datetime | None = _when()

@@ -224,3 +224,66 @@ async def parcours(client: Client, mail_sink: MailSink, database_url: str) -> As
     async with build_worker(client, engine=parcours.engine, settings=parcours.settings):
         yield parcours
     parcours.engine.dispose()
+
+
+# --- The web application ------------------------------------------------------------------
+
+DEMO_PASSWORD = "mot-de-passe-de-test-2026"
+
+
+@dataclass
+class Web:
+    """The admin UI and API on one test's Parcours, reached through httpx (in-process ASGI)."""
+
+    parcours: Parcours
+    app: Any
+
+    def client(self) -> Any:
+        import httpx
+
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://parcours.test", follow_redirects=False)
+
+    def ensure_password(self, email: str) -> None:
+        from admin_ui.security import set_password
+
+        user = q.get_user_by_email(self.parcours.engine, email=email)
+        assert user is not None, email
+        if user.password_hash is None:
+            set_password(self.parcours.engine, email=email, password=DEMO_PASSWORD)
+
+    async def signed_in(self, email: str) -> Any:
+        """A browser-like client signed in through the sign-in form (session cookie + CSRF)."""
+        import re as _re
+
+        self.ensure_password(email)
+        client = self.client()
+        page = await client.get("/connexion")
+        csrf = _re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf, "no CSRF token on the sign-in page"
+        response = await client.post("/connexion", data={"email": email, "password": DEMO_PASSWORD, "csrf": csrf.group(1)})
+        assert response.status_code == 303, response.text
+        return client
+
+    async def api(self, email: str) -> Any:
+        """An API client with a bearer token from POST /api/auth/token."""
+        self.ensure_password(email)
+        client = self.client()
+        response = await client.post("/api/auth/token", json={"email": email, "password": DEMO_PASSWORD})
+        assert response.status_code == 200, response.text
+        client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        return client
+
+
+@pytest.fixture
+async def web(parcours: Parcours) -> Web:
+    from admin_ui.app import create_app
+
+    return Web(parcours=parcours, app=create_app(parcours.engine, parcours.settings, service=parcours.service))
+
+
+def csrf_of(html: str) -> str:
+    import re as _re
+
+    match = _re.search(r'name="csrf" value="([^"]+)"', html) or _re.search(r'"X-CSRF-Token": "([^"]+)"', html)
+    assert match, "no CSRF token in page"
+    return match.group(1)

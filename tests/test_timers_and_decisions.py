@@ -233,8 +233,9 @@ async def test_joint_accompaniment_any_cancels_the_other_branch(parcours: Parcou
     assert task(parcours, ft_branch.id).status == "done"
     assert task(parcours, referent_branch.id).status == "cancelled"
     assert [t.step_id for t in parcours.open_tasks(pathway_id)] == ["suivi"]
-    with pytest.raises(ServiceError, match="n'est pas ouverte"):
+    with pytest.raises(ServiceError, match="ouverte") as cancelled:
         await parcours.service.complete_task(task_id=referent_branch.id, actor=camille, outcome="fait", data={})
+    assert cancelled.value.kind == "conflict"
     detail = q.pathway_detail(parcours.engine, pathway_id=pathway_id)
     assert detail is not None
     assert ("conjoint", "done") in [(s["step_id"], s["status"]) for s in detail["steps"]]

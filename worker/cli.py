@@ -29,7 +29,8 @@ territory_app = typer.Typer(help="Territoire : bassins, organisations, utilisate
 pathways_app = typer.Typer(help="Parcours des personnes.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Tâches des organisations.", no_args_is_help=True)
 escalations_app = typer.Typer(help="Escalades vers les GTO.", no_args_is_help=True)
-for sub, name in ((definitions_app, "definitions"), (territory_app, "territory"), (pathways_app, "pathways"), (tasks_app, "tasks"), (escalations_app, "escalations")):
+users_app = typer.Typer(help="Utilisateurs : mots de passe.", no_args_is_help=True)
+for sub, name in ((definitions_app, "definitions"), (territory_app, "territory"), (pathways_app, "pathways"), (tasks_app, "tasks"), (escalations_app, "escalations"), (users_app, "users")):
     app.add_typer(sub, name=name)
 
 JsonOption = typer.Option(False, "--json", help="Sortie JSON")
@@ -346,6 +347,30 @@ def escalations_decide(
         emit(result.model_dump(mode="json"), as_json, lambda: result.message)
 
     run_async(work)
+
+
+# --- Users ----------------------------------------------------------------------------------
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: str,
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Lire le mot de passe sur l'entrée standard"),
+) -> None:
+    """Définir le mot de passe d'un utilisateur (haché avec argon2)."""
+    from admin_ui.security import set_password
+
+    config = settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Mot de passe", hide_input=True, confirmation_prompt=True)
+    try:
+        set_password(read_model(config), email=email, password=password)
+    except ValueError as error:
+        fail(str(error))
+    typer.echo(f"Mot de passe de {email} enregistré.")
+    finish(0)
 
 
 def main() -> None:

@@ -13,6 +13,9 @@ from workflows.service import PathwayService
 
 log = logging.getLogger(__name__)
 
+DEMO_PASSWORD = "demo-parcours-74"
+"""Password given to the demo territory's users in dev mode only (never in prod)."""
+
 DEMO_PATHWAYS = [
     # definition, basin, referent, referent's caseworker, person
     ("rsa_socio_pro", "annecien", "departement74", "camille.martin@example.org", {"first_name": "Nadia", "last_name": "Fictive", "birth_date": "1988-04-12"}),
@@ -47,3 +50,17 @@ async def seed_demo_pathways(service: PathwayService) -> list[str]:
         )
         started.append(pathway_id)
     return started
+
+
+def ensure_demo_passwords(engine: Engine) -> int:
+    """Dev mode: give every demo user without a password the demo password."""
+    from admin_ui.security import set_password
+    from definitions.territory import load_territory as read_territory
+
+    count = 0
+    for spec in read_territory(DEMO_TERRITORY).users:
+        user = q.get_user_by_email(engine, email=spec.email)
+        if user is not None and user.password_hash is None:
+            set_password(engine, email=spec.email, password=DEMO_PASSWORD)
+            count += 1
+    return count

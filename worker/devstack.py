@@ -12,7 +12,7 @@ import uvicorn
 from admin_ui.app import create_app
 from parcours.settings import Settings
 from store.db import engine_for
-from worker.demo import load_reference_data, seed_demo_pathways
+from worker.demo import DEMO_PASSWORD, ensure_demo_passwords, load_reference_data, seed_demo_pathways
 from worker.mail_capture import start_capture
 from worker.runner import build_worker
 from worker.temporal_server import DevServer
@@ -37,8 +37,10 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
             say(f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.public_url}/dev/emails")
         published = load_reference_data(engine)
         say("Territoire Haute-Savoie chargé ; catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
+        if settings.mode == "dev" and ensure_demo_passwords(engine):
+            say(f"Comptes de démonstration : mot de passe « {DEMO_PASSWORD} » (voir le README)")
         worker = build_worker(client, engine=engine, settings=settings)
-        ui = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host=settings.ui_host, port=settings.ui_port, log_level="warning"))
+        ui = uvicorn.Server(uvicorn.Config(create_app(engine, settings, client=client), host=settings.ui_host, port=settings.ui_port, log_level="warning"))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

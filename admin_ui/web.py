@@ -1,0 +1,133 @@
+"""Rendering helpers shared by the pages: the Jinja environment (French dates, working-day ages,
+SLA badges), pagination, flash messages and CSRF tokens."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from activities.emails import MONTHS, french_datetime
+from definitions.durations import PARIS, working_days_between
+from definitions.schema import EXIT_REASONS, SOFT_SKILL_SCALE, SOFT_SKILLS
+from store.queries import now
+
+T = TypeVar("T")
+PAGE_SIZE = 25
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+SLA_BADGES = {
+    "on_time": ("Dans les délais", "fr-badge--success"),
+    "due_soon": ("Échéance proche", "fr-badge--warning"),
+    "overdue": ("En retard", "fr-badge--error"),
+    "escalated": ("Escaladé au GTO", "fr-badge--error"),
+}
+STATUS_LABELS = {
+    "open": "En cours", "done": "Terminée", "skipped": "Passée", "cancelled": "Annulée",
+    "active": "En cours", "paused": "Suspendu", "closed": "Clos", "decided": "Décidée", "resolved": "Résolue",
+}
+ROLE_HOME = {"caseworker": "/taches", "gto_lead": "/gto", "designer": "/definitions", "admin": "/admin"}
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=PARIS)
+
+
+def fr_date(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    local = _aware(moment).astimezone(PARIS)
+    return f"{local.day} {MONTHS[local.month - 1]} {local.year}"
+
+
+def fr_datetime(moment: datetime | None) -> str:
+    return french_datetime(_aware(moment)) if moment else "—"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if abs(count) > 1 else ''}"
+
+
+def due_label(due: datetime | None) -> str:
+    """'en retard de 3 jours ouvrés', 'échéance dans 2 jours ouvrés', 'échéance aujourd'hui'."""
+    if due is None:
+        return "sans échéance"
+    due, current = _aware(due), now()
+    days = working_days_between(current, due)
+    if due < current:
+        late = max(-days, 0)
+        return "en retard de " + (plural(late, "jour") + " ouvré" + ("s" if late > 1 else "") if late else "moins d'un jour")
+    if days == 0:
+        return "échéance aujourd'hui"
+    return f"échéance dans {plural(days, 'jour')} ouvré{'s' if days > 1 else ''}"
+
+
+def waited_label(since: datetime | None) -> str:
+    if since is None:
+        return "—"
+    days = working_days_between(_aware(since), now())
+    return "depuis aujourd'hui" if days <= 0 else f"depuis {plural(days, 'jour')} ouvré{'s' if days > 1 else ''}"
+
+
+templates.env.filters.update(fr_date=fr_date, fr_datetime=fr_datetime, due_label=due_label, waited_label=waited_label)
+templates.env.globals.update(
+    SLA_BADGES=SLA_BADGES, STATUS_LABELS=STATUS_LABELS, EXIT_REASONS=EXIT_REASONS,
+    SOFT_SKILLS=SOFT_SKILLS, SOFT_SKILL_SCALE=SOFT_SKILL_SCALE, ROLE_HOME=ROLE_HOME,
+)
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    page: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.size))
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+
+def page_number(value: int | None) -> int:
+    return max(1, value or 1)
+
+
+# --- CSRF and flash messages ----------------------------------------------------------------
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def flash(request: Request, message: str, kind: str = "success") -> None:
+    request.session.setdefault("flash", []).append({"message": message, "kind": kind})
+
+
+def pop_flashes(request: Request) -> list[dict[str, str]]:
+    return list(request.session.pop("flash", []))
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    user = getattr(request.state, "user", None)
+    return templates.TemplateResponse(
+        request, template,
+        {"user": user, "csrf": csrf_token(request), "flashes": pop_flashes(request),
+         "settings_mode": request.app.state.settings.mode, **context},
+        status_code=status_code,
+    )

@@ -1,0 +1,145 @@
+"""Paginated, filtered reads for the UI and the API (one query per idea, shared by both)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import and_, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import col, func, select
+
+from store import models
+from store.db import session_scope
+
+T = TypeVar("T")
+DEFAULT_PAGE_SIZE = 25
+
+
+@dataclass
+class Paged(Generic[T]):
+    items: list[T]
+    page: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    def as_dict(self, items: list[Any]) -> dict[str, Any]:
+        return {"items": items, "page": self.page, "size": self.size, "total": self.total, "pages": self.pages}
+
+
+def _page(query: Any, count_query: Any, session: Any, page: int, size: int) -> tuple[list[Any], int]:
+    page, size = max(1, page), max(1, min(size, 200))
+    total = int(session.exec(count_query).one())
+    rows = list(session.exec(query.offset((page - 1) * size).limit(size)))
+    return rows, total
+
+
+def stuck_clause(cutoff: datetime) -> Any:
+    """Open and (overdue, escalated, or no progress since `cutoff`)."""
+    return and_(
+        models.Pathway.status != "closed",
+        or_(col(models.Pathway.sla).in_(["overdue", "escalated"]), col(models.Pathway.last_progress_at) < cutoff),
+    )
+
+
+def task_inbox(
+    engine: Engine, *, organisation_id: str | None, status: str | None = "open", basin_id: str | None = None,
+    definition_id: str | None = None, sla: str | None = None, page: int = 1, size: int = DEFAULT_PAGE_SIZE,
+) -> Paged[models.Task]:
+    """Tasks sorted by deadline (no deadline last)."""
+    where = []
+    if organisation_id:
+        where.append(models.Task.organisation_id == organisation_id)
+    if status:
+        where.append(models.Task.status == status)
+    if basin_id:
+        where.append(models.Task.basin_id == basin_id)
+    if definition_id:
+        where.append(models.Task.definition_id == definition_id)
+    if sla:
+        where.append(models.Task.sla == sla)
+    with session_scope(engine) as session:
+        query = select(models.Task).where(*where).order_by(col(models.Task.due_at).asc().nulls_last(), models.Task.id)
+        rows, total = _page(query, select(func.count()).select_from(models.Task).where(*where), session, page, size)
+    return Paged(rows, max(1, page), size, total)
+
+
+def task_counts(engine: Engine, *, organisation_id: str) -> dict[str, int]:
+    """Open tasks of an organisation by SLA state, plus the total."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(models.Task.sla, func.count()).where(models.Task.organisation_id == organisation_id, models.Task.status == "open").group_by(models.Task.sla)
+        ).all()
+    counts = {str(sla or "on_time"): int(n) for sla, n in rows}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def pathway_list(
+    engine: Engine, *, basin_id: str | None = None, definition_id: str | None = None, status: str | None = None,
+    stuck_cutoff: datetime | None = None, follow_up_org: str | None = None, page: int = 1, size: int = DEFAULT_PAGE_SIZE,
+) -> Paged[models.Pathway]:
+    """Pathways, the stuck ones longest-waiting first when `stuck_cutoff` is given."""
+    where: list[Any] = []
+    if basin_id:
+        where.append(models.Pathway.basin_id == basin_id)
+    if definition_id:
+        where.append(models.Pathway.definition_id == definition_id)
+    if status:
+        where.append(models.Pathway.status == status)
+    if stuck_cutoff is not None:
+        where.append(stuck_clause(stuck_cutoff))
+    if follow_up_org:
+        members = select(models.FollowUpMember.pathway_id).where(
+            models.FollowUpMember.organisation_id == follow_up_org, col(models.FollowUpMember.until).is_(None)
+        )
+        where.append(col(models.Pathway.id).in_(members))
+    order = (
+        [col(models.Pathway.stuck_since).asc().nulls_last(), col(models.Pathway.last_progress_at).asc()]
+        if stuck_cutoff is not None else [col(models.Pathway.started_at).desc()]
+    )
+    with session_scope(engine) as session:
+        query = select(models.Pathway).where(*where).order_by(*order, models.Pathway.id)
+        rows, total = _page(query, select(func.count()).select_from(models.Pathway).where(*where), session, page, size)
+    return Paged(rows, max(1, page), size, total)
+
+
+def escalation_list(
+    engine: Engine, *, basin_id: str | None = None, status: str | None = "open", page: int = 1, size: int = DEFAULT_PAGE_SIZE,
+) -> Paged[models.Escalation]:
+    where: list[Any] = []
+    if basin_id:
+        where.append(models.Escalation.basin_id == basin_id)
+    if status:
+        where.append(models.Escalation.status == status)
+    with session_scope(engine) as session:
+        query = select(models.Escalation).where(*where).order_by(models.Escalation.opened_at, models.Escalation.id)
+        rows, total = _page(query, select(func.count()).select_from(models.Escalation).where(*where), session, page, size)
+    return Paged(rows, max(1, page), size, total)
+
+
+def step_counts(engine: Engine, *, definition_id: str | None = None, basin_id: str | None = None) -> list[dict[str, Any]]:
+    """Open tasks per (definition, step, SLA state): the heat map of where pathways wait.
+    Anonymous counts only."""
+    where: list[Any] = [models.Task.status == "open"]
+    if definition_id:
+        where.append(models.Task.definition_id == definition_id)
+    if basin_id:
+        where.append(models.Task.basin_id == basin_id)
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(models.Task.definition_id, models.Task.step_id, models.Task.sla, func.count())
+            .where(*where).group_by(models.Task.definition_id, models.Task.step_id, models.Task.sla)
+        ).all()
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for definition, step, sla, count in rows:
+        entry = table.setdefault((definition, step), {"definition_id": definition, "step_id": step, "total": 0,
+                                                      "on_time": 0, "due_soon": 0, "overdue": 0, "escalated": 0})
+        entry[str(sla or "on_time")] += int(count)
+        entry["total"] += int(count)
+    return sorted(table.values(), key=lambda e: (e["definition_id"], -e["total"]))
