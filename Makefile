@@ -11,12 +11,18 @@ run: setup
 test: setup
 	$(BIN)/pytest
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# The French State design system and htmx, served by the admin UI as static files.
+# --ignore-scripts: the DSFR's post-install script expects a DSFR project scaffold.
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 lint: setup

@@ -146,6 +146,7 @@ async def test_gto_decision_and_its_effects(parcours: Parcours, action: str) -> 
         escalation_id=escalation.id, actor=lea, action=action, note="vu en GTO", **arguments,
     )
     assert action in result.message
+    after, pathway = task(parcours, tache.id), parcours.pathway(pathway_id)
 
     # Every escalation of the task is decided (read-your-writes: before the update returned).
     decided = [e for e in escalations(parcours, pathway_id) if e.id == escalation.id][0]
@@ -157,8 +158,6 @@ async def test_gto_decision_and_its_effects(parcours: Parcours, action: str) -> 
     assert "Décision du GTO" in str(decision["Subject"])
     assert GTO_ANNECIEN in recipients(decision) and LEA in recipients(decision)
 
-    after = task(parcours, tache.id)
-    pathway = parcours.pathway(pathway_id)
     if action == "close":
         assert (pathway.status, pathway.exit_reason) == ("closed", "abandon")
         assert after.status == "cancelled"
@@ -167,7 +166,7 @@ async def test_gto_decision_and_its_effects(parcours: Parcours, action: str) -> 
         # The clock restarted: a new generation, a later deadline, back on time, reminders again.
         assert after.status == "open" and after.generation == 1 and after.escalation_level == 0
         assert after.due_at > before.due_at
-        assert after.sla == "on_time" and pathway.sla == "on_time"
+        assert after.sla == "on_time" and pathway.sla == "on_time", (after.sla, pathway.sla)
         reminder = await mail(parcours, pathway_id, f"{tache.id}:g1:reminder:0")
         assert "Relance" in str(reminder["Subject"])
     if action == "reassign":
@@ -200,13 +199,13 @@ async def test_gto_decision_and_its_effects(parcours: Parcours, action: str) -> 
 
 
 async def test_a_completed_task_gets_no_more_reminders(parcours: Parcours) -> None:
-    parcours.publish(fast("test_stop", level2="PT0.5S"))
+    # First reminder 1 s after the start, last escalation level at 3 s.
+    parcours.publish(timed(reminder_after="PT0.5S", level1="PT0.5S", level2="PT0.5S", definition_id="test_stop"))
     done_id = await parcours.start("test_stop")
-    control_id = await parcours.start("test_stop")
-    julien = parcours.service.actor_for(JULIEN)
     done_task = parcours.open_task(done_id, "tache")
-    await parcours.service.complete_task(task_id=done_task.id, actor=julien, outcome="fait", data={})
+    await parcours.service.complete_task(task_id=done_task.id, actor=parcours.service.actor_for(JULIEN), outcome="fait", data={})
     assert parcours.pathway(done_id).status == "closed"
+    control_id = await parcours.start("test_stop")
 
     # The control pathway, started at the same time, goes through its whole chain...
     control_task = parcours.open_task(control_id, "tache")
@@ -285,17 +284,17 @@ async def test_module_added_at_run_time(parcours: Parcours) -> None:
 
 
 async def test_pause_stops_the_clock_and_resume_shifts_deadlines(parcours: Parcours) -> None:
-    parcours.publish(fast("test_pause"))
-    paused_id = await parcours.start("test_pause")
-    control_id = await parcours.start("test_pause")
+    # First reminder 1 s after the start, escalation level 1 at 2.5 s.
+    parcours.publish(timed(reminder_after="PT0.5S", level1="PT0.5S", level2="PT10S", definition_id="test_pause"))
     camille, julien = parcours.service.actor_for(CAMILLE), parcours.service.actor_for(JULIEN)
-    paused_task = parcours.open_task(paused_id, "tache")
-
-    with pytest.raises(ServiceError, match="structure référente"):
-        await parcours.service.pause(pathway_id=paused_id, actor=julien)
+    paused_id = await parcours.start("test_pause")
     pause_started = time.monotonic()
     await parcours.service.pause(pathway_id=paused_id, actor=camille, reason="hospitalisation")
     pause_done = time.monotonic()
+    control_id = await parcours.start("test_pause")
+    paused_task = parcours.open_task(paused_id, "tache")
+    with pytest.raises(ServiceError, match="structure référente"):
+        await parcours.service.resume(pathway_id=paused_id, actor=julien)
     assert parcours.pathway(paused_id).status == "paused"
     with pytest.raises(ServiceError, match="suspendu") as rejected:
         await parcours.service.complete_task(task_id=paused_task.id, actor=julien, outcome="fait", data={})
