@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -38,7 +38,8 @@ ROLE_HOME = {"caseworker": "/taches", "gto_lead": "/gto", "designer": "/definiti
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=PARIS)
+    """The read model stores UTC; SQLite gives it back naive: read naive values as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def fr_date(moment: datetime | None) -> str:

@@ -143,3 +143,60 @@ def step_counts(engine: Engine, *, definition_id: str | None = None, basin_id: s
         entry[str(sla or "on_time")] += int(count)
         entry["total"] += int(count)
     return sorted(table.values(), key=lambda e: (e["definition_id"], -e["total"]))
+
+
+# --- Helpers for the caseworker pages ---------------------------------------------------------
+
+
+def list_basins(engine: Engine) -> list[models.Basin]:
+    with session_scope(engine) as session:
+        return list(session.exec(select(models.Basin).order_by(models.Basin.name)))
+
+
+def latest_definition_rows(engine: Engine) -> list[models.DefinitionVersion]:
+    """The latest published version of every definition, by title."""
+    with session_scope(engine) as session:
+        rows = list(session.exec(select(models.DefinitionVersion).order_by(models.DefinitionVersion.id, col(models.DefinitionVersion.version).desc())))
+    latest: dict[str, models.DefinitionVersion] = {}
+    for row in rows:
+        latest.setdefault(row.id, row)
+    return sorted(latest.values(), key=lambda r: r.title.lower())
+
+
+def get_person(engine: Engine, *, person_id: str) -> models.Person | None:
+    with session_scope(engine) as session:
+        return session.get(models.Person, person_id)
+
+
+def pathway_notes(engine: Engine, *, pathway_id: str) -> list[models.Note]:
+    """Notes shared with the follow-up group (reasons of actions included), oldest first."""
+    with session_scope(engine) as session:
+        query = select(models.Note).where(models.Note.pathway_id == pathway_id).order_by(col(models.Note.created_at).asc(), models.Note.id)
+        return list(session.exec(query))
+
+
+def pathway_history(engine: Engine, *, pathway_id: str) -> dict[str, list[Any]]:
+    """A pathway's timeline entries, tasks, follow-up group and audit events, as model rows."""
+    with session_scope(engine) as session:
+        def rows(model: Any, *order: Any) -> list[Any]:
+            return list(session.exec(select(model).where(model.pathway_id == pathway_id).order_by(*order)))
+
+        return {
+            "steps": rows(models.PathwayStep, col(models.PathwayStep.opened_at).asc(), models.PathwayStep.id),
+            "tasks": rows(models.Task, col(models.Task.opened_at).asc(), models.Task.id),
+            "follow_up": rows(models.FollowUpMember, col(models.FollowUpMember.since).asc(), models.FollowUpMember.organisation_id),
+            "audit": rows(models.AuditEvent, col(models.AuditEvent.at).asc(), models.AuditEvent.id),
+        }
+
+
+def users_by_id(engine: Engine, ids: set[str] | list[str]) -> dict[str, models.User]:
+    wanted = [i for i in set(ids) if i]
+    if not wanted:
+        return {}
+    with session_scope(engine) as session:
+        return {u.id: u for u in session.exec(select(models.User).where(col(models.User.id).in_(wanted)))}
+
+
+def get_submission(engine: Engine, *, submission_id: str) -> models.Submission | None:
+    with session_scope(engine) as session:
+        return session.get(models.Submission, submission_id)

@@ -16,6 +16,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
@@ -228,6 +229,16 @@ async def parcours(client: Client, mail_sink: MailSink, database_url: str) -> As
 
 # --- The web application ------------------------------------------------------------------
 
+
+class _ReusableClient(httpx.AsyncClient):
+    """An httpx client usable both as `client = await web.signed_in(...)` and in `async with`."""
+
+    async def __aenter__(self) -> _ReusableClient:
+        if self._state == httpx._client.ClientState.OPENED:
+            return self
+        await super().__aenter__()
+        return self
+
 DEMO_PASSWORD = "mot-de-passe-de-test-2026"
 
 
@@ -239,9 +250,7 @@ class Web:
     app: Any
 
     def client(self) -> Any:
-        import httpx
-
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://parcours.test", follow_redirects=False)
+        return _ReusableClient(transport=httpx.ASGITransport(app=self.app), base_url="http://parcours.test", follow_redirects=False)
 
     def ensure_password(self, email: str) -> None:
         from admin_ui.security import set_password

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from email.message import Message
+from email.message import EmailMessage, Message
 from typing import Any
 
 import pytest
@@ -36,9 +36,9 @@ def recipients(message: Message) -> set[str]:
     return {r.strip() for r in str(message["To"]).split(",")}
 
 
-async def mail(parcours: Parcours, pathway_id: str, key: str, timeout: float = 15.0) -> Message:
-    """The e-mail with this X-Parcours-Key, once received."""
-    return await eventually(
+async def mail(parcours: Parcours, pathway_id: str, key: str, timeout: float = 15.0) -> EmailMessage:
+    """The e-mail with this X-Parcours-Key, once received (parsed with the default policy)."""
+    return await eventually(  # type: ignore[return-value]
         lambda: next((m for m in parcours.mail.about(pathway_id) if str(m["X-Parcours-Key"]) == key), None),
         timeout=timeout, what=f"e-mail {key}",
     )
