@@ -32,6 +32,7 @@ class Organisation(SQLModel, table=True):
     type: str = Field(index=True)
     email: str
     basins: list[str] = _json()
+    retention_days: int = 730
 
 
 class User(SQLModel, table=True):

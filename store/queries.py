@@ -46,7 +46,7 @@ def load_territory(engine: Engine, *, territory: Territory) -> dict[str, int]:
         session.merge(models.Setting(key=TERRITORY_NAME, value=territory.name))
         session.flush()
         for org in territory.organisations:
-            session.merge(models.Organisation(id=org.id, name=org.name, type=org.type, email=org.email, basins=list(org.basins)))
+            session.merge(models.Organisation(id=org.id, name=org.name, type=org.type, email=org.email, basins=list(org.basins), retention_days=org.retention_days))
         session.flush()
         for spec in territory.users:
             user_id = user_id_for(spec.email)

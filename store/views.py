@@ -200,3 +200,56 @@ def users_by_id(engine: Engine, ids: set[str] | list[str]) -> dict[str, models.U
 def get_submission(engine: Engine, *, submission_id: str) -> models.Submission | None:
     with session_scope(engine) as session:
         return session.get(models.Submission, submission_id)
+
+
+# --- GTO dashboard and designer helpers (appended) -------------------------------------------
+
+
+def open_tasks_by_pathway(engine: Engine, *, pathway_ids: list[str]) -> dict[str, list[models.Task]]:
+    """Open tasks of these pathways, oldest first, grouped by pathway."""
+    grouped: dict[str, list[models.Task]] = {pid: [] for pid in pathway_ids}
+    if not pathway_ids:
+        return grouped
+    with session_scope(engine) as session:
+        query = (
+            select(models.Task)
+            .where(col(models.Task.pathway_id).in_(pathway_ids), models.Task.status == "open")
+            .order_by(col(models.Task.opened_at).asc(), models.Task.id)
+        )
+        for task in session.exec(query):
+            grouped.setdefault(task.pathway_id, []).append(task)
+    return grouped
+
+
+def tasks_by_id(engine: Engine, *, task_ids: list[str]) -> dict[str, models.Task]:
+    if not task_ids:
+        return {}
+    with session_scope(engine) as session:
+        query = select(models.Task).where(col(models.Task.id).in_(task_ids))
+        return {task.id: task for task in session.exec(query)}
+
+
+def basin_activity(engine: Engine, *, basin_id: str, since: datetime) -> dict[str, list[datetime]]:
+    """When pathways of a basin started and closed, and when its escalations opened, since a date
+    (anonymous timestamps, bucketed per week by the caller)."""
+    with session_scope(engine) as session:
+        started = session.exec(
+            select(models.Pathway.started_at).where(
+                models.Pathway.basin_id == basin_id, col(models.Pathway.started_at) >= since
+            )
+        ).all()
+        closed = session.exec(
+            select(models.Pathway.closed_at).where(
+                models.Pathway.basin_id == basin_id, col(models.Pathway.closed_at) >= since
+            )
+        ).all()
+        escalated = session.exec(
+            select(models.Escalation.opened_at).where(
+                models.Escalation.basin_id == basin_id, col(models.Escalation.opened_at) >= since
+            )
+        ).all()
+    return {
+        "started": [m for m in started if m is not None],
+        "closed": [m for m in closed if m is not None],
+        "escalated": [m for m in escalated if m is not None],
+    }

@@ -349,6 +349,22 @@ def escalations_decide(
     run_async(work)
 
 
+# --- Retention ------------------------------------------------------------------------------
+
+
+@app.command()
+def retention(apply: bool = typer.Option(False, "--apply", help="Anonymiser (sinon : simple liste)"), as_json: bool = JsonOption) -> None:
+    """Anonymiser les personnes dont tous les parcours sont clos depuis plus que la durée de conservation."""
+    from store.retention import anonymise, expired_persons
+
+    engine = read_model(settings())
+    expired = expired_persons(engine)
+    count = anonymise(engine, person_ids=expired) if apply else 0
+    emit({"expired": len(expired), "anonymised": count}, as_json,
+         lambda: f"{len(expired)} personne(s) à anonymiser" + (f", {count} anonymisée(s)" if apply else " (relancer avec --apply)"))
+    finish(0)
+
+
 # --- Users ----------------------------------------------------------------------------------
 
 
