@@ -14,6 +14,7 @@ escalations of every basin. Every read of a person's data is written to the audi
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -38,7 +39,7 @@ MAX_DEFINITION_BYTES = 1_000_000
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 bearer = HTTPBearer(auto_error=False, description="Jeton obtenu par POST /api/auth/token.")
-router = APIRouter(tags=["API"])
+router = APIRouter()  # each route carries its tag (the groups of /docs)
 
 
 # --- Models ---------------------------------------------------------------------------------
@@ -289,21 +290,29 @@ REFUSED: Responses = {
 # --- Access helpers ----------------------------------------------------------------------------
 
 
-async def _acting(request: Request, user: User) -> CurrentUser:
-    """The signed-in user, for a change: a session (cookie) must carry its CSRF token too."""
-    await verify_csrf(request)
-    return user
+def signed_in_as(*roles: str, change: bool = False) -> Callable[..., Awaitable[CurrentUser]]:
+    """The signed-in user, refused (403) unless in one of `roles`, before the body is read; a
+    change made with a session cookie (not a bearer token) must carry its CSRF token too."""
+
+    async def check(request: Request, user: User) -> CurrentUser:
+        if change:
+            await verify_csrf(request)
+        require_roles(*roles)(user)
+        return user
+
+    return check
 
 
-Acting = Annotated[CurrentUser, Depends(_acting)]
+Caseworker = Annotated[CurrentUser, Depends(signed_in_as("caseworker"))]
+CaseworkerActing = Annotated[CurrentUser, Depends(signed_in_as("caseworker", change=True))]
+CaseworkerOrGto = Annotated[CurrentUser, Depends(signed_in_as("caseworker", "gto_lead"))]
+GtoOrAdmin = Annotated[CurrentUser, Depends(signed_in_as("gto_lead", "admin"))]
+GtoOrAdminActing = Annotated[CurrentUser, Depends(signed_in_as("gto_lead", "admin", change=True))]
+DesignerActing = Annotated[CurrentUser, Depends(signed_in_as("designer", "admin", change=True))]
 signed_in = APIRouter(
     dependencies=[Depends(bearer)],
     responses={401: {"model": ErrorOut, "description": "not signed in"}},
 )
-
-
-def _allow(user: CurrentUser, *roles: str) -> None:
-    require_roles(*roles)(user)
 
 
 def _page(paged: views.Paged[Any], model: type[Out]) -> dict[str, Any]:
@@ -415,11 +424,10 @@ def list_definitions(user: User, engine: Engine_) -> list[DefinitionOut]:
     },
 )
 async def publish_definition(
-    request: Request, response: Response, user: Acting, engine: Engine_
+    request: Request, response: Response, user: DesignerActing, engine: Engine_
 ) -> Any:
     """Validate and publish a definition (designers and admins). Version n+1 is created (201)
     unless the latest version has the same content (200, `created: false`)."""
-    _allow(user, "designer", "admin")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = content_type == "application/json" or content_type.endswith("+json")
     if not is_json and content_type not in YAML_TYPES:
@@ -501,11 +509,10 @@ def _invalid_definition(problems: list[DefinitionProblem]) -> JSONResponse:
     responses=REFUSED,
 )
 async def start_pathway(
-    body: PathwayIn, response: Response, user: Acting, service: Service
+    body: PathwayIn, response: Response, user: CaseworkerActing, service: Service
 ) -> PathwayStartedOut:
     """Start a pathway for a person (caseworkers, with their own organisation as referent).
     The person's consent to share with the follow-up group is required."""
-    _allow(user, "caseworker")
     if body.referent_org != user.organisation_id:
         raise HTTPException(
             403,
@@ -525,7 +532,7 @@ async def start_pathway(
 
 @signed_in.get("/pathways", response_model=Page[PathwayOut], tags=["Parcours"], responses=DENIED)
 def list_pathways(
-    user: User,
+    user: CaseworkerOrGto,
     engine: Engine_,
     basin: Annotated[str | None, Query(description="a basin id")] = None,
     stuck: Annotated[
@@ -538,7 +545,6 @@ def list_pathways(
 ) -> dict[str, Any]:
     """Caseworkers: the pathways their organisation follows (active follow-up group member).
     GTO leads: the stuck pathways of their basin only. No personal data in this list."""
-    _allow(user, "caseworker", "gto_lead")
     follow_up_org: str | None = None
     if user.role == "gto_lead":
         basin = _gto_basin(user, basin)
@@ -603,7 +609,7 @@ def get_pathway(pathway_id: str, user: User, engine: Engine_) -> PathwayDetailOu
 
 @signed_in.get("/tasks", response_model=Page[TaskOut], tags=["Tâches"], responses=DENIED)
 def list_tasks(
-    user: User,
+    user: Caseworker,
     engine: Engine_,
     scope: Annotated[
         Literal["mine", "organisation"],
@@ -617,7 +623,6 @@ def list_tasks(
     size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
     """Your organisation's inbox, by deadline (caseworkers)."""
-    _allow(user, "caseworker")
     paged = views.task_inbox(
         engine, organisation_id=user.organisation_id, status=status, page=page, size=size
     )
@@ -628,11 +633,10 @@ def list_tasks(
     "/tasks/{task_id}/complete", response_model=ActionOut, tags=["Tâches"], responses=REFUSED
 )
 async def complete_task(
-    task_id: str, body: CompleteIn, user: Acting, service: Service
+    task_id: str, body: CompleteIn, user: CaseworkerActing, service: Service
 ) -> ActionOut:
     """Complete a task of your organisation with an outcome and its form's answers. The answer
     lists the tasks it opened, already visible in GET /api/tasks (read-your-writes)."""
-    _allow(user, "caseworker")
     return _result(
         await service.complete_task(
             task_id=task_id, actor=user.actor, outcome=body.outcome, data=body.data
@@ -644,11 +648,10 @@ async def complete_task(
     "/tasks/{task_id}/reassign", response_model=ActionOut, tags=["Tâches"], responses=REFUSED
 )
 async def reassign_task(
-    task_id: str, body: ReassignIn, user: Acting, service: Service
+    task_id: str, body: ReassignIn, user: CaseworkerActing, service: Service
 ) -> ActionOut:
     """Give a task to another organisation (the task's organisation or the pathway's referent);
     that organisation joins the follow-up group."""
-    _allow(user, "caseworker")
     return _result(
         await service.reassign_task(
             task_id=task_id, actor=user.actor, organisation_id=body.organisation, reason=body.reason
@@ -661,7 +664,7 @@ async def reassign_task(
 
 @signed_in.get("/escalations", response_model=Page[EscalationOut], tags=["GTO"], responses=DENIED)
 def list_escalations(
-    user: User,
+    user: GtoOrAdmin,
     engine: Engine_,
     basin: Annotated[str | None, Query(description="GTO leads: their own basin only")] = None,
     status: Annotated[Literal["open", "decided", "resolved"], Query()] = "open",
@@ -669,7 +672,6 @@ def list_escalations(
     size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
     """Escalations of a basin's GTO (GTO leads: their basin; admins: every basin)."""
-    _allow(user, "gto_lead", "admin")
     if user.role == "gto_lead":
         basin = _gto_basin(user, basin)
     return _page(
@@ -685,12 +687,11 @@ def list_escalations(
     responses=REFUSED,
 )
 async def decide_escalation(
-    escalation_id: str, body: DecisionIn, user: Acting, engine: Engine_, service: Service
+    escalation_id: str, body: DecisionIn, user: GtoOrAdminActing, engine: Engine_, service: Service
 ) -> ActionOut:
     """The GTO's decision on an escalation (the basin's GTO lead, or an admin): reassign
     (`organisation`), extend (`extend_by`), add_step (`module_id`), close (`exit_reason`),
     unblock."""
-    _allow(user, "gto_lead", "admin")
     with session_scope(engine) as session:
         escalation = session.get(models.Escalation, escalation_id)
     if escalation is None:

@@ -56,8 +56,8 @@ def _x(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def _wrap(text: str, width: float, lines: int = 2) -> list[str]:
-    chars = max(8, int((width - 16) / CHAR_W))
+def _wrap(text: str, width: float, lines: int = 2, char_w: float = CHAR_W) -> list[str]:
+    chars = max(8, int((width - 16) / char_w))
     return textwrap.wrap(text, chars, max_lines=lines, placeholder="…") or [""]
 
 
@@ -123,11 +123,11 @@ class Box:
 def _task_box(definition: Definition, task: TaskStep, kind: str = "task", width: float = 232) -> Box:
     lines = [("t", line) for line in _wrap(task.title, width)]
     lines.append(("id", task.id))
-    lines.append(("m", _short(role_label(task.role), width)))
+    lines.append(("m", _wrap(role_label(task.role), width, 1, 5.9)[0]))
     if task.deadline is not None:
         lines.append(("m", "Délai : " + delay_label(task.deadline)))
     if escalation := escalation_label(definition, task):
-        lines.append(("m", _short(escalation, width)))
+        lines.extend(("m", line) for line in _wrap(escalation, width, 2, 5.9))
     if task.optional:
         lines.append(("m", "Facultative"))
     return Box(task.id, kind, width, 14 + 16 * len(lines), lines)
@@ -217,25 +217,44 @@ def render_definition_svg(
     steps = {s.id: s for s in definition.steps}
     boxes = {sid: _box(definition, s) for sid, s in steps.items()}
     layers = layers_of(definition)
+    layer_of = {sid: i for i, layer in enumerate(layers) for sid in layer}
+
+    # Arrows leaving each step, labels of parallel arrows to the same target merged.
+    edges: list[tuple[str, str, str]] = []
+    for sid, step in steps.items():
+        merged: dict[str, list[str]] = {}
+        for target, label in edge_labels(definition, step):
+            if target in steps:
+                merged.setdefault(target, [])
+                if label and label not in merged[target]:
+                    merged[target].append(label)
+        edges.extend((sid, target, " / ".join(texts)) for target, texts in merged.items())
 
     # Order each layer by the mean position of its parents (one downward pass).
     parents: dict[str, list[str]] = {}
-    for sid in steps:
-        for target, _ in edge_labels(definition, steps[sid]):
-            parents.setdefault(target, []).append(sid)
+    for sid, target, _ in edges:
+        parents.setdefault(target, []).append(sid)
     position: dict[str, float] = {}
     for layer in layers:
         original = {sid: i - (len(layer) - 1) / 2 for i, sid in enumerate(layer)}
 
         def key(sid: str, original: dict[str, float] = original) -> float:
-            known = [position[p] for p in parents.get(sid, []) if p in position]
+            known = [position[p] for p in parents.get(sid, []) if p in position and layer_of[p] < layer_of[sid]]
             return sum(known) / len(known) if known else original[sid]
 
         layer.sort(key=key)
         for i, sid in enumerate(layer):
             position[sid] = i - (len(layer) - 1) / 2
 
-    row_widths = [sum(boxes[s].w for s in layer) + H_GAP * (len(layer) - 1) for layer in layers]
+    # Arrows going back up (loops, retries) run in lanes beside the drawing, on the source's side.
+    back: list[tuple[str, str, str, str, int]] = []
+    lanes = {"left": 0, "right": 0}
+    for sid, target, label in edges:
+        if layer_of[target] < layer_of[sid] or (layer_of[target] == layer_of[sid] and sid == target):
+            side = "left" if position[sid] < 0 or (position[sid] == 0 and lanes["left"] < lanes["right"]) else "right"
+            lanes[side] += 1
+            back.append((sid, target, label, side, lanes[side]))
+
     module_boxes: list[Box] = []
     for module in definition.modules:
         children = [_task_box(definition, t, "branch", 210) for t in module.steps]
@@ -245,17 +264,21 @@ def render_definition_svg(
         width = sum(c.w for c in children) + 30 * (len(children) - 1) + 28
         lines = [("t", _short(module.title, width)), ("m", f"module {module.id}")]
         module_boxes.append(Box(module.id, "module", width, 54 + inner_h + 14, lines, children))
+
+    row_widths = [sum(boxes[s].w for s in layer) + H_GAP * (len(layer) - 1) for layer in layers]
     content_w = max(row_widths + [b.w for b in module_boxes] + [320])
-    lanes = sum(
-        1 for layer_index, layer in enumerate(layers) for sid in layer
-        for target, _ in edge_labels(definition, steps[sid])
-        if _layer_of(layers, target) is not None and _layer_of(layers, target) <= layer_index
-    )
-    width = content_w + 2 * MARGIN + (40 + 16 * lanes if lanes else 0)
+    label_room = {
+        side: max((min(len(label), 34) * 5.9 + 16 for *_, label, s, _ in back if s == side and label), default=0)
+        for side in ("left", "right")
+    }
+    left_pad = (24 + 14 * lanes["left"] + label_room["left"]) if lanes["left"] else 0
+    right_pad = (24 + 14 * lanes["right"] + label_room["right"]) if lanes["right"] else 0
+    left = MARGIN + left_pad
+    width = content_w + 2 * MARGIN + left_pad + right_pad
 
     y = MARGIN
     for layer, row_w in zip(layers, row_widths, strict=True):
-        x = MARGIN + (content_w - row_w) / 2
+        x = left + (content_w - row_w) / 2
         row_h = max(boxes[s].h for s in layer)
         for sid in layer:
             box = boxes[sid]
@@ -267,13 +290,15 @@ def render_definition_svg(
     if module_boxes:
         y += 10
         for box in module_boxes:
-            box.x, box.y = MARGIN, y
+            box.x, box.y = left, y
             cx = box.x + 14
             for child in box.children:
                 child.x, child.y = cx, box.y + 54
                 cx += child.w + 30
             y += box.h + 20
-    height = y - V_GAP / 2 + MARGIN if not module_boxes else y + MARGIN - 20
+        height = y + MARGIN - 20
+    else:
+        height = y - V_GAP + MARGIN
 
     p = _x(dom_id)
     out: list[str] = [
@@ -287,77 +312,72 @@ def render_definition_svg(
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#3a3a3a"/></marker>',
         "</defs>",
     ]
-    # Arrows first, boxes on top.
-    lane = 0
-    right = MARGIN + content_w
+    obstacles = [(b.x, b.y, b.w, b.h) for b in boxes.values()]
+    placed: list[tuple[float, float, float, float]] = []
     labels: list[str] = []
-    for layer_index, layer in enumerate(layers):
-        for sid in layer:
-            merged: dict[str, list[str]] = {}
-            for target, label in edge_labels(definition, steps[sid]):
-                merged.setdefault(target, [])
-                if label:
-                    merged[target].append(label)
-            for target, texts in merged.items():
-                if target not in boxes:
-                    continue
-                source, dest = boxes[sid], boxes[target]
-                label = " / ".join(texts)
-                target_layer = _layer_of(layers, target)
-                if target_layer is not None and target_layer > layer_index:
-                    x1, y1, x2, y2 = source.cx, source.bottom, dest.cx, dest.y
-                    dy = min(V_GAP, (y2 - y1) / 2)
-                    out.append(
-                        f'<path d="M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + dy:.1f} {x2:.1f},{y2 - dy:.1f} '
-                        f'{x2:.1f},{y2 - 2:.1f}" fill="none" stroke="#3a3a3a" stroke-width="1.4" '
-                        f'marker-end="url(#{p}-arrow)"><title>{_x(sid)} → {_x(target)}</title></path>'
-                    )
-                    if label:
-                        # In the gap just below the source, along the curve.
-                        t = min(0.5, (V_GAP * 0.5) / max(1.0, y2 - y1) * 1.6)
-                        lx = _bezier(x1, x1, x2, x2, t)
-                        ly = _bezier(y1, y1 + dy, y2 - dy, y2, t)
-                        labels.append(_label(lx, ly, label))
-                else:
-                    lane += 1
-                    lane_x = right + 20 + 16 * lane
-                    y1, y2 = source.y + source.h / 2, dest.y + dest.h / 2 + 8
-                    x1, x2 = source.x + source.w, dest.x + dest.w
-                    out.append(
-                        f'<path d="M{x1:.1f},{y1:.1f} H{lane_x:.1f} V{y2:.1f} H{x2 + 2:.1f}" fill="none" '
-                        f'stroke="#3a3a3a" stroke-width="1.4" stroke-dasharray="5 3" '
-                        f'marker-end="url(#{p}-arrow)"><title>{_x(sid)} → {_x(target)} (retour)</title></path>'
-                    )
-                    if label:
-                        labels.append(_label(x1 + 6, y1 - 9, label, anchor="start"))
+    stroke = f'fill="none" stroke="#3a3a3a" stroke-width="1.4" marker-end="url(#{p}-arrow)"'
+
+    for sid, target, label in edges:
+        source, dest = boxes[sid], boxes[target]
+        if layer_of[target] > layer_of[sid]:
+            x1, y1, x2, y2 = source.cx, source.bottom, dest.cx, dest.y
+            dy = min(V_GAP, (y2 - y1) / 2)
+            out.append(
+                f'<path d="M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + dy:.1f} {x2:.1f},{y2 - dy:.1f} '
+                f'{x2:.1f},{y2 - 2:.1f}" {stroke}><title>{_x(sid)} → {_x(target)}</title></path>'
+            )
+            if label:  # in the gap below the source, on the curve
+                t = min(0.5, (V_GAP * 0.55) / max(1.0, y2 - y1) * 1.5)
+                lx, ly = _bezier(x1, x1, x2, x2, t), _bezier(y1, y1 + dy, y2 - dy, y2, t)
+                labels.append(_label(lx, ly, label, placed, obstacles))
+        elif layer_of[target] == layer_of[sid] and sid != target:
+            forward = dest.x > source.x
+            ym = max(source.y, dest.y) + min(source.h, dest.h) / 2 + (-8 if forward else 10)
+            x1 = source.x + source.w if forward else source.x
+            x2 = dest.x - 2 if forward else dest.x + dest.w + 2
+            out.append(f'<path d="M{x1:.1f},{ym:.1f} H{x2:.1f}" {stroke}><title>{_x(sid)} → {_x(target)}</title></path>')
+            if label:  # above a rightward arrow, below a leftward one, over the boxes if need be
+                labels.append(_label((x1 + x2) / 2, ym + (-12 if forward else 16), label, placed, []))
+    for sid, target, label, side, lane in back:
+        source, dest = boxes[sid], boxes[target]
+        y1, y2 = source.y + source.h / 2 + 8, dest.y + dest.h / 2 - 8
+        if side == "right":
+            lane_x = MARGIN + left_pad + content_w + 12 + 14 * lane + label_room["right"]
+            x1 = source.x + source.w
+            x2 = dest.x + dest.w + 2
+        else:
+            lane_x = MARGIN + left_pad - 12 - 14 * lane - label_room["left"]
+            x1 = source.x
+            x2 = dest.x - 2
+        out.append(
+            f'<path d="M{x1:.1f},{y1:.1f} H{lane_x:.1f} V{y2:.1f} H{x2:.1f}" {stroke} '
+            f'stroke-dasharray="5 3"><title>{_x(sid)} → {_x(target)} (retour)</title></path>'
+        )
+        if label:
+            lx = x1 + 6 if side == "right" else x1 - 6
+            labels.append(_label(lx, y1 + 14, label, placed, obstacles, anchor="start" if side == "right" else "end"))
+
     for box in boxes.values():
         out.append(_draw(box, counts.get(box.id), p))
         for child in box.children:
             out.append(_draw(child, counts.get(child.id), p))
     if module_boxes:
         out.append(
-            f'<line x1="{MARGIN}" y1="{modules_top:.1f}" x2="{MARGIN + content_w:.1f}" y2="{modules_top:.1f}" '
+            f'<line x1="{left}" y1="{modules_top:.1f}" x2="{left + content_w:.1f}" y2="{modules_top:.1f}" '
             'stroke="#929292" stroke-dasharray="2 4"/>'
-            f'<text x="{MARGIN}" y="{modules_top + 16:.1f}" font-size="12" fill="#666">'
+            f'<text x="{left}" y="{modules_top + 16:.1f}" font-size="12" fill="#666">'
             "Modules ajoutables en cours de parcours (par le référent ou le GTO)</text>"
         )
         for box in module_boxes:
             out.append(_draw(box, None, p))
             for a, b in zip(box.children, box.children[1:], strict=False):
                 yy = a.y + a.h / 2
-                out.append(
-                    f'<path d="M{a.x + a.w:.1f},{yy:.1f} H{b.x - 2:.1f}" stroke="#3a3a3a" '
-                    f'stroke-width="1.4" marker-end="url(#{p}-arrow)"/>'
-                )
+                out.append(f'<path d="M{a.x + a.w:.1f},{yy:.1f} H{b.x - 2:.1f}" {stroke}/>')
             for child in box.children:
                 out.append(_draw(child, counts.get(child.id), p))
     out.extend(labels)
     out.append("</svg>")
     return Markup("\n".join(out))
-
-
-def _layer_of(layers: list[list[str]], sid: str) -> int | None:
-    return next((i for i, layer in enumerate(layers) if sid in layer), None)
 
 
 def _place_children(box: Box) -> None:
@@ -372,10 +392,26 @@ def _bezier(a: float, b: float, c: float, d: float, t: float) -> float:
     return u**3 * a + 3 * u * u * t * b + 3 * u * t * t * c + t**3 * d
 
 
-def _label(x: float, y: float, text: str, anchor: str = "middle") -> str:
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _label(
+    x: float, y: float, text: str, placed: list[tuple[float, float, float, float]],
+    obstacles: list[tuple[float, float, float, float]], anchor: str = "middle",
+) -> str:
+    """A label on a white patch, moved up or down a little when it would hide another one."""
     text = text if len(text) <= 34 else text[:33] + "…"
     w = len(text) * 5.9 + 10
-    rx = x - w / 2 if anchor == "middle" else x - 4
+    rx = x - w / 2 if anchor == "middle" else (x - 4 if anchor == "start" else x - w + 4)
+    for shift in (0, 18, -18, 36, -36, 54):
+        rect = (rx, y - 10 + shift, w, 16)
+        if not any(_overlaps(rect, other) for other in placed + obstacles):
+            y += shift
+            break
+    else:
+        rect = (rx, y - 10, w, 16)
+    placed.append((rx, y - 10, w, 16))
     return (
         f'<g class="edge-label"><rect x="{rx:.1f}" y="{y - 10:.1f}" width="{w:.1f}" height="16" rx="3" '
         f'fill="#ffffff" fill-opacity="0.92" stroke="#dddddd"/>'

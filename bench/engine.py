@@ -33,7 +33,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ def spread(values: list[float], unit: str = "s", scale: float = 1.0) -> str:
 
 
 def utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 # --- Children: dev server, worker processes, SMTP sink ----------------------------------------
@@ -399,7 +399,7 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
             await asyncio.to_thread(poll_once)
             try:
                 await asyncio.wait_for(stop_polling.wait(), 0.2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     poll_task = asyncio.create_task(poller())

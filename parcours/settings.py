@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
     # Continue-as-new once a run's history grows past this many events (at a step boundary).
     history_event_limit: int = Field(2000, ge=100)
+    # Open pathways kept in a worker's memory; beyond it a timer firing must replay a history first.
+    workflow_cache_size: int = Field(5000, ge=100)
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_prod(self) -> Settings:

@@ -21,8 +21,8 @@ def build_worker(client: Client, *, engine: Engine, settings: Settings, task_que
         activities=[activities.project_pathway, activities.send_notification],
         max_concurrent_activities=100,
         max_concurrent_workflow_tasks=100,
-        # Pure, deterministic libraries used by the interpreter's calendar arithmetic.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("holidays", "dateutil", "definitions", "pydantic")
-        ),
+        max_cached_workflows=settings.workflow_cache_size,
+        # The sandbox still forbids non-deterministic calls (time, random, I/O) but does not
+        # re-import modules for every pathway: a fraction of the memory and CPU per cached run.
+        workflow_runner=SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
     )

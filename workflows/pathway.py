@@ -697,7 +697,9 @@ class PathwayWorkflow:
             audit=self._audit,
         )
         self._dirty_items, self._dirty_escalations, self._audit = {}, set(), []
-        await workflow.execute_activity(
+        # A local activity: the projection is a short database write done by the same worker, so it
+        # needs no round trip through the server (retries back off; the database may be down).
+        await workflow.execute_local_activity(
             PROJECT_ACTIVITY, batch, start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY,
         )
         # Decided or resolved escalations need no memory beyond the read model.

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Engine
 from stdnum.fr import nir as stdnum_nir
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -134,13 +134,16 @@ class PathwayService:
         )
         pathway_id = "P-" + uuid.uuid4().hex[:10].upper()
         try:
-            handle = await self.client.start_workflow(
+            # Update-with-start: one round trip starts the run and returns once its first steps
+            # are in the read model.
+            start = WithStartWorkflowOperation(
                 PathwayWorkflow.run,
                 PathwayInput(
                     pathway_id=pathway_id, definition=definition, basin_id=basin_id, referent_org=referent_org,
                     person_ref=person_id, parties=parties, started_by=actor, history_event_limit=self.history_event_limit,
                 ),
                 id=pathway_id,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 task_queue=self.task_queue,
                 search_attributes=TypedSearchAttributes([
                     SearchAttributePair(sa.BASIN, basin_id), SearchAttributePair(sa.DEFINITION, definition.id),
@@ -148,7 +151,7 @@ class PathwayService:
                     SearchAttributePair(sa.STATUS, "active"),
                 ]),
             )
-            await handle.execute_update(PathwayWorkflow.ready)
+            await self.client.execute_update_with_start_workflow(PathwayWorkflow.ready, start_workflow_operation=start)
         except Exception:
             with session_scope(self.engine) as session:
                 row = session.get(models.Person, person_id)
