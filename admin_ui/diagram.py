@@ -120,7 +120,9 @@ class Box:
         return self.y + self.h
 
 
-def _task_box(definition: Definition, task: TaskStep, kind: str = "task", width: float = 232) -> Box:
+def _task_box(
+    definition: Definition, task: TaskStep, kind: str = "task", width: float = 232
+) -> Box:
     lines = [("t", line) for line in _wrap(task.title, width)]
     lines.append(("id", task.id))
     lines.append(("m", _wrap(role_label(task.role), width, 1, 5.9)[0]))
@@ -149,12 +151,18 @@ def _box(definition: Definition, step: Any) -> Box:
         lines = [("t", line) for line in _wrap(step.title, 150)] + [("id", step.id)]
         return Box(step.id, "decision", 220, 110, lines)
     if isinstance(step, WaitStep):
-        lines = [("t", _short(step.title, 210)), ("id", step.id),
-                 ("m", "Attente : " + delay_label(step.duration))]
+        lines = [
+            ("t", _short(step.title, 210)),
+            ("id", step.id),
+            ("m", "Attente : " + delay_label(step.duration)),
+        ]
         return Box(step.id, "wait", 210, 14 + 16 * len(lines), lines)
     assert isinstance(step, EndStep)
-    lines = [("t", _short(step.title, 210)), ("id", step.id),
-             ("m", "Sortie : " + EXIT_REASONS.get(step.exit_reason, step.exit_reason))]
+    lines = [
+        ("t", _short(step.title, 210)),
+        ("id", step.id),
+        ("m", "Sortie : " + EXIT_REASONS.get(step.exit_reason, step.exit_reason)),
+    ]
     return Box(step.id, "end", 210, 14 + 16 * len(lines), lines)
 
 
@@ -210,7 +218,10 @@ def layers_of(definition: Definition) -> list[list[str]]:
 
 
 def render_definition_svg(
-    definition: Definition, *, counts: dict[str, dict[str, Any]] | None = None, dom_id: str = "schema",
+    definition: Definition,
+    *,
+    counts: dict[str, dict[str, Any]] | None = None,
+    dom_id: str = "schema",
 ) -> Markup:
     """The SVG drawing; `counts` maps step id -> {total, on_time, due_soon, overdue, escalated}."""
     counts = counts or {}
@@ -239,7 +250,11 @@ def render_definition_svg(
         original = {sid: i - (len(layer) - 1) / 2 for i, sid in enumerate(layer)}
 
         def key(sid: str, original: dict[str, float] = original) -> float:
-            known = [position[p] for p in parents.get(sid, []) if p in position and layer_of[p] < layer_of[sid]]
+            known = [
+                position[p]
+                for p in parents.get(sid, [])
+                if p in position and layer_of[p] < layer_of[sid]
+            ]
             return sum(known) / len(known) if known else original[sid]
 
         layer.sort(key=key)
@@ -250,8 +265,14 @@ def render_definition_svg(
     back: list[tuple[str, str, str, str, int]] = []
     lanes = {"left": 0, "right": 0}
     for sid, target, label in edges:
-        if layer_of[target] < layer_of[sid] or (layer_of[target] == layer_of[sid] and sid == target):
-            side = "left" if position[sid] < 0 or (position[sid] == 0 and lanes["left"] < lanes["right"]) else "right"
+        if layer_of[target] < layer_of[sid] or (
+            layer_of[target] == layer_of[sid] and sid == target
+        ):
+            side = (
+                "left"
+                if position[sid] < 0 or (position[sid] == 0 and lanes["left"] < lanes["right"])
+                else "right"
+            )
             lanes[side] += 1
             back.append((sid, target, label, side, lanes[side]))
 
@@ -268,7 +289,10 @@ def render_definition_svg(
     row_widths = [sum(boxes[s].w for s in layer) + H_GAP * (len(layer) - 1) for layer in layers]
     content_w = max(row_widths + [b.w for b in module_boxes] + [320])
     label_room = {
-        side: max((min(len(label), 34) * 5.9 + 16 for *_, label, s, _ in back if s == side and label), default=0)
+        side: max(
+            (min(len(label), 34) * 5.9 + 16 for *_, label, s, _ in back if s == side and label),
+            default=0,
+        )
         for side in ("left", "right")
     }
     left_pad = (24 + 14 * lanes["left"] + label_room["left"]) if lanes["left"] else 0
@@ -276,7 +300,7 @@ def render_definition_svg(
     left = MARGIN + left_pad
     width = content_w + 2 * MARGIN + left_pad + right_pad
 
-    y = MARGIN
+    y: float = MARGIN
     for layer, row_w in zip(layers, row_widths, strict=True):
         x = left + (content_w - row_w) / 2
         row_h = max(boxes[s].h for s in layer)
@@ -309,7 +333,8 @@ def render_definition_svg(
         f'<desc id="{p}-desc">{_x(_describe(definition, layers, counts))}</desc>',
         "<defs>",
         f'<marker id="{p}-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#3a3a3a"/></marker>',
+        'markerHeight="7" orient="auto-start-reverse">'
+        '<path d="M0,0 L10,5 L0,10 z" fill="#3a3a3a"/></marker>',
         "</defs>",
     ]
     obstacles = [(b.x, b.y, b.w, b.h) for b in boxes.values()]
@@ -335,9 +360,14 @@ def render_definition_svg(
             ym = max(source.y, dest.y) + min(source.h, dest.h) / 2 + (-8 if forward else 10)
             x1 = source.x + source.w if forward else source.x
             x2 = dest.x - 2 if forward else dest.x + dest.w + 2
-            out.append(f'<path d="M{x1:.1f},{ym:.1f} H{x2:.1f}" {stroke}><title>{_x(sid)} → {_x(target)}</title></path>')
+            out.append(
+                f'<path d="M{x1:.1f},{ym:.1f} H{x2:.1f}" {stroke}>'
+                f"<title>{_x(sid)} → {_x(target)}</title></path>"
+            )
             if label:  # above a rightward arrow, below a leftward one, over the boxes if need be
-                labels.append(_label((x1 + x2) / 2, ym + (-12 if forward else 16), label, placed, []))
+                labels.append(
+                    _label((x1 + x2) / 2, ym + (-12 if forward else 16), label, placed, [])
+                )
     for sid, target, label, side, lane in back:
         source, dest = boxes[sid], boxes[target]
         y1, y2 = source.y + source.h / 2 + 8, dest.y + dest.h / 2 - 8
@@ -355,7 +385,16 @@ def render_definition_svg(
         )
         if label:
             lx = x1 + 6 if side == "right" else x1 - 6
-            labels.append(_label(lx, y1 + 14, label, placed, obstacles, anchor="start" if side == "right" else "end"))
+            labels.append(
+                _label(
+                    lx,
+                    y1 + 14,
+                    label,
+                    placed,
+                    obstacles,
+                    anchor="start" if side == "right" else "end",
+                )
+            )
 
     for box in boxes.values():
         out.append(_draw(box, counts.get(box.id), p))
@@ -363,7 +402,8 @@ def render_definition_svg(
             out.append(_draw(child, counts.get(child.id), p))
     if module_boxes:
         out.append(
-            f'<line x1="{left}" y1="{modules_top:.1f}" x2="{left + content_w:.1f}" y2="{modules_top:.1f}" '
+            f'<line x1="{left}" y1="{modules_top:.1f}" '
+            f'x2="{left + content_w:.1f}" y2="{modules_top:.1f}" '
             'stroke="#929292" stroke-dasharray="2 4"/>'
             f'<text x="{left}" y="{modules_top + 16:.1f}" font-size="12" fill="#666">'
             "Modules ajoutables en cours de parcours (par le référent ou le GTO)</text>"
@@ -397,8 +437,12 @@ def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float
 
 
 def _label(
-    x: float, y: float, text: str, placed: list[tuple[float, float, float, float]],
-    obstacles: list[tuple[float, float, float, float]], anchor: str = "middle",
+    x: float,
+    y: float,
+    text: str,
+    placed: list[tuple[float, float, float, float]],
+    obstacles: list[tuple[float, float, float, float]],
+    anchor: str = "middle",
 ) -> str:
     """A label on a white patch, moved up or down a little when it would hide another one."""
     text = text if len(text) <= 34 else text[:33] + "…"
@@ -413,7 +457,8 @@ def _label(
         rect = (rx, y - 10, w, 16)
     placed.append((rx, y - 10, w, 16))
     return (
-        f'<g class="edge-label"><rect x="{rx:.1f}" y="{y - 10:.1f}" width="{w:.1f}" height="16" rx="3" '
+        f'<g class="edge-label"><rect x="{rx:.1f}" y="{y - 10:.1f}" '
+        f'width="{w:.1f}" height="16" rx="3" '
         f'fill="#ffffff" fill-opacity="0.92" stroke="#dddddd"/>'
         f'<text x="{x:.1f}" y="{y + 2:.1f}" text-anchor="{anchor}" font-size="11" fill="#161616">'
         f"{_x(text)}</text></g>"
@@ -424,14 +469,16 @@ def _shape(box: Box, fill: str, stroke: str) -> str:
     x, y, w, h = box.x, box.y, box.w, box.h
     if box.kind == "decision":
         return (
-            f'<polygon points="{x + w / 2:.1f},{y:.1f} {x + w:.1f},{y + h / 2:.1f} {x + w / 2:.1f},{y + h:.1f} '
+            f'<polygon points="{x + w / 2:.1f},{y:.1f} {x + w:.1f},{y + h / 2:.1f} '
+            f"{x + w / 2:.1f},{y + h:.1f} "
             f'{x:.1f},{y + h / 2:.1f}" fill="{fill}" stroke="{stroke}" stroke-width="1.6"/>'
         )
     radius = {"end": h / 2, "wait": 14, "parallel": 6, "module": 6}.get(box.kind, 4)
     dash = ' stroke-dasharray="6 4"' if box.kind in ("wait", "parallel", "module") else ""
     width = 2.4 if box.kind == "end" else 1.6
     return (
-        f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="{radius:.1f}" fill="{fill}" '
+        f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+        f'rx="{radius:.1f}" fill="{fill}" '
         f'stroke="{stroke}" stroke-width="{width}"{dash}/>'
     )
 
@@ -464,7 +511,9 @@ def _draw(box: Box, entry: dict[str, Any] | None, p: str) -> str:
                 "id": ' font-family="monospace" font-size="11" fill="#000091"',
                 "m": ' font-size="11" fill="#3a3a3a"',
             }[css]
-            parts.append(f'<text x="{box.cx:.1f}" y="{ty:.1f}" text-anchor="middle"{attrs}>{_x(text)}</text>')
+            parts.append(
+                f'<text x="{box.cx:.1f}" y="{ty:.1f}" text-anchor="middle"{attrs}>{_x(text)}</text>'
+            )
             ty += 16
     if sla and entry:
         colour = SLA_COLOURS[sla][1]
@@ -472,8 +521,10 @@ def _draw(box: Box, entry: dict[str, Any] | None, p: str) -> str:
         if box.kind == "decision":
             bx, by = box.x + box.w * 0.75, box.y + box.h * 0.2
         parts.append(
-            f'<circle cx="{bx:.1f}" cy="{by:.1f}" r="14" fill="{colour}" stroke="#fff" stroke-width="2"/>'
-            f'<text x="{bx:.1f}" y="{by + 4:.1f}" text-anchor="middle" font-weight="700" fill="#fff" '
+            f'<circle cx="{bx:.1f}" cy="{by:.1f}" r="14" fill="{colour}" '
+            'stroke="#fff" stroke-width="2"/>'
+            f'<text x="{bx:.1f}" y="{by + 4:.1f}" text-anchor="middle" '
+            'font-weight="700" fill="#fff" '
             f'class="step-count">{int(entry["total"])}</text>'
         )
     parts.append("</g>")

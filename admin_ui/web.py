@@ -117,7 +117,8 @@ def csrf_token(request: Request) -> str:
 
 
 def flash(request: Request, message: str, kind: str = "success") -> None:
-    request.session.setdefault("flash", []).append({"message": message, "kind": kind})
+    # Assign (not append in place): Starlette saves the session only when an item is set.
+    request.session["flash"] = [*request.session.get("flash", []), {"message": message, "kind": kind}]
 
 
 def pop_flashes(request: Request) -> list[dict[str, str]]:

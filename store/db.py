@@ -48,6 +48,11 @@ def create_tables(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
 
 
+def writer_pool_size(engine: Engine) -> int:
+    """SQLite takes one writer at a time: more threads would only wait on its lock."""
+    return 1 if engine.dialect.name == "sqlite" else 8
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     """One engine per URL per process, tables created on first use."""

@@ -1,74 +1,76 @@
-"""Apply a workflow's ProjectionBatch to the read model, idempotently (upserts keyed by the
-workflow's own ids; a late, older batch never overwrites a newer pathway row)."""
+"""Apply a workflow's ProjectionBatch to the read model, idempotently: one transaction of
+dialect upserts (INSERT … ON CONFLICT) keyed by the workflow's own ids; a late, older batch never
+overwrites a newer pathway row."""
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from typing import Any
+
+from sqlalchemy import Table, and_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 
 from store import models
-from store.db import session_scope
 from workflows.model import ProjectionBatch
 
 
-def apply_batch(engine: Engine, batch: ProjectionBatch) -> None:
-    with session_scope(engine) as session:
-        _apply_pathway(session, batch)
-        for row in batch.items:
-            item = row.item
-            session.merge(models.PathwayStep(
-                id=item.id, pathway_id=row.pathway_id, step_id=item.step_id, title=item.title,
-                kind=item.kind, track=item.track, status=item.status, opened_at=item.opened_at,
-                closed_at=item.closed_at, outcome=item.outcome,
-            ))
-            if item.kind == "task":
-                assert item.organisation_id is not None
-                session.merge(models.Task(
-                    id=item.id, pathway_id=row.pathway_id, step_id=item.step_id, title=item.title,
-                    definition_id=batch.pathway.definition_id, basin_id=batch.pathway.basin_id,
-                    organisation_id=item.organisation_id, status=item.status, sla=row.sla,
-                    due_at=item.due_at, opened_at=item.opened_at, closed_at=item.closed_at,
-                    generation=item.generation, escalation_level=item.escalation_level,
-                    outcome=item.outcome, submission_id=item.submission_id,
-                ))
-        for escalation in batch.escalations:
-            session.merge(models.Escalation(
-                id=escalation.id, pathway_id=batch.pathway.id, task_id=escalation.item_id,
-                step_id=escalation.step_id, basin_id=batch.pathway.basin_id, level=escalation.level,
-                to=escalation.to, status=escalation.status, opened_at=escalation.opened_at,
-                decided_at=escalation.decided_at, decided_by=escalation.decided_by,
-                action=escalation.action, note_id=escalation.note_id,
-            ))
-        for entry in batch.audit:
-            if session.get(models.AuditEvent, entry.id) is None:
-                session.add(models.AuditEvent(
-                    id=entry.id, at=entry.at, pathway_id=entry.pathway_id, actor_user_id=entry.actor.user_id,
-                    actor_org_id=entry.actor.organisation_id, action=entry.action, task_id=entry.item_id,
-                    detail=entry.detail,
-                ))
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
 
 
-def _apply_pathway(session: Session, batch: ProjectionBatch) -> None:
-    row = batch.pathway
-    existing = session.get(models.Pathway, row.id)
-    if existing is not None and existing.revision > row.revision:
+def _upsert(connection: Connection, model: Any, rows: list[dict[str, Any]], *, keys: list[str], update_where: Any = None, ignore: bool = False) -> None:
+    if not rows:
         return
-    session.merge(models.Pathway(
-        id=row.id, definition_id=row.definition_id, definition_version=row.definition_version,
-        basin_id=row.basin_id, referent_org=row.referent_org, person_id=row.person_ref, status=row.status,
-        current_steps=row.current_steps, sla=row.sla, stuck_since=row.stuck_since, started_at=row.started_at,
-        updated_at=row.updated_at, last_progress_at=row.last_progress_at, closed_at=row.closed_at,
-        exit_reason=row.exit_reason, revision=row.revision,
-    ))
-    members = {
-        m.organisation_id: m
-        for m in session.exec(select(models.FollowUpMember).where(models.FollowUpMember.pathway_id == row.id))
-    }
-    for organisation_id in row.organisations:
-        if organisation_id not in members:
-            session.add(models.FollowUpMember(pathway_id=row.id, organisation_id=organisation_id, since=row.updated_at))
-    if row.status == "closed":
-        for member in members.values():
-            if member.until is None:
-                member.until = row.closed_at
-                session.add(member)
+    table = _table(model)
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(rows)
+    if ignore:
+        statement = statement.on_conflict_do_nothing(index_elements=keys)
+    else:
+        columns = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        statement = statement.on_conflict_do_update(index_elements=keys, set_=columns, where=update_where)
+    connection.execute(statement)
+
+
+def apply_batch(engine: Engine, batch: ProjectionBatch) -> None:
+    row = batch.pathway
+    with engine.begin() as connection:
+        pathway = _table(models.Pathway)
+        _upsert(connection, models.Pathway, [{
+            "id": row.id, "definition_id": row.definition_id, "definition_version": row.definition_version,
+            "basin_id": row.basin_id, "referent_org": row.referent_org, "person_id": row.person_ref, "status": row.status,
+            "current_steps": row.current_steps, "sla": row.sla, "stuck_since": row.stuck_since, "started_at": row.started_at,
+            "updated_at": row.updated_at, "last_progress_at": row.last_progress_at, "closed_at": row.closed_at,
+            "exit_reason": row.exit_reason, "revision": row.revision,
+        }], keys=["id"], update_where=pathway.c.revision <= row.revision)
+        _upsert(connection, models.FollowUpMember, [
+            {"pathway_id": row.id, "organisation_id": organisation_id, "since": row.updated_at, "until": None}
+            for organisation_id in row.organisations
+        ], keys=["pathway_id", "organisation_id"], ignore=True)
+        if row.status == "closed":
+            members = _table(models.FollowUpMember)
+            connection.execute(
+                update(members).where(and_(members.c.pathway_id == row.id, members.c.until.is_(None))).values(until=row.closed_at)
+            )
+        items = [r.item for r in batch.items]
+        _upsert(connection, models.PathwayStep, [{
+            "id": i.id, "pathway_id": row.id, "step_id": i.step_id, "title": i.title, "kind": i.kind, "track": i.track,
+            "status": i.status, "opened_at": i.opened_at, "closed_at": i.closed_at, "outcome": i.outcome,
+        } for i in items], keys=["id"])
+        _upsert(connection, models.Task, [{
+            "id": r.item.id, "pathway_id": row.id, "step_id": r.item.step_id, "title": r.item.title,
+            "definition_id": row.definition_id, "basin_id": row.basin_id, "organisation_id": r.item.organisation_id,
+            "status": r.item.status, "sla": r.sla, "due_at": r.item.due_at, "opened_at": r.item.opened_at,
+            "closed_at": r.item.closed_at, "generation": r.item.generation, "escalation_level": r.item.escalation_level,
+            "outcome": r.item.outcome, "submission_id": r.item.submission_id,
+        } for r in batch.items if r.item.kind == "task"], keys=["id"])
+        _upsert(connection, models.Escalation, [{
+            "id": e.id, "pathway_id": row.id, "task_id": e.item_id, "step_id": e.step_id, "basin_id": row.basin_id,
+            "level": e.level, "to": e.to, "status": e.status, "opened_at": e.opened_at, "decided_at": e.decided_at,
+            "decided_by": e.decided_by, "action": e.action, "note_id": e.note_id,
+        } for e in batch.escalations], keys=["id"])
+        _upsert(connection, models.AuditEvent, [{
+            "id": a.id, "at": a.at, "pathway_id": a.pathway_id, "actor_user_id": a.actor.user_id,
+            "actor_org_id": a.actor.organisation_id, "action": a.action, "task_id": a.item_id, "detail": a.detail,
+        } for a in batch.audit], keys=["id"], ignore=True)

@@ -156,7 +156,10 @@ def list_basins(engine: Engine) -> list[models.Basin]:
 def latest_definition_rows(engine: Engine) -> list[models.DefinitionVersion]:
     """The latest published version of every definition, by title."""
     with session_scope(engine) as session:
-        rows = list(session.exec(select(models.DefinitionVersion).order_by(models.DefinitionVersion.id, col(models.DefinitionVersion.version).desc())))
+        query = select(models.DefinitionVersion).order_by(
+            models.DefinitionVersion.id, col(models.DefinitionVersion.version).desc()
+        )
+        rows = list(session.exec(query))
     latest: dict[str, models.DefinitionVersion] = {}
     for row in rows:
         latest.setdefault(row.id, row)
@@ -171,7 +174,11 @@ def get_person(engine: Engine, *, person_id: str) -> models.Person | None:
 def pathway_notes(engine: Engine, *, pathway_id: str) -> list[models.Note]:
     """Notes shared with the follow-up group (reasons of actions included), oldest first."""
     with session_scope(engine) as session:
-        query = select(models.Note).where(models.Note.pathway_id == pathway_id).order_by(col(models.Note.created_at).asc(), models.Note.id)
+        query = (
+            select(models.Note)
+            .where(models.Note.pathway_id == pathway_id)
+            .order_by(col(models.Note.created_at).asc(), models.Note.id)
+        )
         return list(session.exec(query))
 
 
@@ -179,12 +186,14 @@ def pathway_history(engine: Engine, *, pathway_id: str) -> dict[str, list[Any]]:
     """A pathway's timeline entries, tasks, follow-up group and audit events, as model rows."""
     with session_scope(engine) as session:
         def rows(model: Any, *order: Any) -> list[Any]:
-            return list(session.exec(select(model).where(model.pathway_id == pathway_id).order_by(*order)))
+            query = select(model).where(model.pathway_id == pathway_id).order_by(*order)
+            return list(session.exec(query))
 
+        member, step = models.FollowUpMember, models.PathwayStep
         return {
-            "steps": rows(models.PathwayStep, col(models.PathwayStep.opened_at).asc(), models.PathwayStep.id),
+            "steps": rows(step, col(step.opened_at).asc(), step.id),
             "tasks": rows(models.Task, col(models.Task.opened_at).asc(), models.Task.id),
-            "follow_up": rows(models.FollowUpMember, col(models.FollowUpMember.since).asc(), models.FollowUpMember.organisation_id),
+            "follow_up": rows(member, col(member.since).asc(), member.organisation_id),
             "audit": rows(models.AuditEvent, col(models.AuditEvent.at).asc(), models.AuditEvent.id),
         }
 
@@ -194,7 +203,8 @@ def users_by_id(engine: Engine, ids: set[str] | list[str]) -> dict[str, models.U
     if not wanted:
         return {}
     with session_scope(engine) as session:
-        return {u.id: u for u in session.exec(select(models.User).where(col(models.User.id).in_(wanted)))}
+        query = select(models.User).where(col(models.User.id).in_(wanted))
+        return {u.id: u for u in session.exec(query)}
 
 
 def get_submission(engine: Engine, *, submission_id: str) -> models.Submission | None:

@@ -246,6 +246,7 @@ class Notification(BaseModel):
     key: str
     kind: Literal["task_assigned", "reminder", "overdue", "escalated", "escalation_decided"]
     pathway_id: str
+    definition_title: str = ""
     item_id: str
     step_title: str
     organisation_id: str | None

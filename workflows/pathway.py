@@ -332,6 +332,7 @@ class PathwayWorkflow:
                 self._restart_clock(item)
             self._notify(Notification(
                 key=f"{escalation.id}:decided", kind="escalation_decided", pathway_id=self.input.pathway_id,
+                definition_title=self.definition.title,
                 item_id=item.id, step_title=item.title, organisation_id=item.organisation_id,
                 basin_id=self.input.basin_id, level=escalation.level, due_at=item.due_at, action=command.action,
             ))
@@ -644,6 +645,7 @@ class PathwayWorkflow:
     def _notification(self, item: Item, kind: Any, level: int) -> Notification:
         return Notification(
             key=f"{item.id}:g{item.generation}:{kind}:{level}", kind=kind, pathway_id=self.input.pathway_id,
+            definition_title=self.definition.title,
             item_id=item.id, step_title=item.title, organisation_id=item.organisation_id,
             basin_id=self.input.basin_id, level=level, due_at=item.due_at,
         )

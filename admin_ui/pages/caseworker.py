@@ -21,9 +21,8 @@ from admin_ui.deps import Engine_, Service, User, require_roles, verify_csrf
 from admin_ui.web import PAGE_SIZE, SLA_BADGES, flash, fr_date, fr_datetime, render
 from definitions.schema import (
     EXIT_REASONS,
-    Definition,
     DecisionStep,
-    EndStep,
+    Definition,
     FormField,
     ParallelStep,
     TaskStep,
@@ -54,17 +53,40 @@ AUDIT_LABELS = {
 }
 ESCALATION_TARGETS = {"gto": "GTO du bassin", "spie_direction": "direction du SPIE"}
 GTO_ACTIONS = {
-    "reassign": "réattribuer la tâche", "extend": "prolonger le délai", "add_step": "ajouter une étape",
-    "close": "clore le parcours", "unblock": "débloquer",
+    "reassign": "réattribuer la tâche",
+    "extend": "prolonger le délai",
+    "add_step": "ajouter une étape",
+    "close": "clore le parcours",
+    "unblock": "débloquer",
 }
 PATHWAY_STATUSES = {"active": "En cours", "paused": "Suspendu"}
 TASK_STATUSES = {"open": "À traiter", "done": "Terminées"}
-SHORT_TEXT_HINTS = ("nom", "numero", "telephone", "email", "mail", "ville", "siret", "code", "reference", "identifiant")
+SHORT_TEXT_HINTS = (
+    "nom",
+    "numero",
+    "telephone",
+    "email",
+    "mail",
+    "ville",
+    "siret",
+    "code",
+    "reference",
+    "identifiant",
+)
 """A text field whose id contains one of these gets a one-line input, others a textarea."""
-PERSON_FIELDS = ("first_name", "last_name", "birth_date", "email", "phone", "nir", "france_travail_id", "consent")
+PERSON_FIELDS = (
+    "first_name",
+    "last_name",
+    "birth_date",
+    "email",
+    "phone",
+    "nir",
+    "france_travail_id",
+    "consent",
+)
 PERSON_FORMATS = {
     "email": "adresse e-mail invalide (exemple : nom@domaine.fr)",
-    "phone": "numéro de téléphone invalide (chiffres, espaces, points ou tirets ; 6 à 20 caractères)",
+    "phone": "numéro de téléphone invalide (chiffres, espaces, points ou tirets, 6 à 20)",
     "france_travail_id": "identifiant France Travail invalide (7 à 11 lettres ou chiffres)",
     "first_name": "le prénom est obligatoire",
     "last_name": "le nom est obligatoire",
@@ -78,7 +100,10 @@ NOT_FOUND_TASK = "Cette tâche n'existe pas (ou plus)."
 
 def _is_htmx(request: Request) -> bool:
     """An htmx request that swaps part of the page (not a history restore, which wants it all)."""
-    return request.headers.get("hx-request") == "true" and request.headers.get("hx-history-restore-request") != "true"
+    return (
+        request.headers.get("hx-request") == "true"
+        and request.headers.get("hx-history-restore-request") != "true"
+    )
 
 
 def _redirect(request: Request, url: str) -> Response:
@@ -133,7 +158,8 @@ def _pages(current: int, total: int) -> list[int | None]:
     wanted = sorted({1, total, current - 1, current, current + 1} & set(range(1, total + 1)))
     shown: list[int | None] = []
     for number in wanted:
-        if shown and shown[-1] is not None and number - shown[-1] > 1:  # type: ignore[operator]
+        previous = shown[-1] if shown else None
+        if previous is not None and number - previous > 1:
             shown.append(None)
         shown.append(number)
     return shown
@@ -149,11 +175,18 @@ def _url(path: str, params: dict[str, Any]) -> str:
 
 @router.get("/taches")
 def inbox(
-    request: Request, engine: Engine_, user: User, bassin: str | None = None, type: str | None = None,
-    statut: str | None = None, sla: str | None = None, page: str | None = None,
+    request: Request,
+    engine: Engine_,
+    user: User,
+    bassin: str | None = None,
+    type: str | None = None,
+    statut: str | None = None,
+    sla: str | None = None,
+    page: str | None = None,
 ) -> Response:
     filters = {
-        "bassin": _opt(bassin), "type": _opt(type),
+        "bassin": _opt(bassin),
+        "type": _opt(type),
         "statut": statut if statut in TASK_STATUSES else "open",
         "sla": sla if sla in SLA_BADGES else None,
     }
@@ -161,19 +194,29 @@ def inbox(
 
     def query(n: int) -> v.Paged[models.Task]:
         return v.task_inbox(
-            engine, organisation_id=user.organisation_id, status=filters["statut"], basin_id=filters["bassin"],
-            definition_id=filters["type"], sla=filters["sla"], page=n, size=PAGE_SIZE,
+            engine,
+            organisation_id=user.organisation_id,
+            status=filters["statut"],
+            basin_id=filters["bassin"],
+            definition_id=filters["type"],
+            sla=filters["sla"],
+            page=n,
+            size=PAGE_SIZE,
         )
 
     tasks = query(number)
     if number > tasks.pages:
         tasks = query(tasks.pages)
-    context = {
-        "title": "Mes tâches", "nav": "inbox", "tasks": tasks, "filters": filters,
+    context: dict[str, Any] = {
+        "title": "Mes tâches",
+        "nav": "inbox",
+        "tasks": tasks,
+        "filters": filters,
         "pages": _pages(tasks.page, tasks.pages),
         "page_url": lambda n: _url("/taches", {**filters, "page": n if n > 1 else None}),
         "counts": v.task_counts(engine, organisation_id=user.organisation_id),
-        "basins": _basin_names(engine), "definitions": _definition_titles(engine),
+        "basins": _basin_names(engine),
+        "definitions": _definition_titles(engine),
         "task_statuses": TASK_STATUSES,
     }
     if _is_htmx(request):
@@ -197,14 +240,23 @@ def _serves(org: models.Organisation, basin_id: str) -> bool:
 
 
 def _task_context(
-    request: Request, engine: Any, service: PathwayService, user: Any, task: models.Task, pathway: models.Pathway,
+    request: Request,
+    engine: Any,
+    service: PathwayService,
+    user: Any,
+    task: models.Task,
+    pathway: models.Pathway,
 ) -> dict[str, Any]:
     """Everything the task page shows; 403 unless the user's organisation holds the task or
     follows the pathway."""
     reason = access_reason(engine, user, pathway)
     holds = task.organisation_id == user.organisation_id
     if reason is None and not holds:
-        raise HTTPException(403, "Cette tâche est confiée à une autre organisation, et la vôtre ne fait pas partie du groupe de suivi de ce parcours.")
+        raise HTTPException(
+            403,
+            "Cette tâche est confiée à une autre organisation, et la vôtre ne fait pas partie"
+            " du groupe de suivi de ce parcours.",
+        )
     definition = service.definition_of(pathway)
     step = definition.task(task.step_id)
     person = None
@@ -212,23 +264,61 @@ def _task_context(
         row = v.get_person(engine, person_id=pathway.person_id)
         if row is not None:
             person = person_view(row, user)
-            record_view(engine, user, pathway_id=pathway.id, what="identité de la personne (page de tâche)", reason=reason)
+            record_view(
+                engine,
+                user,
+                pathway_id=pathway.id,
+                what="identité de la personne (page de tâche)",
+                reason=reason,
+            )
     organisations = q.list_organisations(engine)
     names = {o.id: o.name for o in organisations}
     is_open = task.status == "open"
-    submission = v.get_submission(engine, submission_id=task.submission_id) if task.submission_id and reason else None
+    submission = (
+        v.get_submission(engine, submission_id=task.submission_id)
+        if task.submission_id and reason
+        else None
+    )
     return {
-        "title": task.title, "nav": "inbox", "task": task, "pathway": pathway, "definition": definition, "step": step,
-        "person": person, "org_names": names, "basin_name": _basin_names(engine).get(pathway.basin_id, pathway.basin_id),
+        "title": task.title,
+        "nav": "inbox",
+        "task": task,
+        "pathway": pathway,
+        "definition": definition,
+        "step": step,
+        "person": person,
+        "org_names": names,
+        "basin_name": _basin_names(engine).get(pathway.basin_id, pathway.basin_id),
         "may_complete": holds and is_open and pathway.status == "active",
-        "may_reassign": is_open and pathway.status == "active" and (holds or user.organisation_id == pathway.referent_org),
+        "may_reassign": is_open
+        and pathway.status == "active"
+        and (holds or user.organisation_id == pathway.referent_org),
         "may_note": reason is not None,
-        "reassign_to": sorted((o for o in organisations if o.id != task.organisation_id and _serves(o, pathway.basin_id)), key=lambda o: o.name.lower()),
-        "outcome_label": (step.outcome(task.outcome).label if task.outcome and step.outcome(task.outcome) else task.outcome),
+        "reassign_to": sorted(
+            (
+                o
+                for o in organisations
+                if o.id != task.organisation_id and _serves(o, pathway.basin_id)
+            ),
+            key=lambda o: o.name.lower(),
+        ),
+        "outcome_label": _outcome_label(step, task.outcome),
         "submission": submission.data if submission else None,
-        "values": {}, "errors": {}, "alert": None, "alert_fields": {}, "long_text": _text_is_long,
-        "reassign": {"organisation": "", "reason": ""}, "reassign_errors": {}, "note_text": "", "note_error": None,
+        "values": {},
+        "errors": {},
+        "alert": None,
+        "alert_fields": {},
+        "long_text": _text_is_long,
+        "reassign": {"organisation": "", "reason": ""},
+        "reassign_errors": {},
+        "note_text": "",
+        "note_error": None,
     }
+
+
+def _outcome_label(step: TaskStep, outcome_id: str | None) -> str | None:
+    outcome = step.outcome(outcome_id) if outcome_id else None
+    return outcome.label if outcome else outcome_id
 
 
 def _text_is_long(field: FormField) -> bool:
@@ -255,17 +345,29 @@ def _read_task_form(step: TaskStep, form: FormData) -> tuple[dict[str, Any], dic
 
 
 @router.get("/taches/{task_id}")
-def task_page(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
+def task_page(
+    request: Request, engine: Engine_, service: Service, user: User, task_id: str
+) -> Response:
     task, pathway = _task_or_404(engine, task_id)
-    return render(request, "caseworker/task.html", **_task_context(request, engine, service, user, task, pathway))
+    return render(
+        request,
+        "caseworker/task.html",
+        **_task_context(request, engine, service, user, task, pathway),
+    )
 
 
 @router.post("/taches/{task_id}", dependencies=CSRF)
-async def complete_task(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
+async def complete_task(
+    request: Request, engine: Engine_, service: Service, user: User, task_id: str
+) -> Response:
     task, pathway = _task_or_404(engine, task_id)
     context = _task_context(request, engine, service, user, task, pathway)
     if task.organisation_id != user.organisation_id:
-        raise HTTPException(403, "Seule l'organisation à qui la tâche est confiée peut la traiter : vous pouvez la consulter ou la réattribuer si vous êtes la structure référente.")
+        raise HTTPException(
+            403,
+            "Seule l'organisation à qui la tâche est confiée peut la traiter : vous pouvez"
+            " la consulter, ou la réattribuer si vous êtes la structure référente.",
+        )
     step: TaskStep = context["step"]
     form = await request.form()
     data, values = _read_task_form(step, form)
@@ -273,21 +375,33 @@ async def complete_task(request: Request, engine: Engine_, service: Service, use
     chosen = step.outcome(outcome)
     try:
         if chosen is None:
-            raise ServiceError("Choisissez l'issue de la tâche avec l'un des boutons en bas du formulaire.")
+            raise ServiceError(
+                "Choisissez l'issue de la tâche avec l'un des boutons en bas du formulaire."
+            )
         await service.complete_task(task_id=task.id, actor=user.actor, outcome=outcome, data=data)
     except ServiceError as error:
         known = {f.id for f in step.form}
         others = {k: m for k, m in error.fields.items() if k not in known}
         return render(
-            request, "caseworker/task.html", status_code=error.status,
-            **{**context, "values": values, "errors": error.fields, "alert": error.message, "alert_fields": others},
+            request,
+            "caseworker/task.html",
+            status_code=error.status,
+            **{
+                **context,
+                "values": values,
+                "errors": error.fields,
+                "alert": error.message,
+                "alert_fields": others,
+            },
         )
     flash(request, f"Tâche terminée : « {step.title} » — {chosen.label}.")
     return _redirect(request, _pathway_or_home(engine, pathway.id, "/taches"))
 
 
 @router.post("/taches/{task_id}/reattribuer", dependencies=CSRF)
-async def reassign_task(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
+async def reassign_task(
+    request: Request, engine: Engine_, service: Service, user: User, task_id: str
+) -> Response:
     task, pathway = _task_or_404(engine, task_id)
     context = _task_context(request, engine, service, user, task, pathway)
     form = await request.form()
@@ -296,27 +410,59 @@ async def reassign_task(request: Request, engine: Engine_, service: Service, use
     if not organisation_id:
         errors["organisation"] = "Choisissez l'organisation à qui confier la tâche."
     if not reason:
-        errors["motif"] = "Indiquez le motif de la réattribution : il est partagé avec le groupe de suivi."
-    retry = {**context, "reassign": {"organisation": organisation_id, "reason": reason}, "reassign_errors": errors}
+        errors["motif"] = (
+            "Indiquez le motif de la réattribution : il est partagé avec le groupe de suivi."
+        )
+    retry = {
+        **context,
+        "reassign": {"organisation": organisation_id, "reason": reason},
+        "reassign_errors": errors,
+    }
     if errors:
-        return render(request, "caseworker/task.html", status_code=422, **retry, alert="La réattribution n'a pas été enregistrée : corrigez le formulaire.")
+        return render(
+            request,
+            "caseworker/task.html",
+            status_code=422,
+            **{
+                **retry,
+                "alert": "La réattribution n'a pas été enregistrée : corrigez le formulaire.",
+            },
+        )
     try:
-        await service.reassign_task(task_id=task.id, actor=user.actor, organisation_id=organisation_id, reason=reason)
+        await service.reassign_task(
+            task_id=task.id, actor=user.actor, organisation_id=organisation_id, reason=reason
+        )
     except ServiceError as error:
-        return render(request, "caseworker/task.html", status_code=error.status, **retry, alert=error.message)
-    flash(request, f"Tâche « {task.title} » réattribuée à {context['org_names'].get(organisation_id, organisation_id)}.")
+        return render(
+            request,
+            "caseworker/task.html",
+            status_code=error.status,
+            **{**retry, "alert": error.message},
+        )
+    flash(
+        request,
+        f"Tâche « {task.title} » réattribuée à "
+        f"{context['org_names'].get(organisation_id, organisation_id)}.",
+    )
     return _redirect(request, f"/parcours/{pathway.id}")
 
 
 @router.post("/taches/{task_id}/note", dependencies=CSRF)
-async def task_note(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
+async def task_note(
+    request: Request, engine: Engine_, service: Service, user: User, task_id: str
+) -> Response:
     task, pathway = _task_or_404(engine, task_id)
     context = _task_context(request, engine, service, user, task, pathway)
     if not context["may_note"]:
         raise HTTPException(403, "Seul le groupe de suivi du parcours peut y ajouter une note.")
     text = _text(await request.form(), "note")
     if not text:
-        return render(request, "caseworker/task.html", status_code=422, **{**context, "note_error": "Écrivez la note avant de l'enregistrer."})
+        return render(
+            request,
+            "caseworker/task.html",
+            status_code=422,
+            **{**context, "note_error": "Écrivez la note avant de l'enregistrer."},
+        )
     q.save_note(engine, text=text, author_user_id=user.id, pathway_id=pathway.id)
     flash(request, "Note partagée avec le groupe de suivi.")
     return _redirect(request, f"/taches/{task.id}")
@@ -327,16 +473,31 @@ async def task_note(request: Request, engine: Engine_, service: Service, user: U
 
 @router.get("/parcours")
 def pathways(
-    request: Request, engine: Engine_, service: Service, user: User, bassin: str | None = None,
-    type: str | None = None, statut: str | None = None, page: str | None = None,
+    request: Request,
+    engine: Engine_,
+    service: Service,
+    user: User,
+    bassin: str | None = None,
+    type: str | None = None,
+    statut: str | None = None,
+    page: str | None = None,
 ) -> Response:
-    filters = {"bassin": _opt(bassin), "type": _opt(type), "statut": statut if statut in PATHWAY_STATUSES else None}
+    filters = {
+        "bassin": _opt(bassin),
+        "type": _opt(type),
+        "statut": statut if statut in PATHWAY_STATUSES else None,
+    }
     number = _page_number(page)
 
     def query(n: int) -> v.Paged[models.Pathway]:
         return v.pathway_list(
-            engine, follow_up_org=user.organisation_id, basin_id=filters["bassin"], definition_id=filters["type"],
-            status=filters["statut"], page=n, size=PAGE_SIZE,
+            engine,
+            follow_up_org=user.organisation_id,
+            basin_id=filters["bassin"],
+            definition_id=filters["type"],
+            status=filters["statut"],
+            page=n,
+            size=PAGE_SIZE,
         )
 
     rows = query(number)
@@ -349,11 +510,17 @@ def pathways(
         if key not in definitions:
             definitions[key] = service.definition_of(pathway)
         current[pathway.id] = [_step_title(definitions[key], s) for s in pathway.current_steps]
-    context = {
-        "title": "Parcours suivis", "nav": "pathways", "rows": rows, "filters": filters, "current": current,
+    context: dict[str, Any] = {
+        "title": "Parcours suivis",
+        "nav": "pathways",
+        "rows": rows,
+        "filters": filters,
+        "current": current,
         "pages": _pages(rows.page, rows.pages),
         "page_url": lambda n: _url("/parcours", {**filters, "page": n if n > 1 else None}),
-        "basins": _basin_names(engine), "definitions": _definition_titles(engine), "org_names": _org_names(engine),
+        "basins": _basin_names(engine),
+        "definitions": _definition_titles(engine),
+        "org_names": _org_names(engine),
         "pathway_statuses": PATHWAY_STATUSES,
     }
     if _is_htmx(request):
@@ -397,22 +564,41 @@ def _start_context(engine: Any, user: Any, basin_id: str | None, **extra: Any) -
         basin_id = user.basin_id if user.basin_id in basins else next(iter(basins), None)
     referent = q.get_organisation(engine, organisation_id=user.organisation_id)
     return {
-        "title": "Démarrer un parcours", "nav": "start", "basins": basins, "basin_id": basin_id,
-        "definitions": _startable(engine, basin_id), "referent": referent.name if referent else user.organisation_name,
-        "values": {}, "errors": {}, "alert": None, **extra,
+        "title": "Démarrer un parcours",
+        "nav": "start",
+        "basins": basins,
+        "basin_id": basin_id,
+        "definitions": _startable(engine, basin_id),
+        "referent": referent.name if referent else user.organisation_name,
+        "values": {},
+        "errors": {},
+        "alert": None,
+        **extra,
     }
 
 
 @router.get("/parcours/nouveau")
-def start_page(request: Request, engine: Engine_, user: User, bassin: str | None = None) -> Response:
+def start_page(
+    request: Request, engine: Engine_, user: User, bassin: str | None = None
+) -> Response:
     return render(request, "caseworker/start.html", **_start_context(engine, user, bassin))
 
 
 @router.get("/parcours/nouveau/definitions")
-def start_definitions(request: Request, engine: Engine_, user: User, bassin: str | None = None, definition: str | None = None) -> Response:
+def start_definitions(
+    request: Request,
+    engine: Engine_,
+    user: User,
+    bassin: str | None = None,
+    definition: str | None = None,
+) -> Response:
     """htmx: the definition select for the chosen basin."""
     context = _start_context(engine, user, bassin)
-    return render(request, "caseworker/_definition_select.html", **{**context, "values": {"definition": definition or ""}})
+    return render(
+        request,
+        "caseworker/_definition_select.html",
+        **{**context, "values": {"definition": definition or ""}},
+    )
 
 
 def _french_person_error(field: str, message: str) -> str:
@@ -422,7 +608,9 @@ def _french_person_error(field: str, message: str) -> str:
 
 
 @router.post("/parcours/nouveau", dependencies=CSRF)
-async def start_pathway(request: Request, engine: Engine_, service: Service, user: User) -> Response:
+async def start_pathway(
+    request: Request, engine: Engine_, service: Service, user: User
+) -> Response:
     form = await request.form()
     values = {name: _text(form, name) for name in (*PERSON_FIELDS, "definition", "basin")}
     values["consent"] = "oui" if form.get("consent") else ""
@@ -445,13 +633,24 @@ async def start_pathway(request: Request, engine: Engine_, service: Service, use
                 errors.update(person_errors(error))
             raise ServiceError("Le formulaire contient des erreurs.", fields=errors)
         pathway_id = await service.start_pathway(
-            definition_id=values["definition"], basin_id=values["basin"], referent_org=user.organisation_id,
-            person=person, actor=user.actor,
+            definition_id=values["definition"],
+            basin_id=values["basin"],
+            referent_org=user.organisation_id,
+            person=person,
+            actor=user.actor,
         )
     except ServiceError as error:
         fields = {k: _french_person_error(k, m) for k, m in error.fields.items()}
-        return render(request, "caseworker/start.html", status_code=error.status, **{**context, "errors": fields, "alert": error.message})
-    flash(request, f"Parcours {pathway_id} démarré : les premières tâches sont dans les boîtes des partenaires.")
+        return render(
+            request,
+            "caseworker/start.html",
+            status_code=error.status,
+            **{**context, "errors": fields, "alert": error.message},
+        )
+    flash(
+        request,
+        f"Parcours {pathway_id} démarré : les premières tâches sont chez les partenaires.",
+    )
     return _redirect(request, f"/parcours/{pathway_id}")
 
 
@@ -479,7 +678,10 @@ def _person_rows(person: dict[str, Any] | None) -> list[tuple[str, str]]:
         ("Téléphone", person.get("phone")),
         ("N° de sécurité sociale (NIR)", person.get("nir")),
         ("Identifiant France Travail", person.get("france_travail_id")),
-        ("Consentement au partage", "recueilli le " + fr_datetime(datetime.fromisoformat(consent)) if consent else None),
+        (
+            "Consentement au partage",
+            "recueilli le " + fr_datetime(datetime.fromisoformat(consent)) if consent else None,
+        ),
     ]
     return [(label, value or "—") for label, value in rows]
 
@@ -502,13 +704,19 @@ def _successor(step: Any) -> str | None:
     return None
 
 
-def _upcoming(definition: Definition, steps: list[models.PathwayStep], pathway: models.Pathway) -> list[Any]:
+def _upcoming(
+    definition: Definition, steps: list[models.PathwayStep], pathway: models.Pathway
+) -> list[Any]:
     """Main-flow steps not yet entered, along the usual path from the open ones."""
     if pathway.status == "closed":
         return []
     main_ids = {s.id for s in definition.steps}
     entered = {s.step_id for s in steps}
-    starts = [s.step_id for s in steps if s.status == "open" and s.track == "main" and s.step_id in main_ids]
+    starts = [
+        s.step_id
+        for s in steps
+        if s.status == "open" and s.track == "main" and s.step_id in main_ids
+    ]
     upcoming: list[Any] = []
     seen: set[str] = set(starts)
     for start in starts:
@@ -522,11 +730,22 @@ def _upcoming(definition: Definition, steps: list[models.PathwayStep], pathway: 
     return upcoming
 
 
-def _timeline(definition: Definition, steps: list[models.PathwayStep], tasks: dict[str, models.Task], org_names: dict[str, str]) -> list[dict[str, Any]]:
+def _timeline(
+    definition: Definition,
+    steps: list[models.PathwayStep],
+    tasks: dict[str, models.Task],
+    org_names: dict[str, str],
+) -> list[dict[str, Any]]:
     entries = []
     modules = {m.id: m.title for m in definition.modules}
     for row in sorted(steps, key=lambda s: _seq(s.id)):
-        entry: dict[str, Any] = {"row": row, "title": row.title, "detail": None, "task": tasks.get(row.id), "track": None}
+        entry: dict[str, Any] = {
+            "row": row,
+            "title": row.title,
+            "detail": None,
+            "task": tasks.get(row.id),
+            "track": None,
+        }
         if row.track.startswith("module:"):
             module_id = row.track.removeprefix("module:")
             entry["track"] = "Module : " + modules.get(module_id, module_id)
@@ -556,11 +775,24 @@ def _timeline(definition: Definition, steps: list[models.PathwayStep], tasks: di
 
 
 def _audit_entries(
-    definition: Definition, events: list[models.AuditEvent], steps: dict[str, models.PathwayStep],
-    notes: dict[str, models.Note], users: dict[str, models.User], org_names: dict[str, str],
+    definition: Definition,
+    events: list[models.AuditEvent],
+    steps: dict[str, models.PathwayStep],
+    notes: dict[str, models.Note],
+    users: dict[str, models.User],
+    org_names: dict[str, str],
 ) -> list[dict[str, Any]]:
+    def org(organisation_id: str) -> str:
+        return org_names.get(organisation_id, organisation_id)
+
+    def when(event: models.AuditEvent) -> datetime:
+        moment = event.at or datetime.min.replace(tzinfo=UTC)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
     entries = []
-    for event in sorted(events, key=lambda e: (e.at is None, e.at), reverse=True)[:200]:
+    for event in sorted(
+        events, key=lambda e: (when(e), _seq(e.id.replace("-a", "-"))), reverse=True
+    )[:200]:
         detail = event.detail or {}
         parts: list[str] = []
         step = steps.get(event.task_id or "")
@@ -575,21 +807,33 @@ def _audit_entries(
                 outcome = None
             parts.append("issue : " + (outcome.label if outcome else detail.get("outcome", "")))
         elif event.action == "task_reassigned":
-            parts.append(f"de {org_names.get(detail.get('from', ''), detail.get('from', '—'))} à {org_names.get(detail.get('to', ''), detail.get('to', ''))}")
+            parts.append(f"de {org(detail.get('from', '—'))} à {org(detail.get('to', ''))}")
         elif event.action == "module_added":
             module = definition.module(detail.get("module", ""))
             parts.append(module.title if module else detail.get("module", ""))
         elif event.action == "pathway_closed":
-            parts.append("motif : " + EXIT_REASONS.get(detail.get("exit_reason", ""), detail.get("exit_reason", "")))
+            parts.append(
+                "motif : "
+                + EXIT_REASONS.get(detail.get("exit_reason", ""), detail.get("exit_reason", ""))
+            )
         elif event.action == "pathway_resumed":
             seconds = int(detail.get("paused_seconds", "0") or 0)
-            parts.append(f"après {seconds // 86400} j {seconds % 86400 // 3600} h de suspension" if seconds >= 3600 else "après moins d'une heure de suspension")
+            parts.append(
+                f"après {seconds // 86400} j {seconds % 86400 // 3600} h de suspension"
+                if seconds >= 3600
+                else "après moins d'une heure de suspension"
+            )
         elif event.action == "reminder_sent":
             parts.append(f"relance n° {detail.get('reminder', '1')}")
         elif event.action == "escalated":
-            parts.append(f"niveau {detail.get('level', '')}, vers le {ESCALATION_TARGETS.get(detail.get('to', ''), detail.get('to', ''))}")
+            parts.append(
+                f"niveau {detail.get('level', '')}, vers le "
+                f"{ESCALATION_TARGETS.get(detail.get('to', ''), detail.get('to', ''))}"
+            )
         elif event.action == "escalation_decided":
-            parts.append("décision : " + GTO_ACTIONS.get(detail.get("action", ""), detail.get("action", "")))
+            parts.append(
+                "décision : " + GTO_ACTIONS.get(detail.get("action", ""), detail.get("action", ""))
+            )
         elif event.action == "personal_data_viewed":
             parts.append(f"{detail.get('what', '')} ({detail.get('reason', '')})")
         note = notes.get(detail.get("note_id", ""))
@@ -599,15 +843,29 @@ def _audit_entries(
             actor = "Parcours (automatique)"
         else:
             author = users.get(event.actor_user_id)
-            actor = f"{author.name if author else event.actor_user_id} · {org_names.get(event.actor_org_id, event.actor_org_id)}"
-        entries.append({"at": event.at, "label": AUDIT_LABELS.get(event.action, event.action), "actor": actor, "detail": " — ".join(p for p in parts if p)})
+            actor = f"{author.name if author else event.actor_user_id} · {org(event.actor_org_id)}"
+        entries.append(
+            {
+                "at": event.at,
+                "action": event.action,
+                "label": AUDIT_LABELS.get(event.action, event.action),
+                "actor": actor,
+                "detail": " — ".join(p for p in parts if p),
+            }
+        )
     return entries
 
 
-def _pathway_context(request: Request, engine: Any, service: PathwayService, user: Any, pathway: models.Pathway) -> dict[str, Any]:
+def _pathway_context(
+    request: Request, engine: Any, service: PathwayService, user: Any, pathway: models.Pathway
+) -> dict[str, Any]:
     reason = access_reason(engine, user, pathway)
     if reason is None:
-        raise HTTPException(403, "Votre organisation ne fait pas (ou plus) partie du groupe de suivi de ce parcours : ses informations ne vous sont pas accessibles.")
+        raise HTTPException(
+            403,
+            "Votre organisation ne fait pas (ou plus) partie du groupe de suivi de ce parcours :"
+            " ses informations ne vous sont pas accessibles.",
+        )
     row = v.get_person(engine, person_id=pathway.person_id)
     person = person_view(row, user) if row is not None else None
     if person is not None:
@@ -618,9 +876,18 @@ def _pathway_context(request: Request, engine: Any, service: PathwayService, use
     org_names = _org_names(engine)
     tasks = {t.id: t for t in history["tasks"]}
     steps = {s.id: s for s in history["steps"]}
-    users = v.users_by_id(engine, {e.actor_user_id for e in history["audit"]} | {n.author_user_id for n in notes})
+    users = v.users_by_id(
+        engine, {e.actor_user_id for e in history["audit"]} | {n.author_user_id for n in notes}
+    )
     open_tasks = [t for t in history["tasks"] if t.status == "open"]
-    running_modules = {s.track.removeprefix("module:") for s in history["steps"] if s.status == "open" and s.track.startswith("module:")}
+    running_modules = {
+        s.track.removeprefix("module:")
+        for s in history["steps"]
+        if s.status == "open" and s.track.startswith("module:")
+    }
+    audit = _audit_entries(
+        definition, history["audit"], steps, {n.id: n for n in notes}, users, org_names
+    )
     optional_open = []
     for task in open_tasks:
         try:
@@ -629,28 +896,50 @@ def _pathway_context(request: Request, engine: Any, service: PathwayService, use
         except KeyError:
             pass
     return {
-        "title": f"Parcours {pathway.id}", "nav": "pathways", "pathway": pathway, "definition": definition,
-        "person": person, "person_rows": _person_rows(person),
-        "org_names": org_names, "basin_name": _basin_names(engine).get(pathway.basin_id, pathway.basin_id),
+        "title": f"Parcours {pathway.id}",
+        "nav": "pathways",
+        "pathway": pathway,
+        "definition": definition,
+        "person": person,
+        "person_rows": _person_rows(person),
+        "org_names": org_names,
+        "basin_name": _basin_names(engine).get(pathway.basin_id, pathway.basin_id),
         "timeline": _timeline(definition, history["steps"], tasks, org_names),
         "upcoming": _upcoming(definition, history["steps"], pathway),
-        "follow_up": history["follow_up"], "open_tasks": open_tasks, "my_tasks": [t for t in open_tasks if t.organisation_id == user.organisation_id],
+        "follow_up": history["follow_up"],
+        "open_tasks": open_tasks,
+        "my_tasks": [t for t in open_tasks if t.organisation_id == user.organisation_id],
         "notes": [{"note": n, "author": users.get(n.author_user_id)} for n in reversed(notes)],
-        "audit": _audit_entries(definition, history["audit"], steps, {n.id: n for n in notes}, users, org_names),
+        "audit": [e for e in audit if e["action"] != "personal_data_viewed"],
+        "views": [e for e in audit if e["action"] == "personal_data_viewed"],
         "is_referent": user.organisation_id == pathway.referent_org,
-        "modules": [m for m in definition.modules if m.id not in running_modules], "running_modules": running_modules,
-        "optional_open": optional_open, "exit_reasons": EXIT_REASONS,
-        "alert": None, "form": {}, "action_errors": {}, "note_text": "", "note_error": None,
+        "modules": [m for m in definition.modules if m.id not in running_modules],
+        "running_modules": running_modules,
+        "optional_open": optional_open,
+        "exit_reasons": EXIT_REASONS,
+        "alert": None,
+        "form": {},
+        "action_errors": {},
+        "note_text": "",
+        "note_error": None,
     }
 
 
 @router.get("/parcours/{pathway_id}")
-def pathway_page(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
+def pathway_page(
+    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+) -> Response:
     pathway = _pathway_or_404(engine, pathway_id)
-    return render(request, "caseworker/pathway.html", **_pathway_context(request, engine, service, user, pathway))
+    return render(
+        request,
+        "caseworker/pathway.html",
+        **_pathway_context(request, engine, service, user, pathway),
+    )
 
 
-async def _pathway_action(request: Request, engine: Any, service: PathwayService, user: Any, pathway_id: str, action: str) -> Response:
+async def _pathway_action(
+    request: Request, engine: Any, service: PathwayService, user: Any, pathway_id: str, action: str
+) -> Response:
     """One referent action (module, skip, pause, resume, close): check the form, call the service,
     flash its answer or show the page again with the refusal."""
     pathway = _pathway_or_404(engine, pathway_id)
@@ -667,61 +956,104 @@ async def _pathway_action(request: Request, engine: Any, service: PathwayService
         elif values["tache"] not in {t.id for t in context["open_tasks"]}:
             errors["tache"] = "Cette étape n'est plus ouverte dans ce parcours."
         if not values["motif"]:
-            errors["motif"] = "Indiquez pourquoi l'étape est passée : le motif est partagé avec le groupe de suivi."
+            errors["motif"] = (
+                "Indiquez pourquoi l'étape est passée (motif partagé avec le groupe de suivi)."
+            )
     if action == "clore" and values["sortie"] not in EXIT_REASONS:
         errors["sortie"] = "Choisissez le motif de sortie."
     retry = {**context, "form": {"action": action, **values}, "action_errors": errors}
     if errors:
-        return render(request, "caseworker/pathway.html", status_code=422, **{**retry, "alert": "L'action n'a pas été enregistrée : corrigez le formulaire."})
+        return render(
+            request,
+            "caseworker/pathway.html",
+            status_code=422,
+            **{**retry, "alert": "L'action n'a pas été enregistrée : corrigez le formulaire."},
+        )
     try:
         if action == "module":
-            result = await service.add_module(pathway_id=pathway.id, actor=actor, module_id=values["module"], reason=values["motif"] or None)
+            result = await service.add_module(
+                pathway_id=pathway.id,
+                actor=actor,
+                module_id=values["module"],
+                reason=values["motif"] or None,
+            )
         elif action == "passer":
-            result = await service.skip_step(task_id=values["tache"], actor=actor, reason=values["motif"])
+            result = await service.skip_step(
+                task_id=values["tache"], actor=actor, reason=values["motif"]
+            )
         elif action == "suspendre":
-            result = await service.pause(pathway_id=pathway.id, actor=actor, reason=values["motif"] or None)
+            result = await service.pause(
+                pathway_id=pathway.id, actor=actor, reason=values["motif"] or None
+            )
         elif action == "reprendre":
             result = await service.resume(pathway_id=pathway.id, actor=actor)
         else:
-            result = await service.close(pathway_id=pathway.id, actor=actor, exit_reason=values["sortie"], note=values["note"] or None)
+            result = await service.close(
+                pathway_id=pathway.id,
+                actor=actor,
+                exit_reason=values["sortie"],
+                note=values["note"] or None,
+            )
     except ServiceError as error:
-        return render(request, "caseworker/pathway.html", status_code=error.status, **{**retry, "alert": error.message})
+        return render(
+            request,
+            "caseworker/pathway.html",
+            status_code=error.status,
+            **{**retry, "alert": error.message},
+        )
     flash(request, result.message)
     return _redirect(request, _pathway_or_home(engine, pathway.id, "/parcours"))
 
 
 @router.post("/parcours/{pathway_id}/module", dependencies=CSRF)
-async def add_module(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
+async def add_module(
+    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+) -> Response:
     return await _pathway_action(request, engine, service, user, pathway_id, "module")
 
 
 @router.post("/parcours/{pathway_id}/passer", dependencies=CSRF)
-async def skip_step(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
+async def skip_step(
+    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+) -> Response:
     return await _pathway_action(request, engine, service, user, pathway_id, "passer")
 
 
 @router.post("/parcours/{pathway_id}/suspendre", dependencies=CSRF)
-async def pause(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
+async def pause(
+    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+) -> Response:
     return await _pathway_action(request, engine, service, user, pathway_id, "suspendre")
 
 
 @router.post("/parcours/{pathway_id}/reprendre", dependencies=CSRF)
-async def resume(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
+async def resume(
+    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+) -> Response:
     return await _pathway_action(request, engine, service, user, pathway_id, "reprendre")
 
 
 @router.post("/parcours/{pathway_id}/clore", dependencies=CSRF)
-async def close(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
+async def close(
+    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+) -> Response:
     return await _pathway_action(request, engine, service, user, pathway_id, "clore")
 
 
 @router.post("/parcours/{pathway_id}/notes", dependencies=CSRF)
-async def pathway_note(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
+async def pathway_note(
+    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+) -> Response:
     pathway = _pathway_or_404(engine, pathway_id)
     context = _pathway_context(request, engine, service, user, pathway)
     text = _text(await request.form(), "note")
     if not text:
-        return render(request, "caseworker/pathway.html", status_code=422, **{**context, "note_error": "Écrivez la note avant de l'enregistrer."})
+        return render(
+            request,
+            "caseworker/pathway.html",
+            status_code=422,
+            **{**context, "note_error": "Écrivez la note avant de l'enregistrer."},
+        )
     q.save_note(engine, text=text, author_user_id=user.id, pathway_id=pathway.id)
     flash(request, "Note partagée avec le groupe de suivi.")
     return _redirect(request, f"/parcours/{pathway.id}#notes")

@@ -1,7 +1,987 @@
-"""Pages for the designer role (to be written)."""
+"""Pages of the process designer (concepteur·rice de parcours): the definitions and their versions,
+each drawn from its own text, the diff between two versions, publishing a new version (validated
+on the spot, errors located at the step and field), status and basins of a version, and trial
+runs with short durations. Designers see anonymous counts only, never a person."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import copy
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import RedirectResponse
+from sqlmodel import select
+from starlette.responses import Response
+
+from admin_ui.access import CurrentUser
+from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
+from admin_ui.diagram import (
+    KIND_LABELS,
+    delay_label,
+    escalation_label,
+    render_definition_svg,
+    role_label,
+)
+from admin_ui.pages.gto import parse_when, step_titles
+from admin_ui.web import flash, render
+from definitions.loader import DefinitionError, InvalidDefinition, content_hash, parse_text
+from definitions.schema import (
+    DecisionStep,
+    Definition,
+    EndStep,
+    ParallelStep,
+    TaskStep,
+    WaitStep,
+)
+from store import models, views
+from store import queries as q
+from store.db import session_scope
+from workflows.service import ServiceError
 
 router = APIRouter(include_in_schema=False)
+DesignerUser = Annotated[CurrentUser, Depends(require_roles("designer", "admin"))]
+
+STATUSES = {"experimental": "Expérimentale", "active": "Active", "retired": "Retirée"}
+STATUS_BADGES = {"experimental": "fr-badge--new", "active": "fr-badge--success", "retired": ""}
+SECONDS_PER_WORKING_DAY = 10
+"""Trial runs: one working day lasts this many seconds."""
+TRIAL_SUFFIX = "_essai"
+MAX_SOURCE = 512 * 1024
+NOTIFICATION_KINDS = {
+    "task_assigned": "Nouvelle tâche",
+    "reminder": "Relance",
+    "overdue": "Retard",
+    "escalated": "Escalade",
+    "escalation_decided": "Décision du GTO",
+}
+
+
+# --- Reading definitions ----------------------------------------------------------------------
+
+
+def all_versions(engine: Any) -> dict[str, list[models.DefinitionVersion]]:
+    grouped: dict[str, list[models.DefinitionVersion]] = {}
+    for row in q.list_definitions(engine):
+        grouped.setdefault(row.id, []).append(row)
+    return grouped
+
+
+def version_row(engine: Any, definition_id: str, version: int) -> models.DefinitionVersion:
+    with session_scope(engine) as session:
+        row = session.get(models.DefinitionVersion, (definition_id, version))
+    if row is None:
+        raise HTTPException(
+            404, f"Version {version} de la définition « {definition_id} » introuvable."
+        )
+    return row
+
+
+def basin_names(engine: Any) -> dict[str, str]:
+    with session_scope(engine) as session:
+        names = {
+            b.id: b.name for b in session.exec(select(models.Basin).order_by(models.Basin.name))
+        }
+    return names
+
+
+def basins_label(basins: list[str], names: dict[str, str]) -> str:
+    if "all" in basins:
+        return "Tous les bassins"
+    return ", ".join(names.get(b, b) for b in basins) or "—"
+
+
+def user_names(engine: Any) -> dict[str, str]:
+    with session_scope(engine) as session:
+        return {u.id: u.name for u in session.exec(select(models.User))}
+
+
+# --- The list -----------------------------------------------------------------------------------
+
+
+@router.get("/definitions")
+def definitions_page(request: Request, engine: Engine_, user: DesignerUser) -> Response:
+    names, people = basin_names(engine), user_names(engine)
+    items = []
+    for definition_id, rows in sorted(all_versions(engine).items()):
+        latest = rows[-1]
+        items.append(
+            {
+                "id": definition_id,
+                "latest": latest,
+                "basins": basins_label(latest.basins, names),
+                "versions": [
+                    {
+                        "row": r,
+                        "basins": basins_label(r.basins, names),
+                        "by": people.get(r.published_by or "", r.published_by),
+                    }
+                    for r in reversed(rows)
+                ],
+                "trial": definition_id.endswith(TRIAL_SUFFIX),
+            }
+        )
+    return render_page(
+        request,
+        "designer/list.html",
+        title="Définitions de parcours",
+        nav="definitions",
+        items=items,
+    )
+
+
+def render_page(
+    request: Request, template: str, status_code: int = 200, **context: Any
+) -> Response:
+    return render(
+        request,
+        template,
+        status_code=status_code,
+        STATUSES=STATUSES,
+        STATUS_BADGES=STATUS_BADGES,
+        KIND_LABELS=KIND_LABELS,
+        **context,
+    )
+
+
+# --- One version: drawing, steps, source ----------------------------------------------------------
+
+
+def step_rows(definition: Definition) -> list[dict[str, Any]]:
+    """The steps as a table (the drawing's text alternative)."""
+    rows = []
+
+    def task_row(task: TaskStep, where: str) -> dict[str, Any]:
+        nexts = [f"{o.label} → {o.next}" if o.next else o.label for o in task.outcomes]
+        if task.skip_to:
+            nexts.append(f"si passée → {task.skip_to}")
+        return {
+            "id": task.id,
+            "kind": "task",
+            "where": where,
+            "title": task.title,
+            "who": role_label(task.role),
+            "deadline": delay_label(task.deadline) or "—",
+            "escalation": escalation_label(definition, task),
+            "next": nexts,
+        }
+
+    for step in definition.steps:
+        if isinstance(step, TaskStep):
+            rows.append(task_row(step, "parcours"))
+            continue
+        row: dict[str, Any] = {
+            "id": step.id,
+            "kind": step.kind,
+            "where": "parcours",
+            "title": step.title,
+            "who": "—",
+            "deadline": "—",
+            "escalation": "",
+            "next": [],
+        }
+        if isinstance(step, ParallelStep):
+            row["next"] = [f"→ {step.next}"]
+            row["who"] = (
+                "toutes les branches" if step.completion == "all" else "la première branche"
+            )
+            rows.append(row)
+            rows.extend(task_row(b, f"branche de {step.id}") for b in step.branches)
+            continue
+        if isinstance(step, DecisionStep):
+            row["who"] = f"selon {step.based_on}"
+            row["next"] = [f"{c.when} → {c.next}" for c in step.cases] + (
+                [f"sinon → {step.default}"] if step.default else []
+            )
+        elif isinstance(step, WaitStep):
+            row["deadline"] = delay_label(step.duration)
+            row["next"] = [f"→ {step.next}"]
+        elif isinstance(step, EndStep):
+            row["who"] = step.exit_reason
+        rows.append(row)
+    for module in definition.modules:
+        rows.extend(task_row(t, f"module {module.id}") for t in module.steps)
+    return rows
+
+
+def counts_of(engine: Any, definition_id: str) -> dict[str, dict[str, Any]]:
+    return {e["step_id"]: e for e in views.step_counts(engine, definition_id=definition_id)}
+
+
+@router.get("/definitions/{definition_id}/v/{version}")
+def version_page(
+    request: Request, engine: Engine_, user: DesignerUser, definition_id: str, version: int
+) -> Response:
+    row = version_row(engine, definition_id, version)
+    definition = Definition.model_validate(row.body)
+    names = basin_names(engine)
+    rows = all_versions(engine).get(definition_id, [])
+    counts = counts_of(engine, definition_id)
+    trial_basins = [(b, n) for b, n in names.items() if definition.runs_in(b)]
+    return render_page(
+        request,
+        "designer/definition.html",
+        title=f"{definition.title} — version {version}",
+        nav="definitions",
+        row=row,
+        definition=definition,
+        svg=render_definition_svg(definition, counts=counts, dom_id="schema"),
+        steps=step_rows(definition),
+        counts=counts,
+        total_open=sum(e["total"] for e in counts.values()),
+        basins=basins_label(row.basins, names),
+        basin_names=names,
+        versions=list(reversed(rows)),
+        published_by=user_names(engine).get(row.published_by or "", row.published_by),
+        trial_basins=trial_basins,
+        is_trial=definition_id.endswith(TRIAL_SUFFIX),
+        status_errors={},
+        status_values={"status": row.status, "basins": row.basins},
+    )
+
+
+@router.get("/definitions/{definition_id}/v/{version}/schema.svg")
+def version_svg(engine: Engine_, user: DesignerUser, definition_id: str, version: int) -> Response:
+    """The drawing alone, to open full size (zoom, print, save)."""
+    definition = Definition.model_validate(version_row(engine, definition_id, version).body)
+    svg = render_definition_svg(
+        definition, counts=counts_of(engine, definition_id), dom_id="schema"
+    )
+    return Response(
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + str(svg), media_type="image/svg+xml"
+    )
+
+
+# --- Diff -----------------------------------------------------------------------------------------
+
+
+def _index(definition: Definition) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every step (main flow, branches, module steps) and module by id -> (where, content)."""
+    items: dict[str, tuple[str, dict[str, Any]]] = {}
+    for step in definition.steps:
+        items[step.id] = ("étape", step.model_dump(mode="json"))
+        if isinstance(step, ParallelStep):
+            for branch in step.branches:
+                items[branch.id] = (f"branche de {step.id}", branch.model_dump(mode="json"))
+    for module in definition.modules:
+        items[f"module {module.id}"] = ("module", module.model_dump(mode="json", exclude={"steps"}))
+        for task in module.steps:
+            items[task.id] = (f"module {module.id}", task.model_dump(mode="json"))
+    return items
+
+
+def diff_summary(old: Definition, new: Definition) -> dict[str, Any]:
+    before, after = _index(old), _index(new)
+    changed = []
+    for key in before.keys() & after.keys():
+        a, b = before[key][1], after[key][1]
+        if a != b:
+            if isinstance(a.get("branches"), list):  # branches are compared on their own
+                a = {k: v for k, v in a.items() if k != "branches"} | {
+                    "branches": [x["id"] for x in a["branches"]]
+                }
+                b = {k: v for k, v in b.items() if k != "branches"} | {
+                    "branches": [x["id"] for x in b["branches"]]
+                }
+                if a == b:
+                    continue
+            fields = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            changed.append(
+                {
+                    "id": key,
+                    "where": after[key][0],
+                    "fields": fields,
+                    "title": (a.get("title"), b.get("title"))
+                    if a.get("title") != b.get("title")
+                    else None,
+                }
+            )
+    top = []
+    labels = {
+        "title": "Titre",
+        "description": "Description",
+        "status": "Statut",
+        "basins": "Bassins",
+        "publics": "Publics",
+        "start": "Début",
+        "escalation": "Chaîne d'escalade par défaut",
+    }
+    a_top, b_top = old.model_dump(mode="json"), new.model_dump(mode="json")
+    for key, label in labels.items():
+        if a_top.get(key) != b_top.get(key):
+            top.append(
+                {
+                    "label": label,
+                    "old": _short_value(a_top.get(key)),
+                    "new": _short_value(b_top.get(key)),
+                }
+            )
+    return {
+        "added": [
+            {"id": k, "where": after[k][0], "title": after[k][1].get("title")}
+            for k in after
+            if k not in before
+        ],
+        "removed": [
+            {"id": k, "where": before[k][0], "title": before[k][1].get("title")}
+            for k in before
+            if k not in after
+        ],
+        "changed": sorted(changed, key=lambda c: list(after).index(c["id"])),
+        "top": top,
+    }
+
+
+def _short_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(_short_value(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return yaml.safe_dump(
+            value, allow_unicode=True, default_flow_style=True, sort_keys=False
+        ).strip()
+    return str(value)
+
+
+def diff_lines(old: str, new: str, old_label: str, new_label: str) -> list[dict[str, str]]:
+    lines = []
+    for line in difflib.unified_diff(
+        old.splitlines(), new.splitlines(), old_label, new_label, lineterm="", n=3
+    ):
+        if line.startswith(("---", "+++")):
+            kind = "file"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "ctx"
+        lines.append({"kind": kind, "text": line})
+    return lines
+
+
+@router.get("/definitions/{definition_id}/diff")
+def diff_page(
+    request: Request,
+    engine: Engine_,
+    user: DesignerUser,
+    definition_id: str,
+    from_version: Annotated[int | None, Query(alias="from")] = None,
+    to_version: Annotated[int | None, Query(alias="to")] = None,
+) -> Response:
+    rows = all_versions(engine).get(definition_id)
+    if not rows:
+        raise HTTPException(404, f"Définition inconnue : « {definition_id} ».")
+    by_version = {r.version: r for r in rows}
+    to_version = to_version or rows[-1].version
+    from_version = from_version or max(1, to_version - 1)
+    if from_version not in by_version or to_version not in by_version:
+        raise HTTPException(
+            404, f"Versions {from_version} ou {to_version} de « {definition_id} » introuvables."
+        )
+    old, new = by_version[from_version], by_version[to_version]
+    return render_page(
+        request,
+        "designer/diff.html",
+        title=f"Comparer les versions — {new.title}",
+        nav="definitions",
+        definition_id=definition_id,
+        versions=rows,
+        old=old,
+        new=new,
+        summary=diff_summary(
+            Definition.model_validate(old.body), Definition.model_validate(new.body)
+        ),
+        lines=diff_lines(
+            old.source, new.source, f"version {old.version}", f"version {new.version}"
+        ),
+    )
+
+
+# --- Publishing: validate on the spot, then publish -----------------------------------------------
+
+FRENCH = [
+    (r"^unknown target step '(.+)'$", "étape cible inconnue « {0} »"),
+    (r"^duplicate step id '(.+)'$", "identifiant d'étape en double « {0} »"),
+    (r"^duplicate module id '(.+)'$", "identifiant de module en double « {0} »"),
+    (r"^duplicate id '(.+)' in (.+)$", "identifiant « {0} » en double dans {1}"),
+    (
+        r"^step '(.+)' is unreachable from start '(.+)'$",
+        "l'étape « {0} » n'est pas atteignable depuis le début « {1} »",
+    ),
+    (
+        r"^a definition needs at least one end step \(kind: end\)$",
+        "il faut au moins une étape de sortie (kind: end)",
+    ),
+    (
+        r"^a decision needs a default transition \(default\)$",
+        "une décision doit avoir une transition par défaut (default)",
+    ),
+    (
+        r"^outcome '(.+)' has no transition \(next\)$",
+        "l'issue « {0} » n'indique pas l'étape suivante (next)",
+    ),
+    (r"^unknown field '(.+)'$", "champ inconnu « {0} »"),
+    (r"^Field required$", "champ obligatoire manquant"),
+    (
+        r"^invalid YAML at line (\d+), column (\d+): (.+)$",
+        "YAML invalide ligne {0}, colonne {1} : {2}",
+    ),
+    (r"^invalid YAML: (.+)$", "YAML invalide : {0}"),
+    (
+        r"^unknown step kind: .*$",
+        "type d'étape inconnu : utilisez task, parallel, decision, wait ou end",
+    ),
+    (
+        r"^an optional step must say where a skip leads \(skip_to\)$",
+        "une étape facultative doit dire où mène son passage (skip_to)",
+    ),
+    (
+        r"^a definition is a mapping .*$",
+        "une définition est un dictionnaire YAML (id, title, steps…)",
+    ),
+    (
+        r"^'(.+)' is not a delay: .*$",
+        "« {0} » n'est pas un délai : écrivez « 10 jours ouvrés » "
+        "ou une durée ISO 8601 (PT30S, PT2H, P3D)",
+    ),
+    (r"^a delay must be positive.*$", "un délai doit être positif"),
+    (
+        r"^String should match pattern '\^\[a-z\]\[a-z0-9_\]\*\$'$",
+        "identifiant invalide : minuscules, chiffres et _ uniquement, en commençant par une lettre",
+    ),
+    (
+        r"^unknown role (.+?): .*$",
+        "rôle inconnu {0} : utilisez referent, partner:<type> ou organisation:<id>",
+    ),
+    (r"^unknown partner type '(.+?)'.*$", "type de partenaire inconnu « {0} »"),
+    (r"^unknown exit reason '(.+?)'.*$", "motif de sortie inconnu « {0} »"),
+    (r"^decision on unknown task '(.+)'$", "décision sur une tâche inconnue « {0} »"),
+    (
+        r"^List should have at least (\d+) items?.*$",
+        "la liste doit contenir au moins {0} élément(s)",
+    ),
+    (
+        r"^Input should be a valid (string|integer|list|dictionary).*$",
+        "valeur invalide (attendu : {0})",
+    ),
+    (r"^Input should be (.+)$", "valeur attendue : {0}"),
+]
+
+
+def in_french(message: str) -> str:
+    for pattern, template in FRENCH:
+        if match := re.match(pattern, message, re.DOTALL):
+            return template.format(*match.groups())
+    return message
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _block_end(lines: list[str], i: int, end: int) -> int:
+    """The end of the YAML node opened at line i (more indented lines, and for a key, its list
+    written at the same indentation)."""
+    indent, is_item = _indent(lines[i]), lines[i].lstrip().startswith("- ")
+    j = i + 1
+    while j < end and (
+        not lines[j].strip()
+        or _indent(lines[j]) > indent
+        or (not is_item and _indent(lines[j]) == indent and lines[j].lstrip().startswith("- "))
+    ):
+        j += 1
+    return j
+
+
+def _walk(lines: list[str], start: int, end: int, path: list[str | int]) -> int:
+    """Follow a field path (`outcomes[0].next`) inside lines[start:end]; the deepest line found."""
+    found = start
+    for part in path:
+        if isinstance(part, int):
+            items = [i for i in range(found + 1, end) if lines[i].lstrip().startswith("- ")]
+            if not items:
+                return found
+            top = min(_indent(lines[i]) for i in items)
+            items = [i for i in items if _indent(lines[i]) == top]
+            if part >= len(items):
+                return found
+            found = items[part]
+        else:
+            key = re.compile(rf"(^|[\s{{,-]){re.escape(part)}\s*:")
+            hit = next((i for i in range(found, end) if key.search(lines[i])), None)
+            if hit is None:
+                return found
+            found = hit
+        start, end = found, _block_end(lines, found, end)
+    return found
+
+
+def _path_parts(field: str) -> list[str | int]:
+    return [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", field)]
+
+
+def locate(lines: list[str], error: DefinitionError) -> int | None:
+    """The (0-based) line of the source an error is about: the step's `id:` line, or its field."""
+    if match := re.search(r"at line (\d+)", error.message):
+        return int(match.group(1)) - 1
+    path = _path_parts(error.field) if error.field else []
+    step = error.step
+    if step is None or step.startswith("#"):
+        if path and isinstance(path[0], str):
+            top = re.compile(rf"^{re.escape(path[0])}\s*:")
+            first = next((i for i, line in enumerate(lines) if top.match(line)), None)
+            if first is not None:
+                return _walk(lines, first, _block_end(lines, first, len(lines)), path[1:])
+        return None
+    key = step.removeprefix("module ")
+    pattern = re.compile(rf"(^|[\s{{,])id\s*:\s*[\"']?{re.escape(key)}[\"']?\s*(,|}}|#|$)")
+    hits = [i for i, line in enumerate(lines) if pattern.search(line)]
+    if not hits:
+        return None
+    # Prefer a step (a line with or near `kind:`) over an outcome with the same id.
+    at = next(
+        (
+            i
+            for i in hits
+            if any("kind" in lines[j] for j in range(max(0, i - 2), min(len(lines), i + 3)))
+        ),
+        hits[0],
+    )
+    if not path or path == ["id"]:
+        return at
+    # The step's list item: back to its `- ` line, then follow the field inside it.
+    start = at
+    while (
+        start > 0
+        and not lines[start].lstrip().startswith("- ")
+        and _indent(lines[start - 1]) >= _indent(lines[at]) - 2
+    ):
+        start -= 1
+    end = _block_end(lines, start, len(lines))
+    return _walk(lines, start, end, path)
+
+
+@dataclass
+class Checked:
+    """The outcome of validating a pasted or uploaded definition."""
+
+    source: str
+    definition: Definition | None
+    errors: list[dict[str, Any]]
+    groups: list[dict[str, Any]]
+    lines: list[dict[str, Any]]
+    latest: models.DefinitionVersion | None = None
+    unchanged: bool = False
+
+
+def check_source(engine: Any, source: str) -> Checked:
+    if not source.strip():
+        message = "Collez le texte YAML de la définition ou choisissez un fichier."
+        return Checked(
+            source,
+            None,
+            [{"step": None, "field": None, "message": message, "line": None}],
+            [{"step": None, "errors": [{"field": None, "message": message, "line": None}]}],
+            [],
+        )
+    try:
+        definition = parse_text(source, source="définition")
+    except InvalidDefinition as invalid:
+        text_lines = source.splitlines()
+        errors: list[dict[str, Any]] = []
+        for problem in invalid.errors:
+            line = locate(text_lines, problem)
+            errors.append(
+                {
+                    "step": problem.step,
+                    "field": problem.field,
+                    "message": in_french(problem.message),
+                    "line": line + 1 if line is not None else None,
+                }
+            )
+        groups: dict[str | None, list[dict[str, Any]]] = {}
+        for item in errors:
+            groups.setdefault(item["step"], []).append(item)
+        marked: dict[int, list[str]] = {}
+        for item in errors:
+            if item["line"]:
+                where = f"champ {item['field']} : " if item["field"] else ""
+                marked.setdefault(item["line"], []).append(where + item["message"])
+        numbered = [
+            {"n": i + 1, "text": text, "messages": marked.get(i + 1, [])}
+            for i, text in enumerate(text_lines)
+        ]
+        return Checked(
+            source, None, errors, [{"step": k, "errors": v} for k, v in groups.items()], numbered
+        )
+    latest = None
+    rows = all_versions(engine).get(definition.id)
+    if rows:
+        latest = rows[-1]
+    unchanged = latest is not None and latest.content_hash == content_hash(definition)
+    return Checked(source, definition, [], [], [], latest, unchanged)
+
+
+async def read_source(source: str, fichier: UploadFile | None) -> tuple[str, str | None]:
+    """The text to check: the uploaded file if any, else the pasted text."""
+    if fichier is not None and fichier.filename:
+        data = await fichier.read(MAX_SOURCE + 1)
+        if len(data) > MAX_SOURCE:
+            return (
+                "",
+                "Le fichier dépasse 512 Ko : une définition tient en quelques centaines de lignes.",
+            )
+        try:
+            return data.decode("utf-8-sig"), None
+        except UnicodeDecodeError:
+            return (
+                "",
+                "Le fichier n'est pas un texte UTF-8 : enregistrez-le en UTF-8 et recommencez.",
+            )
+    if len(source) > MAX_SOURCE:
+        return "", "Le texte dépasse 512 Ko."
+    return source, None
+
+
+def _read_error(source: str, message: str) -> Checked:
+    return Checked(
+        source,
+        None,
+        [{"step": None, "field": None, "message": message, "line": None}],
+        [{"step": None, "errors": [{"field": None, "message": message, "line": None}]}],
+        [],
+    )
+
+
+@router.get("/definitions/nouvelle")
+def new_page(
+    request: Request, engine: Engine_, user: DesignerUser, depuis: str | None = None
+) -> Response:
+    source = ""
+    if depuis:  # start from the latest version of an existing definition
+        rows = all_versions(engine).get(depuis)
+        source = rows[-1].source if rows else ""
+    return render_page(
+        request,
+        "designer/new.html",
+        title="Publier une définition",
+        nav="new_definition",
+        source=source,
+        checked=None,
+    )
+
+
+@router.post("/definitions/valider", dependencies=[Depends(verify_csrf)])
+async def validate(
+    request: Request,
+    engine: Engine_,
+    user: DesignerUser,
+    source: Annotated[str, Form()] = "",
+    fichier: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """htmx: the validation report as a fragment."""
+    text, problem = await read_source(source, fichier)
+    checked = _read_error(text, problem) if problem else check_source(engine, text)
+    return render_page(request, "designer/_validation.html", checked=checked)
+
+
+@router.post("/definitions/nouvelle", dependencies=[Depends(verify_csrf)])
+async def publish(
+    request: Request,
+    engine: Engine_,
+    user: DesignerUser,
+    source: Annotated[str, Form()] = "",
+    fichier: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    text, problem = await read_source(source, fichier)
+    checked = _read_error(text, problem) if problem else check_source(engine, text)
+    if checked.definition is None:
+        return render_page(
+            request,
+            "designer/new.html",
+            status_code=422,
+            title="Publier une définition",
+            nav="new_definition",
+            source=text or source,
+            checked=checked,
+        )
+    version, created = q.publish_definition(
+        engine, definition=checked.definition, source=text, published_by=user.id
+    )
+    if created:
+        q.record_access(
+            engine,
+            actor_user_id=user.id,
+            actor_org_id=user.organisation_id,
+            action="definition_published",
+            pathway_id=None,
+            detail={"definition": checked.definition.id, "version": version},
+        )
+        message = f"Version {version} de « {checked.definition.title} » publiée."
+    else:
+        message = (
+            f"Contenu identique à la version {version} déjà publiée : "
+            "aucune nouvelle version n'a été créée."
+        )
+    flash(request, message, "success" if created else "info")
+    return RedirectResponse(f"/definitions/{checked.definition.id}/v/{version}", status_code=303)
+
+
+# --- Status and basins of a version ---------------------------------------------------------------
+
+
+@router.post("/definitions/{definition_id}/v/{version}/statut", dependencies=[Depends(verify_csrf)])
+def set_status(
+    request: Request,
+    engine: Engine_,
+    user: DesignerUser,
+    definition_id: str,
+    version: int,
+    status: Annotated[str, Form()] = "",
+    basins: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    row = version_row(engine, definition_id, version)
+    names = basin_names(engine)
+    chosen = ["all"] if "all" in (basins or []) else [b for b in (basins or []) if b]
+    errors = {}
+    if status not in STATUSES:
+        errors["status"] = "Choisissez un statut : expérimentale, active ou retirée."
+    if not chosen:
+        errors["basins"] = "Cochez au moins un bassin (ou « tous les bassins »)."
+    elif unknown := [b for b in chosen if b != "all" and b not in names]:
+        errors["basins"] = f"Bassin(s) inconnu(s) : {', '.join(unknown)}."
+    if errors:
+        definition = Definition.model_validate(row.body)
+        counts = counts_of(engine, definition_id)
+        return render_page(
+            request,
+            "designer/definition.html",
+            status_code=422,
+            title=f"{definition.title} — version {version}",
+            nav="definitions",
+            row=row,
+            definition=definition,
+            svg=render_definition_svg(definition, counts=counts, dom_id="schema"),
+            steps=step_rows(definition),
+            counts=counts,
+            total_open=sum(e["total"] for e in counts.values()),
+            basins=basins_label(row.basins, names),
+            basin_names=names,
+            versions=list(reversed(all_versions(engine).get(definition_id, []))),
+            published_by=user_names(engine).get(row.published_by or "", row.published_by),
+            trial_basins=[(b, n) for b, n in names.items() if definition.runs_in(b)],
+            is_trial=definition_id.endswith(TRIAL_SUFFIX),
+            status_errors=errors,
+            status_values={"status": status, "basins": chosen},
+        )
+    with session_scope(engine) as session:
+        stored = session.get(models.DefinitionVersion, (definition_id, version))
+        assert stored is not None
+        previous = {"status": stored.status, "basins": list(stored.basins)}
+        stored.status, stored.basins = status, list(chosen)
+        body = copy.deepcopy(stored.body)
+        body["status"], body["basins"] = status, list(chosen)
+        stored.body = body  # new runs start from this body
+        session.add(stored)
+    q.record_access(
+        engine,
+        actor_user_id=user.id,
+        actor_org_id=user.organisation_id,
+        action="definition_status_changed",
+        pathway_id=None,
+        detail={
+            "definition": definition_id,
+            "version": version,
+            "status": status,
+            "basins": chosen,
+            "previous_status": previous["status"],
+            "previous_basins": previous["basins"],
+        },
+    )
+    flash(
+        request,
+        f"Version {version} : statut « {STATUSES[status].lower()} », "
+        f"{basins_label(chosen, names).lower()}.",
+    )
+    return RedirectResponse(f"/definitions/{definition_id}/v/{version}", status_code=303)
+
+
+# --- Trial runs with short durations --------------------------------------------------------------
+
+
+def _compress(node: Any) -> Any:
+    """Every delay shortened: a working day lasts SECONDS_PER_WORKING_DAY seconds, an exact delay
+    of an hour or more is scaled the same way (a day of 24 h lasts as long as a working day)."""
+    if isinstance(node, dict):
+        if set(node) == {"working_days", "seconds"}:
+            if node["working_days"] is not None:
+                return f"PT{int(node['working_days']) * SECONDS_PER_WORKING_DAY}S"
+            seconds = float(node["seconds"])
+            if seconds >= 3600:
+                seconds = max(1.0, round(seconds / 86400 * SECONDS_PER_WORKING_DAY, 1))
+            return f"PT{seconds:g}S"
+        return {k: _compress(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_compress(v) for v in node]
+    return node
+
+
+def trial_copy(row: models.DefinitionVersion) -> tuple[Definition, str]:
+    """The definition with short durations, under the id `<id>_essai`, experimental."""
+    body = _compress(copy.deepcopy(row.body))
+    body.pop("version", None)
+    if not row.id.endswith(TRIAL_SUFFIX):
+        body["id"] = row.id + TRIAL_SUFFIX
+        body["title"] = f"{row.title} (essai)"
+    body["status"] = "experimental"
+    body["description"] = (
+        f"Copie d'essai de {row.id} v{row.version} : 1 jour ouvré = {SECONDS_PER_WORKING_DAY} s. "
+        + (body.get("description") or "")
+    ).strip()
+    source = (
+        f"# Copie d'essai de {row.id} version {row.version}, durées raccourcies "
+        f"(1 jour ouvré = {SECONDS_PER_WORKING_DAY} secondes).\n"
+        + yaml.safe_dump(body, allow_unicode=True, sort_keys=False, width=110)
+    )
+    return parse_text(source, source=f"{body['id']}.yaml"), source
+
+
+@router.post("/definitions/{definition_id}/v/{version}/essai", dependencies=[Depends(verify_csrf)])
+async def start_trial(
+    request: Request,
+    engine: Engine_,
+    service: Service,
+    user: DesignerUser,
+    definition_id: str,
+    version: int,
+    basin: Annotated[str, Form()] = "",
+) -> Response:
+    row = version_row(engine, definition_id, version)
+    back = RedirectResponse(f"/definitions/{definition_id}/v/{version}#essai", status_code=303)
+    if q.get_basin(engine, basin_id=basin) is None:
+        flash(request, "Choisissez le bassin où lancer l'essai.", "error")
+        return back
+    referent = q.organisation_serving(engine, org_type="departement", basin_id=basin)
+    if referent is None:
+        flash(
+            request,
+            "Aucune structure de type département ne dessert ce bassin : "
+            "l'essai ne peut pas démarrer.",
+            "error",
+        )
+        return back
+    try:
+        trial, source = trial_copy(row)
+    except InvalidDefinition as invalid:
+        flash(
+            request,
+            "La copie d'essai est invalide : "
+            + "; ".join(in_french(e.message) for e in invalid.errors),
+            "error",
+        )
+        return back
+    trial_version, _ = q.publish_definition(
+        engine, definition=trial, source=source, published_by=user.id
+    )
+    try:
+        pathway_id = await service.start_pathway(
+            definition_id=trial.id,
+            basin_id=basin,
+            referent_org=referent.id,
+            person={"first_name": "Personne", "last_name": "Fictive (essai)", "consent": True},
+            actor=user.actor,
+        )
+    except ServiceError as error:
+        flash(request, f"L'essai n'a pas pu démarrer : {error.message}", "error")
+        return back
+    q.record_access(
+        engine,
+        actor_user_id=user.id,
+        actor_org_id=user.organisation_id,
+        action="definition_trial_started",
+        pathway_id=pathway_id,
+        detail={
+            "definition": trial.id,
+            "version": trial_version,
+            "from": f"{definition_id} v{version}",
+        },
+    )
+    flash(
+        request,
+        f"Essai {pathway_id} démarré sur « {trial.title} » (version {trial_version}) : "
+        f"1 jour ouvré y dure {SECONDS_PER_WORKING_DAY} secondes.",
+    )
+    return RedirectResponse(f"/definitions/essais/{pathway_id}", status_code=303)
+
+
+@router.get("/definitions/essais/{pathway_id}")
+def trial_page(request: Request, engine: Engine_, user: DesignerUser, pathway_id: str) -> Response:
+    detail = q.pathway_detail(engine, pathway_id=pathway_id)
+    if detail is None or not detail["pathway"]["definition_id"].endswith(TRIAL_SUFFIX):
+        raise HTTPException(404, f"Aucun parcours d'essai « {pathway_id} ».")
+    pathway = detail["pathway"]
+    row = version_row(engine, pathway["definition_id"], pathway["definition_version"])
+    definition = Definition.model_validate(row.body)
+    titles = step_titles(definition)
+    orgs = {o.id: o.name for o in q.list_organisations(engine)}
+    tasks = [
+        {
+            **t,
+            "org": orgs.get(t["organisation_id"], t["organisation_id"]),
+            "due_at": parse_when(t["due_at"]),
+            "opened_at": parse_when(t["opened_at"]),
+            "closed_at": parse_when(t["closed_at"]),
+        }
+        for t in detail["tasks"]
+    ]
+    counts: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        if task["status"] == "open":
+            entry = counts.setdefault(
+                task["step_id"],
+                {"total": 0, "on_time": 0, "due_soon": 0, "overdue": 0, "escalated": 0},
+            )
+            entry["total"] += 1
+            entry[task["sla"] or "on_time"] += 1
+    emails = [
+        {
+            "at": n.created_at,
+            "kind": NOTIFICATION_KINDS.get(n.kind, n.kind),
+            "subject": n.subject,
+            "to": ", ".join(n.recipients),
+            "status": n.status,
+            "body": n.body,
+        }
+        for n in q.list_notifications(engine, pathway_id=pathway_id)
+    ]
+    context = {
+        "pathway": {
+            **pathway,
+            "started_at": parse_when(pathway["started_at"]),
+            "closed_at": parse_when(pathway["closed_at"]),
+        },
+        "definition": definition,
+        "row": row,
+        "current": [titles.get(s, s) for s in pathway["current_steps"]],
+        "steps": [
+            {**s, "opened_at": parse_when(s["opened_at"]), "closed_at": parse_when(s["closed_at"])}
+            for s in detail["steps"]
+        ],
+        "tasks": tasks,
+        "emails": emails,
+        "escalations": detail["escalations"],
+        "svg": render_definition_svg(definition, counts=counts, dom_id="essai-schema"),
+        "source_id": definition.id.removesuffix(TRIAL_SUFFIX),
+    }
+    if request.headers.get("hx-request"):
+        return render_page(request, "designer/_trial_live.html", **context)
+    return render_page(
+        request, "designer/trial.html", title=f"Essai {pathway_id}", nav="definitions", **context
+    )

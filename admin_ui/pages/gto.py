@@ -78,7 +78,9 @@ class Lookup:
         key = (definition_id, version)
         if key not in self._definitions:
             if version is None:
-                self._definitions[key] = q.latest_definition(self.engine, definition_id=definition_id)
+                self._definitions[key] = q.latest_definition(
+                    self.engine, definition_id=definition_id
+                )
             else:
                 with session_scope(self.engine) as session:
                     row = session.get(models.DefinitionVersion, (definition_id, version))
@@ -114,7 +116,10 @@ def step_titles(definition: Definition) -> dict[str, str]:
 def basin_of(engine: Any, user: CurrentUser) -> models.Basin:
     basin = q.get_basin(engine, basin_id=user.basin_id) if user.basin_id else None
     if basin is None:
-        raise HTTPException(403, "Votre compte n'est rattaché à aucun bassin : demandez à l'administrateur de le faire.")
+        raise HTTPException(
+            403,
+            "Votre compte n'est rattaché à aucun bassin : demandez à l'administrateur de le faire.",
+        )
     return basin
 
 
@@ -142,7 +147,8 @@ def open_escalation_counts(engine: Any, pathway_ids: list[str]) -> dict[str, int
     with session_scope(engine) as session:
         rows = session.exec(
             select(models.Escalation.pathway_id).where(
-                col(models.Escalation.pathway_id).in_(pathway_ids), models.Escalation.status == "open"
+                col(models.Escalation.pathway_id).in_(pathway_ids),
+                models.Escalation.status == "open",
             )
         ).all()
     for pathway_id in rows:
@@ -158,7 +164,9 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
     basin = basin_of(engine, user)
     lookup = Lookup(engine)
     now = q.now()
-    stuck = views.pathway_list(engine, basin_id=basin.id, stuck_cutoff=stuck_since_cutoff(now), page=max(1, page))
+    stuck = views.pathway_list(
+        engine, basin_id=basin.id, stuck_cutoff=stuck_since_cutoff(now), page=max(1, page)
+    )
     tasks = views.open_tasks_by_pathway(engine, pathway_ids=[p.id for p in stuck.items])
     escalated = open_escalation_counts(engine, [p.id for p in stuck.items])
     rows = []
@@ -166,22 +174,36 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
         definition = lookup.definition(pathway.definition_id, pathway.definition_version)
         open_tasks = tasks.get(pathway.id, [])
         since = pathway.stuck_since or pathway.last_progress_at
-        rows.append({
-            "pathway": pathway,
-            "definition": definition.title if definition else pathway.definition_id,
-            "steps": [lookup.step_title(definition, s) for s in pathway.current_steps],
-            "partners": sorted({lookup.org(t.organisation_id) for t in open_tasks}),
-            "since": since,
-            "reason": "en retard" if pathway.stuck_since else "sans avancée",
-            "escalations": escalated.get(pathway.id, 0),
-            "person": person_name(engine, user, pathway, "tableau de bord GTO (nom de la personne)"),
-        })
+        rows.append(
+            {
+                "pathway": pathway,
+                "definition": definition.title if definition else pathway.definition_id,
+                "steps": [lookup.step_title(definition, s) for s in pathway.current_steps],
+                "partners": sorted({lookup.org(t.organisation_id) for t in open_tasks}),
+                "since": since,
+                "reason": "en retard" if pathway.stuck_since else "sans avancée",
+                "escalations": escalated.get(pathway.id, 0),
+                "person": person_name(
+                    engine, user, pathway, "tableau de bord GTO (nom de la personne)"
+                ),
+            }
+        )
     open_escalations = views.escalation_list(engine, basin_id=basin.id, status="open", size=1).total
-    open_tasks_total = views.task_inbox(engine, organisation_id=None, basin_id=basin.id, size=1).total
+    open_tasks_total = views.task_inbox(
+        engine, organisation_id=None, basin_id=basin.id, size=1
+    ).total
     return render(
-        request, "gto/dashboard.html", title=f"Tableau de bord — {basin.name}", nav="gto", basin=basin,
-        stuck=stuck, rows=rows, open_escalations=open_escalations, open_tasks_total=open_tasks_total,
-        heatmaps=heatmaps(engine, basin.id, lookup), trends=trends(engine, basin.id, now),
+        request,
+        "gto/dashboard.html",
+        title=f"Tableau de bord — {basin.name}",
+        nav="gto",
+        basin=basin,
+        stuck=stuck,
+        rows=rows,
+        open_escalations=open_escalations,
+        open_tasks_total=open_tasks_total,
+        heatmaps=heatmaps(engine, basin.id, lookup),
+        trends=trends(engine, basin.id, now),
     )
 
 
@@ -197,15 +219,26 @@ def heatmaps(engine: Any, basin_id: str, lookup: Lookup) -> list[dict[str, Any]]
             continue
         titles = step_titles(definition)
         table = [
-            {"step_id": sid, "title": titles.get(sid, sid), "entry": entry, "sla": worst_sla(entry),
-             "sentence": count_sentence(entry)}
+            {
+                "step_id": sid,
+                "title": titles.get(sid, sid),
+                "entry": entry,
+                "sla": worst_sla(entry),
+                "sentence": count_sentence(entry),
+            }
             for sid, entry in sorted(counts.items(), key=lambda kv: -kv[1]["total"])
         ]
-        maps.append({
-            "id": definition_id, "title": definition.title, "total": sum(e["total"] for e in counts.values()),
-            "svg": render_definition_svg(definition, counts=counts, dom_id=f"carte-{definition_id}"),
-            "table": table,
-        })
+        maps.append(
+            {
+                "id": definition_id,
+                "title": definition.title,
+                "total": sum(e["total"] for e in counts.values()),
+                "svg": render_definition_svg(
+                    definition, counts=counts, dom_id=f"carte-{definition_id}"
+                ),
+                "table": table,
+            }
+        )
     return maps
 
 
@@ -215,17 +248,25 @@ def trends(engine: Any, basin_id: str, now: datetime) -> dict[str, Any]:
     first = today - timedelta(days=today.weekday() + 7 * (TREND_WEEKS - 1))
     since = datetime.combine(first, datetime.min.time(), tzinfo=PARIS)
     activity = views.basin_activity(engine, basin_id=basin_id, since=since)
-    weeks = [{"start": first + timedelta(days=7 * i), "started": 0, "closed": 0, "escalated": 0} for i in range(TREND_WEEKS)]
+    weeks: list[dict[str, Any]] = [
+        {"start": first + timedelta(days=7 * i), "started": 0, "closed": 0, "escalated": 0}
+        for i in range(TREND_WEEKS)
+    ]
     for kind, moments in activity.items():
         for moment in moments:
             index = (_aware(moment).astimezone(PARIS).date() - first).days // 7
             if 0 <= index < TREND_WEEKS:
                 weeks[index][kind] += 1
     for week in weeks:
-        week["label"] = "sem. du " + fr_date(datetime.combine(week["start"], datetime.min.time(), tzinfo=PARIS))
-    peak = max([1] + [w[k] for w in weeks for k in ("started", "closed", "escalated")])
-    return {"weeks": weeks, "svg": trend_svg(weeks, peak), "total": {
-        k: sum(w[k] for w in weeks) for k in ("started", "closed", "escalated")}}
+        week["label"] = "sem. du " + fr_date(
+            datetime.combine(week["start"], datetime.min.time(), tzinfo=PARIS)
+        )
+    peak: int = max([1] + [w[k] for w in weeks for k in ("started", "closed", "escalated")])
+    return {
+        "weeks": weeks,
+        "svg": trend_svg(weeks, peak),
+        "total": {k: sum(w[k] for w in weeks) for k in ("started", "closed", "escalated")},
+    }
 
 
 def trend_svg(weeks: list[dict[str, Any]], peak: int) -> str:
@@ -237,7 +278,8 @@ def trend_svg(weeks: list[dict[str, Any]], peak: int) -> str:
     group_w = 3 * bar + 2 * gap
     width = 40 + len(weeks) * (group_w + group_gap)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {chart_h + top + 40}" width="{width}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {chart_h + top + 40}" '
+        f'width="{width}" '
         f'height="{chart_h + top + 40}" role="img" aria-labelledby="tendances-titre" '
         'font-family="Marianne, Arial, sans-serif" font-size="11" class="parcours-svg">',
         '<title id="tendances-titre">Parcours démarrés, clos et escalades par semaine</title>',
@@ -252,12 +294,14 @@ def trend_svg(weeks: list[dict[str, Any]], peak: int) -> str:
             h = chart_h * value / peak
             x = x0 + j * (bar + gap)
             parts.append(
-                f'<rect x="{x}" y="{top + chart_h - h:.1f}" width="{bar}" height="{h:.1f}" fill="{colours[kind]}">'
+                f'<rect x="{x}" y="{top + chart_h - h:.1f}" width="{bar}" height="{h:.1f}" '
+                f'fill="{colours[kind]}">'
                 f"<title>{escape(week['label'])} : {value}</title></rect>"
             )
         day = week["start"]
         parts.append(
-            f'<text x="{x0 + group_w / 2}" y="{top + chart_h + 16}" text-anchor="middle" fill="#3a3a3a">'
+            f'<text x="{x0 + group_w / 2}" y="{top + chart_h + 16}" text-anchor="middle" '
+            'fill="#3a3a3a">'
             f"{day.day:02d}/{day.month:02d}</text>"
         )
     parts.append("</svg>")
@@ -267,56 +311,96 @@ def trend_svg(weeks: list[dict[str, Any]], peak: int) -> str:
 # --- Escalations --------------------------------------------------------------------------------
 
 
-def escalation_rows(engine: Any, escalations: list[models.Escalation], lookup: Lookup) -> list[dict[str, Any]]:
+def escalation_rows(
+    engine: Any, escalations: list[models.Escalation], lookup: Lookup
+) -> list[dict[str, Any]]:
     tasks = views.tasks_by_id(engine, task_ids=[e.task_id for e in escalations])
     pathways: dict[str, models.Pathway | None] = {}
     rows = []
     for escalation in escalations:
         if escalation.pathway_id not in pathways:
-            pathways[escalation.pathway_id] = q.get_pathway(engine, pathway_id=escalation.pathway_id)
+            pathways[escalation.pathway_id] = q.get_pathway(
+                engine, pathway_id=escalation.pathway_id
+            )
         pathway = pathways[escalation.pathway_id]
         task = tasks.get(escalation.task_id)
-        definition = lookup.definition(pathway.definition_id, pathway.definition_version) if pathway else None
-        rows.append({
-            "escalation": escalation,
-            "pathway": pathway,
-            "task": task,
-            "definition": definition.title if definition else (pathway.definition_id if pathway else "—"),
-            "step": task.title if task else lookup.step_title(definition, escalation.step_id),
-            "partner": lookup.org(task.organisation_id if task else None),
-            "waiting_since": task.opened_at if task else escalation.opened_at,
-            "due_at": task.due_at if task else None,
-            "level": LEVELS.get(escalation.level, f"Niveau {escalation.level}"),
-        })
+        definition = (
+            lookup.definition(pathway.definition_id, pathway.definition_version)
+            if pathway
+            else None
+        )
+        rows.append(
+            {
+                "escalation": escalation,
+                "pathway": pathway,
+                "task": task,
+                "definition": definition.title
+                if definition
+                else (pathway.definition_id if pathway else "—"),
+                "step": task.title if task else lookup.step_title(definition, escalation.step_id),
+                "partner": lookup.org(task.organisation_id if task else None),
+                "waiting_since": task.opened_at if task else escalation.opened_at,
+                "due_at": task.due_at if task else None,
+                "level": LEVELS.get(escalation.level, f"Niveau {escalation.level}"),
+            }
+        )
     return rows
 
 
 @router.get("/gto/escalades")
-def escalations_page(request: Request, engine: Engine_, user: GtoLead, statut: str = "open", page: int = 1) -> Response:
+def escalations_page(
+    request: Request, engine: Engine_, user: GtoLead, statut: str = "open", page: int = 1
+) -> Response:
     basin = basin_of(engine, user)
     status = statut if statut in ("open", "decided", "resolved", "all") else "open"
-    listing = views.escalation_list(engine, basin_id=basin.id, status=None if status == "all" else status, page=max(1, page))
+    listing = views.escalation_list(
+        engine, basin_id=basin.id, status=None if status == "all" else status, page=max(1, page)
+    )
     return render(
-        request, "gto/escalations.html", title=f"Escalades — {basin.name}", nav="escalations", basin=basin,
-        listing=listing, rows=escalation_rows(engine, listing.items, Lookup(engine)), status=status,
-        filters=[("open", "À décider"), ("decided", "Décidées"), ("resolved", "Résolues"), ("all", "Toutes")],
+        request,
+        "gto/escalations.html",
+        title=f"Escalades — {basin.name}",
+        nav="escalations",
+        basin=basin,
+        listing=listing,
+        rows=escalation_rows(engine, listing.items, Lookup(engine)),
+        status=status,
+        filters=[
+            ("open", "À décider"),
+            ("decided", "Décidées"),
+            ("resolved", "Résolues"),
+            ("all", "Toutes"),
+        ],
     )
 
 
-def _escalation_of_basin(engine: Any, user: CurrentUser, escalation_id: str) -> tuple[models.Basin, models.Escalation]:
+def _escalation_of_basin(
+    engine: Any, user: CurrentUser, escalation_id: str
+) -> tuple[models.Basin, models.Escalation]:
     basin = basin_of(engine, user)
     with session_scope(engine) as session:
         escalation = session.get(models.Escalation, escalation_id)
     if escalation is None:
         raise HTTPException(404, f"Escalade inconnue : « {escalation_id} ».")
     if escalation.basin_id != basin.id:
-        raise HTTPException(403, "Cette escalade relève du GTO d'un autre bassin : seul son animateur·rice peut la consulter.")
+        raise HTTPException(
+            403,
+            "Cette escalade relève du GTO d'un autre bassin : "
+            "seul son animateur·rice peut la consulter.",
+        )
     return basin, escalation
 
 
 def _escalation_page(
-    request: Request, engine: Any, user: CurrentUser, basin: models.Basin, escalation: models.Escalation,
-    *, errors: dict[str, str] | None = None, values: dict[str, str] | None = None, alert: str | None = None,
+    request: Request,
+    engine: Any,
+    user: CurrentUser,
+    basin: models.Basin,
+    escalation: models.Escalation,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    alert: str | None = None,
     status_code: int = 200,
 ) -> Response:
     lookup = Lookup(engine)
@@ -328,10 +412,17 @@ def _escalation_page(
     definition = lookup.definition(pathway.definition_id, pathway.definition_version)
     task = q.get_task(engine, task_id=escalation.task_id)
     name = person_name(engine, user, pathway, "page d'escalade GTO (nom de la personne)")
-    decidable = escalation.status == "open" and pathway.status != "closed" and task is not None and task.status == "open"
+    decidable = (
+        escalation.status == "open"
+        and pathway.status != "closed"
+        and task is not None
+        and task.status == "open"
+    )
     serving = [
-        o for o in q.list_organisations(engine)
-        if (basin.id in o.basins or "all" in o.basins) and (task is None or o.id != task.organisation_id)
+        o
+        for o in q.list_organisations(engine)
+        if (basin.id in o.basins or "all" in o.basins)
+        and (task is None or o.id != task.organisation_id)
     ]
     decided_by = None
     if escalation.decided_by:
@@ -339,26 +430,56 @@ def _escalation_page(
             decider = session.get(models.User, escalation.decided_by)
             decided_by = decider.name if decider else escalation.decided_by
     others = [
-        e for e in q.list_escalations(engine, pathway_id=pathway.id, status=None) if e.id != escalation.id
+        e
+        for e in q.list_escalations(engine, pathway_id=pathway.id, status=None)
+        if e.id != escalation.id
     ]
     return render(
-        request, "gto/escalation.html", status_code=status_code, title=f"Escalade — parcours {pathway.id}",
-        nav="escalations", basin=basin, escalation=escalation, pathway=pathway, task=task, definition=definition,
+        request,
+        "gto/escalation.html",
+        status_code=status_code,
+        title=f"Escalade — parcours {pathway.id}",
+        nav="escalations",
+        basin=basin,
+        escalation=escalation,
+        pathway=pathway,
+        task=task,
+        definition=definition,
         definition_title=definition.title if definition else pathway.definition_id,
         step_title=task.title if task else lookup.step_title(definition, escalation.step_id),
-        partner=lookup.org(task.organisation_id if task else None), referent=lookup.org(pathway.referent_org),
+        partner=lookup.org(task.organisation_id if task else None),
+        referent=lookup.org(pathway.referent_org),
         current_steps=[lookup.step_title(definition, s) for s in pathway.current_steps],
-        person=name, timeline=timeline(engine, detail, definition, lookup, with_notes=name is not None),
+        person=name,
+        timeline=timeline(engine, detail, definition, lookup, with_notes=name is not None),
         steps=with_dates(detail["steps"], "opened_at", "closed_at"),
-        follow_up=[{"name": lookup.org(m["organisation_id"]), **m} for m in with_dates(detail["follow_up"], "since", "until")],
-        decidable=decidable, decisions=DECISIONS, organisations=sorted(serving, key=lambda o: o.name),
-        modules=definition.modules if definition else [], level=LEVELS.get(escalation.level, str(escalation.level)),
-        action_label=ACTIONS.get(escalation.action or "", escalation.action), decided_by=decided_by,
-        others=others, errors=errors or {}, values=values or {}, alert=alert, lookup=lookup,
+        follow_up=[
+            {"name": lookup.org(m["organisation_id"]), **m}
+            for m in with_dates(detail["follow_up"], "since", "until")
+        ],
+        decidable=decidable,
+        decisions=DECISIONS,
+        organisations=sorted(serving, key=lambda o: o.name),
+        modules=definition.modules if definition else [],
+        level=LEVELS.get(escalation.level, str(escalation.level)),
+        action_label=ACTIONS.get(escalation.action or "", escalation.action),
+        decided_by=decided_by,
+        others=others,
+        errors=errors or {},
+        values=values or {},
+        alert=alert,
+        lookup=lookup,
     )
 
 
-def timeline(engine: Any, detail: dict[str, Any], definition: Definition | None, lookup: Lookup, *, with_notes: bool) -> list[dict[str, Any]]:
+def timeline(
+    engine: Any,
+    detail: dict[str, Any],
+    definition: Definition | None,
+    lookup: Lookup,
+    *,
+    with_notes: bool,
+) -> list[dict[str, Any]]:
     """The pathway's history, in French, from its audit trail (views of personal data left out)."""
     titles = {row["id"]: row["title"] for row in detail["steps"]}
     titles.update({row["id"]: row["title"] for row in detail["tasks"]})
@@ -369,12 +490,19 @@ def timeline(engine: Any, detail: dict[str, Any], definition: Definition | None,
         modules = {m.id: m.title for m in definition.modules}
     notes: dict[str, str] = {}
     if with_notes:
-        note_ids = [e["detail"].get("note_id") for e in detail["audit"] if e["detail"].get("note_id")]
+        note_ids = [
+            e["detail"].get("note_id") for e in detail["audit"] if e["detail"].get("note_id")
+        ]
         if note_ids:
             from sqlmodel import col, select
 
             with session_scope(engine) as session:
-                notes = {n.id: n.text for n in session.exec(select(models.Note).where(col(models.Note.id).in_(note_ids)))}
+                notes = {
+                    n.id: n.text
+                    for n in session.exec(
+                        select(models.Note).where(col(models.Note.id).in_(note_ids))
+                    )
+                }
     entries = []
     for event in detail["audit"]:
         if event["action"] not in AUDIT_LABELS:
@@ -388,7 +516,11 @@ def timeline(engine: Any, detail: dict[str, Any], definition: Definition | None,
         if "from" in info and "to" in info and event["action"] == "task_reassigned":
             parts.append(f"de {lookup.org(info['from'])} à {lookup.org(info['to'])}")
         if event["action"] == "escalated":
-            parts.append("niveau " + info.get("level", "?") + (" (GTO)" if info.get("to") == "gto" else " (direction du SPIE)"))
+            parts.append(
+                "niveau "
+                + info.get("level", "?")
+                + (" (GTO)" if info.get("to") == "gto" else " (direction du SPIE)")
+            )
         if "action" in info:
             parts.append(ACTIONS.get(info["action"], info["action"]))
         if "module" in info:
@@ -398,32 +530,52 @@ def timeline(engine: Any, detail: dict[str, Any], definition: Definition | None,
         if "reminder" in info:
             parts.append("relance n° " + info["reminder"])
         actor_org = event["actor_org_id"]
-        entries.append({
-            "at": parse_when(event["at"]), "label": AUDIT_LABELS[event["action"]], "text": " · ".join(parts),
-            "by": "automatique" if actor_org == "system" else lookup.org(actor_org),
-            "note": notes.get(info.get("note_id", "")),
-            "kind": "is-done" if event["action"] in ("task_completed", "pathway_closed", "escalation_decided") else (
-                "is-open" if event["action"] in ("escalated", "task_overdue") else ""),
-        })
+        entries.append(
+            {
+                "at": parse_when(event["at"]),
+                "label": AUDIT_LABELS[event["action"]],
+                "text": " · ".join(parts),
+                "by": "automatique" if actor_org == "system" else lookup.org(actor_org),
+                "note": notes.get(info.get("note_id", "")),
+                "kind": "is-done"
+                if event["action"] in ("task_completed", "pathway_closed", "escalation_decided")
+                else ("is-open" if event["action"] in ("escalated", "task_overdue") else ""),
+            }
+        )
     return entries
 
 
 @router.get("/gto/escalades/{escalation_id}")
-def escalation_page(request: Request, engine: Engine_, user: GtoLead, escalation_id: str) -> Response:
+def escalation_page(
+    request: Request, engine: Engine_, user: GtoLead, escalation_id: str
+) -> Response:
     basin, escalation = _escalation_of_basin(engine, user, escalation_id)
     return _escalation_page(request, engine, user, basin, escalation)
 
 
 @router.post("/gto/escalades/{escalation_id}", dependencies=[Depends(verify_csrf)])
 async def decide(
-    request: Request, engine: Engine_, service: Service, user: GtoLead, escalation_id: str,
-    action: Annotated[str, Form()] = "", organisation_id: Annotated[str, Form()] = "",
-    extend_by: Annotated[str, Form()] = "", module_id: Annotated[str, Form()] = "",
-    exit_reason: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
+    request: Request,
+    engine: Engine_,
+    service: Service,
+    user: GtoLead,
+    escalation_id: str,
+    action: Annotated[str, Form()] = "",
+    organisation_id: Annotated[str, Form()] = "",
+    extend_by: Annotated[str, Form()] = "",
+    module_id: Annotated[str, Form()] = "",
+    exit_reason: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
 ) -> Response:
     basin, escalation = _escalation_of_basin(engine, user, escalation_id)
-    values = {"action": action, "organisation_id": organisation_id, "extend_by": extend_by.strip(),
-              "module_id": module_id, "exit_reason": exit_reason, "note": note}
+    values = {
+        "action": action,
+        "organisation_id": organisation_id,
+        "extend_by": extend_by.strip(),
+        "module_id": module_id,
+        "exit_reason": exit_reason,
+        "note": note,
+    }
     errors: dict[str, str] = {}
     if action not in DECISIONS:
         errors["action"] = "Choisissez une décision."
@@ -437,7 +589,8 @@ async def decide(
                 Delay.model_validate(values["extend_by"])
             except ValueError:
                 errors["extend_by"] = (
-                    f"« {values['extend_by']} » n'est pas un délai : écrivez par exemple « 5 jours ouvrés » "
+                    f"« {values['extend_by']} » n'est pas un délai : "
+                    "écrivez par exemple « 5 jours ouvrés » "
                     "ou une durée ISO 8601 comme « PT1H »."
                 )
     elif action == "add_step" and not module_id:
@@ -445,36 +598,66 @@ async def decide(
     elif action == "close" and exit_reason not in EXIT_REASONS:
         errors["exit_reason"] = "Choisissez le motif de sortie."
     if errors:
-        return _escalation_page(request, engine, user, basin, escalation, errors=errors, values=values,
-                                alert="La décision n'est pas complète : corrigez les champs signalés.", status_code=422)
+        return _escalation_page(
+            request,
+            engine,
+            user,
+            basin,
+            escalation,
+            errors=errors,
+            values=values,
+            alert="La décision n'est pas complète : corrigez les champs signalés.",
+            status_code=422,
+        )
     try:
         await service.decide_escalation(
-            escalation_id=escalation.id, actor=user.actor, action=action, note=note or None,
+            escalation_id=escalation.id,
+            actor=user.actor,
+            action=action,
+            note=note or None,
             organisation_id=organisation_id if action == "reassign" else None,
             extend_by=values["extend_by"] if action == "extend" else None,
             module_id=module_id if action == "add_step" else None,
             exit_reason=exit_reason if action == "close" else None,
         )
     except ServiceError as error:
-        field_of = {"reassign": "organisation_id", "extend": "extend_by", "add_step": "module_id", "close": "exit_reason"}
+        field_of = {
+            "reassign": "organisation_id",
+            "extend": "extend_by",
+            "add_step": "module_id",
+            "close": "exit_reason",
+        }
         fields = dict(error.fields)
         if error.kind == "invalid" and action in field_of:
             fields.setdefault(field_of[action], error.message)
         # Re-read: the escalation may have been decided meanwhile.
         with session_scope(engine) as session:
             escalation = session.get(models.Escalation, escalation_id) or escalation
-        return _escalation_page(request, engine, user, basin, escalation, errors=fields, values=values,
-                                alert=error.message, status_code=error.status)
+        return _escalation_page(
+            request,
+            engine,
+            user,
+            basin,
+            escalation,
+            errors=fields,
+            values=values,
+            alert=error.message,
+            status_code=error.status,
+        )
     lookup = Lookup(engine)
+    extension = Delay.model_validate(values["extend_by"]) if action == "extend" else ""
     what = {
         "reassign": f"la tâche est confiée à {lookup.org(organisation_id)}",
-        "extend": f"le délai est prolongé de {Delay.model_validate(values['extend_by']) if action == 'extend' else ''}",
+        "extend": f"le délai est prolongé de {extension}",
         "add_step": "le module est ajouté au parcours",
         "close": "le parcours est clos (" + EXIT_REASONS.get(exit_reason, exit_reason) + ")",
         "unblock": "la situation est débloquée, le délai repart",
     }[action]
-    flash(request, f"Décision enregistrée pour le parcours {escalation.pathway_id} : {what}. "
-                   "Les personnes concernées sont prévenues par e-mail.")
+    flash(
+        request,
+        f"Décision enregistrée pour le parcours {escalation.pathway_id} : {what}. "
+        "Les personnes concernées sont prévenues par e-mail.",
+    )
     return RedirectResponse(f"/gto/escalades/{escalation.id}", status_code=303)
 
 
@@ -496,8 +679,15 @@ def agenda_rows(engine: Any, basin_id: str) -> list[dict[str, Any]]:
 @router.get("/gto/ordre-du-jour")
 def agenda(request: Request, engine: Engine_, user: GtoLead) -> Response:
     basin = basin_of(engine, user)
-    return render(request, "gto/agenda.html", title=f"Ordre du jour du GTO — {basin.name}", nav="agenda",
-                  basin=basin, rows=agenda_rows(engine, basin.id), today=q.now())
+    return render(
+        request,
+        "gto/agenda.html",
+        title=f"Ordre du jour du GTO — {basin.name}",
+        nav="agenda",
+        basin=basin,
+        rows=agenda_rows(engine, basin.id),
+        today=q.now(),
+    )
 
 
 @router.get("/gto/ordre-du-jour.csv")
@@ -505,21 +695,41 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
     basin = basin_of(engine, user)
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow([
-        "Référence du parcours", "Parcours", "Étape", "Partenaire", "En attente depuis", "Attente",
-        "Échéance", "Escaladée le", "Niveau", "Statut du parcours",
-    ])
+    writer.writerow(
+        [
+            "Référence du parcours",
+            "Parcours",
+            "Étape",
+            "Partenaire",
+            "En attente depuis",
+            "Attente",
+            "Échéance",
+            "Escaladée le",
+            "Niveau",
+            "Statut du parcours",
+        ]
+    )
     for row in agenda_rows(engine, basin.id):
         escalation, pathway = row["escalation"], row["pathway"]
-        writer.writerow([
-            escalation.pathway_id, row["definition"], row["step"], row["partner"],
-            fr_datetime(row["waiting_since"]), waited_label(row["waiting_since"]),
-            fr_datetime(row["due_at"]), fr_datetime(escalation.opened_at), row["level"],
-            (pathway.status if pathway else "—").replace("active", "en cours").replace("paused", "suspendu"),
-        ])
+        writer.writerow(
+            [
+                escalation.pathway_id,
+                row["definition"],
+                row["step"],
+                row["partner"],
+                fr_datetime(row["waiting_since"]),
+                waited_label(row["waiting_since"]),
+                fr_datetime(row["due_at"]),
+                fr_datetime(escalation.opened_at),
+                row["level"],
+                (pathway.status if pathway else "—")
+                .replace("active", "en cours")
+                .replace("paused", "suspendu"),
+            ]
+        )
     filename = f"ordre-du-jour-gto-{basin.id}-{q.now().astimezone(PARIS).date().isoformat()}.csv"
     return Response(
-        content="\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+        content="\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
-
