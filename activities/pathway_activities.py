@@ -1,5 +1,6 @@
-"""The activities pathway workflows call: projection into the read model and e-mails.
-Both are idempotent, so Temporal may retry them freely."""
+"""The activities pathway workflows call. `commit` writes the read model and the e-mails it
+implies in one transaction (a transactional outbox), then sends those e-mails; `send_notification`
+retries the ones SMTP refused. Both are idempotent, so Temporal may retry them freely."""
 
 from __future__ import annotations
 
@@ -7,23 +8,23 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 from email.utils import make_msgid
+from typing import Any, TypeVar
 
 import aiosmtplib
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 from temporalio import activity
 
 from activities.emails import render_email
-from activities.mailer import send_email
+from activities.mailer import MailerPool
 from parcours.settings import Settings
 from store import models
 from store import queries as q
 from store.db import session_scope, writer_pool_size
-from store.projection import apply_batch
-from workflows.model import Notification, ProjectionBatch
-from workflows.pathway import NOTIFY_ACTIVITY, PROJECT_ACTIVITY
+from store.projection import apply_batch_in
+from workflows.model import CommitBatch, Notification
+from workflows.pathway import COMMIT_ACTIVITY, NOTIFY_ACTIVITY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,60 +37,84 @@ class PathwayActivities:
         self.engine = engine
         self.settings = settings
         self._db = ThreadPoolExecutor(max_workers=writer_pool_size(engine), thread_name_prefix="read-model")
+        self._mailer: MailerPool | None = None
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking read-model work on the writer threads, never on the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
 
-    @activity.defn(name=PROJECT_ACTIVITY)
-    async def project_pathway(self, batch: ProjectionBatch) -> None:
-        await self._in_db(apply_batch, self.engine, batch)
+    @activity.defn(name=COMMIT_ACTIVITY)
+    async def commit(self, batch: CommitBatch) -> list[str]:
+        """Project the batch and record its e-mails (one transaction), then try to send them.
+        Returns the keys SMTP refused, for the workflow to retry with backoff."""
+        rows = await self._in_db(self._write, batch)
+        unsent = []
+        for row in rows:
+            if row.status != "sent" and not await self._deliver(row):
+                unsent.append(row.key)
+        return unsent
 
     @activity.defn(name=NOTIFY_ACTIVITY)
     async def send_notification(self, notification: Notification) -> None:
-        """Record the e-mail under its key, send it unless already sent, then mark it sent.
-        SMTP errors propagate: Temporal retries with backoff until the server is back."""
-        row = await self._in_db(self._prepare, notification)
-        if row.status == "sent":
-            log.info("notification %s already sent, skipped", notification.key)
-            return
+        """Send a recorded e-mail unless already sent. SMTP errors propagate: Temporal retries
+        with backoff until the server is back."""
+        row = await self._in_db(self._record, notification)
+        if row.status != "sent" and not await self._deliver(row):
+            raise RuntimeError(f"SMTP refused e-mail {notification.key}: {row.last_error}")
+
+    def _write(self, batch: CommitBatch) -> list[models.Notification]:
+        with self.engine.begin() as connection:
+            apply_batch_in(connection, batch.projection)
+            with Session(bind=connection, expire_on_commit=False) as session:
+                rows = [self._recorded(session, n) for n in batch.notifications]
+                session.flush()
+                return rows
+
+    def _record(self, notification: Notification) -> models.Notification:
+        with session_scope(self.engine) as session:
+            return self._recorded(session, notification)
+
+    def _recorded(self, session: Session, notification: Notification) -> models.Notification:
+        """The e-mail's row, rendered and inserted on first sight (its key guards against twins)."""
+        existing = session.get(models.Notification, notification.key)
+        if existing is not None:
+            return existing
+        recipients, context = self._recipients_and_context(session, notification)
+        rendered = render_email(notification.kind, context)
+        row = models.Notification(
+            key=notification.key, kind=notification.kind, pathway_id=notification.pathway_id,
+            task_id=notification.item_id, recipients=recipients, subject=rendered.subject,
+            body=rendered.body, created_at=q.now(),
+        )
+        session.add(row)
+        return row
+
+    async def _deliver(self, row: models.Notification) -> bool:
         headers = {
-            "Message-ID": make_msgid(idstring=notification.key.replace(":", "."), domain="parcours"),
-            "X-Parcours-Key": notification.key,
+            "Message-ID": make_msgid(idstring=row.key.replace(":", "."), domain="parcours"),
+            "X-Parcours-Key": row.key,
         }
+        if self._mailer is None:  # created on the worker's event loop
+            self._mailer = MailerPool(self.settings)
         try:
-            await send_email(self.settings, to=row.recipients, subject=row.subject, body=row.body, headers=headers)
+            await self._mailer.send(to=row.recipients, subject=row.subject, body=row.body, headers=headers)
         except (aiosmtplib.SMTPException, OSError) as error:
-            await self._in_db(self._record_failure, notification.key, str(error))
-            raise
-        await self._in_db(self._mark_sent, notification.key)
+            row.last_error = str(error)[:500]
+            await self._in_db(self._record_failure, row.key, row.last_error)
+            return False
+        await self._in_db(self._mark_sent, row.key)
+        return True
 
-    def _prepare(self, notification: Notification) -> models.Notification:
-        with session_scope(self.engine) as session:
-            existing = session.get(models.Notification, notification.key)
-            if existing is not None:
-                return existing
-            recipients, context = self._recipients_and_context(notification)
-            rendered = render_email(notification.kind, context)
-            row = models.Notification(
-                key=notification.key, kind=notification.kind, pathway_id=notification.pathway_id,
-                task_id=notification.item_id, recipients=recipients, subject=rendered.subject,
-                body=rendered.body, created_at=q.now(),
-            )
-            session.add(row)
-            return row
-
-    def _recipients_and_context(self, n: Notification) -> tuple[list[str], dict[str, object]]:
+    def _recipients_and_context(self, session: Session, n: Notification) -> tuple[list[str], dict[str, object]]:
         """Recipients by kind (the organisation's mailbox; the basin's GTO; the SPIE direction)
-        and the template's context, read in one session."""
-        with session_scope(self.engine) as session:
-            organisation = session.get(models.Organisation, n.organisation_id) if n.organisation_id else None
-            basin = session.get(models.Basin, n.basin_id)
-            direction = session.get(models.Setting, q.DIRECTION_EMAIL)
-            territory = session.get(models.Setting, q.TERRITORY_NAME)
-            gto_leads = session.exec(
-                select(models.User.email).where(models.User.role == "gto_lead", models.User.basin_id == n.basin_id, models.User.active == True)  # noqa: E712
-            ).all()
+        and the template's context."""
+        organisation = session.get(models.Organisation, n.organisation_id) if n.organisation_id else None
+        basin = session.get(models.Basin, n.basin_id)
+        direction = session.get(models.Setting, q.DIRECTION_EMAIL)
+        territory = session.get(models.Setting, q.TERRITORY_NAME)
+        gto_leads = session.exec(
+            select(models.User.email).where(models.User.role == "gto_lead", models.User.basin_id == n.basin_id, models.User.active == True)  # noqa: E712
+        ).all()
         org_email = [organisation.email] if organisation else []
         gto = ([basin.gto_email] if basin else []) + sorted(gto_leads)
         if n.kind == "escalated":
@@ -117,7 +142,7 @@ class PathwayActivities:
             row = session.get(models.Notification, key)
             if row is not None:
                 row.attempts += 1
-                row.last_error = error[:500]
+                row.last_error = error
                 session.add(row)
 
     def _mark_sent(self, key: str) -> None:

@@ -254,3 +254,10 @@ class Notification(BaseModel):
     level: int = 0
     due_at: datetime | None = None
     action: str | None = None
+
+
+class CommitBatch(BaseModel):
+    """What one step of the workflow changed, and the e-mails it implies (written together)."""
+
+    projection: ProjectionBatch
+    notifications: list[Notification] = []

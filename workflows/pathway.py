@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         AddModule,
         AuditEntry,
         ClosePathway,
+        CommitBatch,
         CompleteTask,
         Escalation,
         GtoDecision,
@@ -53,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateResult,
     )
 
-PROJECT_ACTIVITY = "project_pathway"
+COMMIT_ACTIVITY = "commit_pathway"
 NOTIFY_ACTIVITY = "send_notification"
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 # SMTP down means retry with backoff until it is back, never loss.
@@ -699,22 +700,26 @@ class PathwayWorkflow:
             audit=self._audit,
         )
         self._dirty_items, self._dirty_escalations, self._audit = {}, set(), []
-        # A local activity: the projection is a short database write done by the same worker, so it
-        # needs no round trip through the server (retries back off; the database may be down).
-        await workflow.execute_local_activity(
-            PROJECT_ACTIVITY, batch, start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY,
+        outbox, self._outbox = self._outbox, []
+        # A local activity: a short database write (the read model and the e-mails it implies, in
+        # one transaction) then the SMTP exchange, done by this worker with no round trip through
+        # the server. E-mails SMTP refused are retried by a regular activity with backoff.
+        unsent: list[str] = await workflow.execute_local_activity(
+            COMMIT_ACTIVITY, CommitBatch(projection=batch, notifications=outbox), result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=60), retry_policy=PROJECTION_RETRY,
         )
         # Decided or resolved escalations need no memory beyond the read model.
         for escalation_id in [e.id for e in self.state.escalations.values() if e.status != "open"]:
             del self.state.escalations[escalation_id]
-        outbox, self._outbox = self._outbox, []
         for notification in outbox:
-            task = asyncio.create_task(self._send(notification))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
+            if notification.key in unsent:
+                task = asyncio.create_task(self._send(notification))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
         self._upsert_search_attributes(open_steps, sla, stuck_since)
 
     async def _send(self, notification: Notification) -> None:
+        """Retry an e-mail SMTP refused, with backoff, until it is delivered (never lost)."""
         await workflow.execute_activity(
             NOTIFY_ACTIVITY, notification, start_to_close_timeout=timedelta(seconds=60), retry_policy=NOTIFY_RETRY,
         )

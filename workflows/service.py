@@ -95,6 +95,7 @@ class PathwayService:
         self.engine = engine
         self.task_queue = task_queue
         self.history_event_limit = history_event_limit
+        self._definitions: dict[tuple[str, int], Definition] = {}
 
     # --- Who acts ---------------------------------------------------------------------------
 
@@ -182,11 +183,16 @@ class PathwayService:
     # --- Human work ---------------------------------------------------------------------------
 
     def definition_of(self, pathway: models.Pathway) -> Definition:
-        with session_scope(self.engine) as session:
-            row = session.get(models.DefinitionVersion, (pathway.definition_id, pathway.definition_version))
-            if row is None:
-                raise ServiceError(f"Version {pathway.definition_version} du parcours {pathway.definition_id} introuvable.", "not_found")
-            return Definition.model_validate(row.body)
+        """The version the pathway runs on (published versions never change: cached)."""
+        key = (pathway.definition_id, pathway.definition_version)
+        cached = self._definitions.get(key)
+        if cached is None:
+            with session_scope(self.engine) as session:
+                row = session.get(models.DefinitionVersion, key)
+                if row is None:
+                    raise ServiceError(f"Version {pathway.definition_version} du parcours {pathway.definition_id} introuvable.", "not_found")
+                cached = self._definitions[key] = Definition.model_validate(row.body)
+        return cached
 
     def _task_and_pathway(self, task_id: str) -> tuple[models.Task, models.Pathway]:
         task = q.get_task(self.engine, task_id=task_id)
@@ -205,7 +211,10 @@ class PathwayService:
         checked = check_submission(definition.task(task.step_id), data)
         if checked.errors:
             raise ServiceError("Le formulaire contient des erreurs.", fields=checked.errors)
-        submission_id = q.save_submission(self.engine, pathway_id=pathway.id, task_id=task_id, data=checked.values, submitted_by=actor.user_id)
+        submission_id = (
+            q.save_submission(self.engine, pathway_id=pathway.id, task_id=task_id, data=checked.values, submitted_by=actor.user_id)
+            if checked.values else None
+        )
         command = CompleteTask(
             item_id=task_id, actor=actor, outcome=outcome, filled=checked.filled,
             routing=routing_values(definition, task.step_id, checked.values), submission_id=submission_id,
@@ -213,7 +222,8 @@ class PathwayService:
         try:
             return await self._update(pathway.id, PathwayWorkflow.complete_task, command)
         except ServiceError:
-            q.delete_submission(self.engine, submission_id=submission_id)
+            if submission_id:
+                q.delete_submission(self.engine, submission_id=submission_id)
             raise
 
     async def reassign_task(self, *, task_id: str, actor: Actor, organisation_id: str, reason: str | None) -> UpdateResult:
