@@ -407,11 +407,14 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
     mails_before = smtp.count
 
     async def start_one(i: int) -> None:
+        if args.start_rate:  # paced starts: deadlines (and so escalations) arrive at this rate
+            await asyncio.sleep(max(0.0, first_start + i / args.start_rate - time.time()))
         await service.start_pathway(
             definition_id="bench_escalation", basin_id=BASIN, referent_org=REFERENT, person=PERSON, actor=actor,
         )
 
-    say(f"(b) starting {args.timers} pathways, {args.start_concurrency} at once, deadline PT{deadline_s}S, "
+    pace = f"paced at {args.start_rate:g}/s" if args.start_rate else "as fast as they go"
+    say(f"(b) starting {args.timers} pathways, {args.start_concurrency} at once, {pace}, deadline PT{deadline_s}S, "
         f"escalation {ESCALATE_AFTER:g}s after it …")
     first_start = time.time()
     elapsed, _, errors = await drive(args.timers, args.start_concurrency, start_one)
@@ -478,6 +481,8 @@ def choose_deadline(args: argparse.Namespace, throughput: Throughput) -> int:
     starts 50 at once: estimate the start rate from (a) conservatively, add a margin."""
     if args.deadline:
         return int(args.deadline)
+    if args.start_rate:
+        return int(math.ceil(args.timers / args.start_rate + 20))
     latencies = throughput.parcours_start_latency
     if latencies:
         rate = args.concurrency / statistics.mean(latencies)  # starts/s at (a)'s concurrency, under mixed load
@@ -575,6 +580,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--start-concurrency", type=int, default=50, help="(b) starts at once (default 50)")
     parser.add_argument("--deadline", type=int, default=0, help="(b) task deadline in seconds (default: chosen from (a))")
     parser.add_argument("--grace", type=float, default=120.0, help="(b) seconds to wait past the last due escalation")
+    parser.add_argument("--start-rate", type=float, default=0.0,
+                        help="(b) pace starts at this many per second, so escalations then fire at that rate (default: unpaced burst)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     return parser.parse_args()
 
