@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text
+from sqlalchemy import JSON, Column, DateTime, Index, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -86,6 +86,13 @@ class DefinitionVersion(SQLModel, table=True):
 
 
 class Pathway(SQLModel, table=True):
+    # The GTO dashboard's filters: stuck pathways of a basin, weekly trends.
+    __table_args__ = (
+        Index("ix_pathway_basin_status_sla", "basin_id", "status", "sla", "last_progress_at"),
+        Index("ix_pathway_basin_started", "basin_id", "started_at"),
+        Index("ix_pathway_basin_closed", "basin_id", "closed_at"),
+    )
+
     id: str = Field(primary_key=True)
     definition_id: str = Field(index=True)
     definition_version: int
@@ -135,6 +142,12 @@ class PathwayStep(SQLModel, table=True):
 class Task(SQLModel, table=True):
     """A human task in an organisation's inbox."""
 
+    # Inboxes (an organisation's open tasks by deadline) and the per-step counts of a basin.
+    __table_args__ = (
+        Index("ix_task_org_status_due", "organisation_id", "status", "due_at"),
+        Index("ix_task_basin_status_step", "basin_id", "status", "definition_id", "step_id", "sla"),
+    )
+
     id: str = Field(primary_key=True)
     pathway_id: str = Field(index=True)
     step_id: str
@@ -154,6 +167,11 @@ class Task(SQLModel, table=True):
 
 
 class Escalation(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_escalation_basin_status", "basin_id", "status", "opened_at"),
+        Index("ix_escalation_basin_opened", "basin_id", "opened_at"),
+    )
+
     id: str = Field(primary_key=True)
     pathway_id: str = Field(index=True)
     task_id: str
