@@ -144,3 +144,24 @@ def test_cli_and_embedded_stack_restart(tmp_path: Path) -> None:
     finally:
         stack.send_signal(signal.SIGINT)
         assert stack.wait(60) == 0
+
+
+def test_set_password_from_the_cli_then_sign_in(tmp_path: Path) -> None:
+    from admin_ui.security import authenticate
+
+    url = f"sqlite:///{tmp_path / 'parcours.db'}"
+    env = base_env(PARCOURS_DATABASE_URL=url, PARCOURS_DATA_DIR=str(tmp_path))
+    cli(env, "territory", "load", str(ROOT / "definitions/territory/haute-savoie.yaml"))
+    short = subprocess.run([PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"], env=env,
+                           input="court\n", capture_output=True, text=True, timeout=60)
+    assert short.returncode == 1 and "au moins 12 caractères" in short.stderr
+    unknown = subprocess.run([PARCOURS, "users", "set-password", "personne@example.org", "--password-stdin"], env=env,
+                             input="un mot de passe assez long\n", capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "utilisateur inconnu" in unknown.stderr
+    done = subprocess.run([PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"], env=env,
+                          input="un mot de passe assez long\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    engine = make_engine(url)
+    user = authenticate(engine, email="lea.dupont@example.org", password="un mot de passe assez long")
+    assert user is not None and user.role == "gto_lead"
+    assert authenticate(engine, email="lea.dupont@example.org", password="autre chose") is None
