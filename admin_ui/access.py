@@ -96,10 +96,41 @@ def access_reason(engine: Engine, user: CurrentUser, pathway: models.Pathway) ->
     return None
 
 
+def record_action(
+    engine: Engine,
+    user: CurrentUser | models.User,
+    action: str,
+    *,
+    pathway_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Trace in the audit log an action (or a read) of this user made outside workflows."""
+    q.record_access(
+        engine,
+        actor_user_id=user.id,
+        actor_org_id=user.organisation_id,
+        action=action,
+        pathway_id=pathway_id,
+        detail=detail,
+    )
+
+
 def record_view(engine: Engine, user: CurrentUser, *, pathway_id: str | None, what: str, reason: str) -> None:
     """Every view of personal data is traced in the audit log."""
-    q.record_access(engine, actor_user_id=user.id, actor_org_id=user.organisation_id, action="personal_data_viewed",
-                    pathway_id=pathway_id, detail={"what": what, "reason": reason})
+    detail = {"what": what, "reason": reason}
+    record_action(engine, user, "personal_data_viewed", pathway_id=pathway_id, detail=detail)
+
+
+def record_views(engine: Engine, user: CurrentUser, views: list[tuple[str, str, str]]) -> None:
+    """Trace several views of personal data, (pathway id, what, reason) each, in one transaction."""
+    if not views:
+        return
+    with session_scope(engine) as session:
+        for pathway_id, what, reason in views:
+            session.add(models.AuditEvent(
+                id=q.new_id("acc"), at=q.now(), pathway_id=pathway_id, actor_user_id=user.id,
+                actor_org_id=user.organisation_id, action="personal_data_viewed", detail={"what": what, "reason": reason},
+            ))
 
 
 def mask_nir(nir: str | None) -> str | None:

@@ -366,14 +366,7 @@ def create_token(body: TokenIn, request: Request, engine: Engine_) -> TokenOut:
             401, "Adresse e-mail ou mot de passe incorrect.", headers={"WWW-Authenticate": "Bearer"}
         )
     limiter.succeeded(key)
-    q.record_access(
-        engine,
-        actor_user_id=user.id,
-        actor_org_id=user.organisation_id,
-        action="signed_in",
-        pathway_id=None,
-        detail={"method": "api_token"},
-    )
+    access.record_action(engine, user, "signed_in", detail={"method": "api_token"})
     return TokenOut(access_token=api_token(request.app.state.settings.secret_key, user.id))
 
 
@@ -454,12 +447,10 @@ async def publish_definition(
         engine, definition=definition, source=text, published_by=user.email
     )
     if created:
-        q.record_access(
+        access.record_action(
             engine,
-            actor_user_id=user.id,
-            actor_org_id=user.organisation_id,
-            action="definition_published",
-            pathway_id=None,
+            user,
+            "definition_published",
             detail={"definition": definition.id, "version": str(version)},
         )
     response.status_code = 201 if created else 200

@@ -3,12 +3,10 @@ SLA badges), pagination, flash messages and CSRF tokens."""
 
 from __future__ import annotations
 
-import math
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
@@ -17,9 +15,9 @@ from starlette.responses import Response
 from activities.emails import MONTHS, french_datetime
 from definitions.durations import PARIS, working_days_between
 from definitions.schema import EXIT_REASONS, SOFT_SKILL_SCALE, SOFT_SKILLS
-from store.queries import now
+from store import views
+from store.queries import list_organisations, now
 
-T = TypeVar("T")
 PAGE_SIZE = 25
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -85,24 +83,20 @@ templates.env.globals.update(
 )
 
 
-@dataclass
-class Page(Generic[T]):
-    items: list[T]
-    page: int
-    size: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.size))
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.size
-
-
 def page_number(value: int | None) -> int:
     return max(1, value or 1)
+
+
+# --- Names for ids, shared by the pages ------------------------------------------------------
+
+
+def basin_names(engine: Any) -> dict[str, str]:
+    """Basin names by id, in name order."""
+    return {b.id: b.name for b in views.list_basins(engine)}
+
+
+def organisation_names(engine: Any) -> dict[str, str]:
+    return {o.id: o.name for o in list_organisations(engine)}
 
 
 # --- CSRF and flash messages ----------------------------------------------------------------

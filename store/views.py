@@ -69,6 +69,13 @@ def task_inbox(
     return Paged(rows, max(1, page), size, total)
 
 
+def count_open_tasks(engine: Engine, *, basin_id: str) -> int:
+    with session_scope(engine) as session:
+        return int(session.exec(
+            select(func.count()).select_from(models.Task).where(models.Task.basin_id == basin_id, models.Task.status == "open")
+        ).one())
+
+
 def task_counts(engine: Engine, *, organisation_id: str) -> dict[str, int]:
     """Open tasks of an organisation by SLA state, plus the total."""
     with session_scope(engine) as session:

@@ -12,13 +12,15 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import col, func, select
 from starlette.responses import Response
 
+from admin_ui.access import record_action
 from admin_ui.deps import Engine_, User, get_settings, require_roles, verify_csrf
-from admin_ui.web import PAGE_SIZE, Page, flash, page_number, render
+from admin_ui.web import PAGE_SIZE, flash, page_number, render
 from definitions.territory import InvalidTerritory, load_territory
 from parcours.settings import Settings
 from store import models
 from store import queries as q
 from store.db import session_scope
+from store.views import Paged
 
 router = APIRouter(include_in_schema=False)
 AdminOnly = [Depends(require_roles("admin"))]
@@ -48,7 +50,7 @@ async def import_territory(request: Request, engine: Engine_, user: User, file: 
             flash(request, f"Import refusé, rien n'a été modifié : {error}".replace(str(path), path.name), "error")
             return RedirectResponse("/admin", status_code=303)
     counts = q.load_territory(engine, territory=parsed)
-    q.record_access(engine, actor_user_id=user.id, actor_org_id=user.organisation_id, action="territory_imported", pathway_id=None, detail={k: str(v) for k, v in counts.items()})
+    record_action(engine, user, "territory_imported", detail={k: str(v) for k, v in counts.items()})
     flash(request, f"Territoire « {parsed.name} » importé : {counts['basins']} bassins, {counts['organisations']} organisations, {counts['users']} utilisateurs.")
     return RedirectResponse("/admin", status_code=303)
 
@@ -66,7 +68,8 @@ def users(request: Request, engine: Engine_, page: int | None = None, organisati
         rows = list(session.exec(select(models.User).where(*where).order_by(models.User.email).offset((number - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
         organisations = list(session.exec(select(models.Organisation).order_by(models.Organisation.name)))
         basins = list(session.exec(select(models.Basin).order_by(models.Basin.name)))
-    return render(request, "admin/users.html", title="Utilisateurs", nav="users", page=Page(rows, number, PAGE_SIZE, total),
+    return render(request, "admin/users.html", title="Utilisateurs", nav="users",
+                  page=Paged(rows, number, PAGE_SIZE, total),
                   organisations=organisations, basins=basins, roles=ROLES, filters={"organisation": organisation or "", "role": role or ""})
 
 
@@ -93,8 +96,9 @@ def update_user(
         row.active = bool(active)
         session.add(row)
         email = row.email
-    q.record_access(engine, actor_user_id=admin.id, actor_org_id=admin.organisation_id, action="user_changed", pathway_id=None,
-                    detail={"user": user_id, "role": role, "organisation": organisation, "active": str(bool(active))})
+    record_action(engine, admin, "user_changed", detail={
+        "user": user_id, "role": role, "organisation": organisation, "active": str(bool(active)),
+    })
     flash(request, f"Compte {email} mis à jour.")
     return RedirectResponse("/admin/utilisateurs", status_code=303)
 
@@ -108,4 +112,5 @@ def captured_emails(request: Request, engine: Engine_, user: User, settings: Ann
     with session_scope(engine) as session:
         total = int(session.exec(select(func.count()).select_from(models.CapturedEmail)).one())
         rows = list(session.exec(select(models.CapturedEmail).order_by(col(models.CapturedEmail.id).desc()).offset((number - 1) * PAGE_SIZE).limit(PAGE_SIZE)))
-    return render(request, "admin/emails.html", title="E-mails capturés", nav="emails", page=Page(rows, number, PAGE_SIZE, total))
+    return render(request, "admin/emails.html", title="E-mails capturés", nav="emails",
+                  page=Paged(rows, number, PAGE_SIZE, total))

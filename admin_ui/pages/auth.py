@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from activities.mailer import send_email
-from admin_ui.access import CurrentUser
+from admin_ui.access import CurrentUser, record_action
 from admin_ui.deps import Engine_, get_settings, optional_user, verify_csrf
 from admin_ui.security import LOGIN_LINK_MINUTES, authenticate, consume_login_token, create_login_token
 from admin_ui.web import ROLE_HOME, flash, render
@@ -61,7 +61,7 @@ def sign_in(
         return render(request, "sign_in.html", status_code=401, title="Connexion", next=suivant, email=email,
                       error="Adresse e-mail ou mot de passe incorrect.")
     limiter.succeeded(key)
-    q.record_access(engine, actor_user_id=user.id, actor_org_id=user.organisation_id, action="signed_in", pathway_id=None, detail={"method": "password"})
+    record_action(engine, user, "signed_in", detail={"method": "password"})
     return _sign_in(request, user.id, user.role, suivant)
 
 
@@ -90,7 +90,7 @@ def use_link(request: Request, engine: Engine_, token: str) -> Response:
     if user is None:
         flash(request, "Ce lien de connexion est invalide, expiré ou déjà utilisé : demandez-en un nouveau.", "error")
         return RedirectResponse("/connexion", status_code=303)
-    q.record_access(engine, actor_user_id=user.id, actor_org_id=user.organisation_id, action="signed_in", pathway_id=None, detail={"method": "link"})
+    record_action(engine, user, "signed_in", detail={"method": "link"})
     return _sign_in(request, user.id, user.role, None)
 
 

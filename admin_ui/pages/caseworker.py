@@ -6,8 +6,9 @@ Every action goes through PathwayService; refusals are shown next to the field o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -18,7 +19,16 @@ from starlette.responses import Response
 
 from admin_ui.access import access_reason, person_view, record_view
 from admin_ui.deps import Engine_, Service, User, require_roles, verify_csrf
-from admin_ui.web import PAGE_SIZE, SLA_BADGES, flash, fr_date, fr_datetime, render
+from admin_ui.web import (
+    PAGE_SIZE,
+    SLA_BADGES,
+    basin_names,
+    flash,
+    fr_date,
+    fr_datetime,
+    organisation_names,
+    render,
+)
 from definitions.schema import (
     EXIT_REASONS,
     DecisionStep,
@@ -35,6 +45,7 @@ from workflows.service import PathwayService, PersonIn, ServiceError, person_err
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_roles("caseworker"))])
 CSRF = [Depends(verify_csrf)]
+T = TypeVar("T")
 
 AUDIT_LABELS = {
     "pathway_started": "Parcours démarré",
@@ -136,14 +147,6 @@ def _pathway_or_home(engine: Any, pathway_id: str, home: str) -> str:
     return home if pathway is None or pathway.status == "closed" else f"/parcours/{pathway_id}"
 
 
-def _org_names(engine: Any) -> dict[str, str]:
-    return {o.id: o.name for o in q.list_organisations(engine)}
-
-
-def _basin_names(engine: Any) -> dict[str, str]:
-    return {b.id: b.name for b in v.list_basins(engine)}
-
-
 def _definition_titles(engine: Any) -> dict[str, str]:
     return {row.id: row.title for row in v.latest_definition_rows(engine)}
 
@@ -170,6 +173,33 @@ def _url(path: str, params: dict[str, Any]) -> str:
     return path + ("?" + urlencode(clean) if clean else "")
 
 
+def _page_within(query: Callable[[int], v.Paged[T]], page: str | None) -> v.Paged[T]:
+    """The asked page of `query`, or its last page when the number is past the end."""
+    number = _page_number(page)
+    paged = query(number)
+    return query(paged.pages) if number > paged.pages else paged
+
+
+def _list_page(
+    request: Request,
+    template: str,
+    results: str,
+    path: str,
+    filters: dict[str, Any],
+    paged: v.Paged[Any],
+    **context: Any,
+) -> Response:
+    """A filtered list with its pagination: the whole page, or for htmx only its `results`."""
+    return render(
+        request,
+        results if _is_htmx(request) else template,
+        filters=filters,
+        pages=_pages(paged.page, paged.pages),
+        page_url=lambda n: _url(path, {**filters, "page": n if n > 1 else None}),
+        **context,
+    )
+
+
 # --- Inbox (GET /taches) ----------------------------------------------------------------------
 
 
@@ -190,7 +220,6 @@ def inbox(
         "statut": statut if statut in TASK_STATUSES else "open",
         "sla": sla if sla in SLA_BADGES else None,
     }
-    number = _page_number(page)
 
     def query(n: int) -> v.Paged[models.Task]:
         return v.task_inbox(
@@ -204,24 +233,22 @@ def inbox(
             size=PAGE_SIZE,
         )
 
-    tasks = query(number)
-    if number > tasks.pages:
-        tasks = query(tasks.pages)
-    context: dict[str, Any] = {
-        "title": "Mes tâches",
-        "nav": "inbox",
-        "tasks": tasks,
-        "filters": filters,
-        "pages": _pages(tasks.page, tasks.pages),
-        "page_url": lambda n: _url("/taches", {**filters, "page": n if n > 1 else None}),
-        "counts": v.task_counts(engine, organisation_id=user.organisation_id),
-        "basins": _basin_names(engine),
-        "definitions": _definition_titles(engine),
-        "task_statuses": TASK_STATUSES,
-    }
-    if _is_htmx(request):
-        return render(request, "caseworker/_inbox_results.html", **context)
-    return render(request, "caseworker/inbox.html", **context)
+    tasks = _page_within(query, page)
+    return _list_page(
+        request,
+        "caseworker/inbox.html",
+        "caseworker/_inbox_results.html",
+        "/taches",
+        filters,
+        tasks,
+        title="Mes tâches",
+        nav="inbox",
+        tasks=tasks,
+        counts=v.task_counts(engine, organisation_id=user.organisation_id),
+        basins=basin_names(engine),
+        definitions=_definition_titles(engine),
+        task_statuses=TASK_STATUSES,
+    )
 
 
 # --- Task page (GET/POST /taches/{id}) --------------------------------------------------------
@@ -288,7 +315,7 @@ def _task_context(
         "step": step,
         "person": person,
         "org_names": names,
-        "basin_name": _basin_names(engine).get(pathway.basin_id, pathway.basin_id),
+        "basin_name": basin_names(engine).get(pathway.basin_id, pathway.basin_id),
         "may_complete": holds and is_open and pathway.status == "active",
         "may_reassign": is_open
         and pathway.status == "active"
@@ -455,17 +482,32 @@ async def task_note(
     context = _task_context(request, engine, service, user, task, pathway)
     if not context["may_note"]:
         raise HTTPException(403, "Seul le groupe de suivi du parcours peut y ajouter une note.")
+    return await _save_note(
+        request, engine, user, pathway, context, "caseworker/task.html", f"/taches/{task.id}"
+    )
+
+
+async def _save_note(
+    request: Request,
+    engine: Any,
+    user: Any,
+    pathway: models.Pathway,
+    context: dict[str, Any],
+    template: str,
+    done_url: str,
+) -> Response:
+    """Share the posted note with the follow-up group, or show `template` again without it."""
     text = _text(await request.form(), "note")
     if not text:
         return render(
             request,
-            "caseworker/task.html",
+            template,
             status_code=422,
             **{**context, "note_error": "Écrivez la note avant de l'enregistrer."},
         )
     q.save_note(engine, text=text, author_user_id=user.id, pathway_id=pathway.id)
     flash(request, "Note partagée avec le groupe de suivi.")
-    return _redirect(request, f"/taches/{task.id}")
+    return _redirect(request, done_url)
 
 
 # --- Pathways followed (GET /parcours) ---------------------------------------------------------
@@ -487,7 +529,6 @@ def pathways(
         "type": _opt(type),
         "statut": statut if statut in PATHWAY_STATUSES else None,
     }
-    number = _page_number(page)
 
     def query(n: int) -> v.Paged[models.Pathway]:
         return v.pathway_list(
@@ -500,9 +541,7 @@ def pathways(
             size=PAGE_SIZE,
         )
 
-    rows = query(number)
-    if number > rows.pages:
-        rows = query(rows.pages)
+    rows = _page_within(query, page)
     definitions: dict[tuple[str, int], Definition] = {}
     current: dict[str, list[str]] = {}
     for pathway in rows.items:
@@ -510,22 +549,22 @@ def pathways(
         if key not in definitions:
             definitions[key] = service.definition_of(pathway)
         current[pathway.id] = [_step_title(definitions[key], s) for s in pathway.current_steps]
-    context: dict[str, Any] = {
-        "title": "Parcours suivis",
-        "nav": "pathways",
-        "rows": rows,
-        "filters": filters,
-        "current": current,
-        "pages": _pages(rows.page, rows.pages),
-        "page_url": lambda n: _url("/parcours", {**filters, "page": n if n > 1 else None}),
-        "basins": _basin_names(engine),
-        "definitions": _definition_titles(engine),
-        "org_names": _org_names(engine),
-        "pathway_statuses": PATHWAY_STATUSES,
-    }
-    if _is_htmx(request):
-        return render(request, "caseworker/_pathways_results.html", **context)
-    return render(request, "caseworker/pathways.html", **context)
+    return _list_page(
+        request,
+        "caseworker/pathways.html",
+        "caseworker/_pathways_results.html",
+        "/parcours",
+        filters,
+        rows,
+        title="Parcours suivis",
+        nav="pathways",
+        rows=rows,
+        current=current,
+        basins=basin_names(engine),
+        definitions=_definition_titles(engine),
+        org_names=organisation_names(engine),
+        pathway_statuses=PATHWAY_STATUSES,
+    )
 
 
 def _step_title(definition: Definition, step_id: str) -> str:
@@ -543,7 +582,7 @@ def _step_title(definition: Definition, step_id: str) -> str:
 
 def _start_basins(engine: Any, user: Any) -> dict[str, str]:
     """The basins the user's organisation serves (the referent must serve the pathway's basin)."""
-    basins = _basin_names(engine)
+    basins = basin_names(engine)
     org = q.get_organisation(engine, organisation_id=user.organisation_id)
     if org is None or "all" in org.basins:
         return basins
@@ -873,7 +912,7 @@ def _pathway_context(
     definition = service.definition_of(pathway)
     history = v.pathway_history(engine, pathway_id=pathway.id)
     notes = v.pathway_notes(engine, pathway_id=pathway.id)
-    org_names = _org_names(engine)
+    org_names = organisation_names(engine)
     tasks = {t.id: t for t in history["tasks"]}
     steps = {s.id: s for s in history["steps"]}
     users = v.users_by_id(
@@ -903,7 +942,7 @@ def _pathway_context(
         "person": person,
         "person_rows": _person_rows(person),
         "org_names": org_names,
-        "basin_name": _basin_names(engine).get(pathway.basin_id, pathway.basin_id),
+        "basin_name": basin_names(engine).get(pathway.basin_id, pathway.basin_id),
         "timeline": _timeline(definition, history["steps"], tasks, org_names),
         "upcoming": _upcoming(definition, history["steps"], pathway),
         "follow_up": history["follow_up"],
@@ -1005,39 +1044,28 @@ async def _pathway_action(
     return _redirect(request, _pathway_or_home(engine, pathway.id, "/parcours"))
 
 
-@router.post("/parcours/{pathway_id}/module", dependencies=CSRF)
-async def add_module(
-    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-) -> Response:
-    return await _pathway_action(request, engine, service, user, pathway_id, "module")
+REFERENT_ACTIONS = {
+    "module": "add_module",
+    "passer": "skip_step",
+    "suspendre": "pause",
+    "reprendre": "resume",
+    "clore": "close",
+}
+"""POST /parcours/{id}/<action> -> the name of its route."""
 
 
-@router.post("/parcours/{pathway_id}/passer", dependencies=CSRF)
-async def skip_step(
-    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-) -> Response:
-    return await _pathway_action(request, engine, service, user, pathway_id, "passer")
+def _referent_action_route(action: str, name: str) -> None:
+    async def route(
+        request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
+    ) -> Response:
+        return await _pathway_action(request, engine, service, user, pathway_id, action)
+
+    route.__name__ = route.__qualname__ = name
+    router.post(f"/parcours/{{pathway_id}}/{action}", dependencies=CSRF, name=name)(route)
 
 
-@router.post("/parcours/{pathway_id}/suspendre", dependencies=CSRF)
-async def pause(
-    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-) -> Response:
-    return await _pathway_action(request, engine, service, user, pathway_id, "suspendre")
-
-
-@router.post("/parcours/{pathway_id}/reprendre", dependencies=CSRF)
-async def resume(
-    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-) -> Response:
-    return await _pathway_action(request, engine, service, user, pathway_id, "reprendre")
-
-
-@router.post("/parcours/{pathway_id}/clore", dependencies=CSRF)
-async def close(
-    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-) -> Response:
-    return await _pathway_action(request, engine, service, user, pathway_id, "clore")
+for _action, _name in REFERENT_ACTIONS.items():
+    _referent_action_route(_action, _name)
 
 
 @router.post("/parcours/{pathway_id}/notes", dependencies=CSRF)
@@ -1046,14 +1074,12 @@ async def pathway_note(
 ) -> Response:
     pathway = _pathway_or_404(engine, pathway_id)
     context = _pathway_context(request, engine, service, user, pathway)
-    text = _text(await request.form(), "note")
-    if not text:
-        return render(
-            request,
-            "caseworker/pathway.html",
-            status_code=422,
-            **{**context, "note_error": "Écrivez la note avant de l'enregistrer."},
-        )
-    q.save_note(engine, text=text, author_user_id=user.id, pathway_id=pathway.id)
-    flash(request, "Note partagée avec le groupe de suivi.")
-    return _redirect(request, f"/parcours/{pathway.id}#notes")
+    return await _save_note(
+        request,
+        engine,
+        user,
+        pathway,
+        context,
+        "caseworker/pathway.html",
+        f"/parcours/{pathway.id}#notes",
+    )

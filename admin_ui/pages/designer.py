@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import select
 from starlette.responses import Response
 
-from admin_ui.access import CurrentUser
+from admin_ui.access import CurrentUser, record_action
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
 from admin_ui.diagram import (
     KIND_LABELS,
@@ -27,7 +27,7 @@ from admin_ui.diagram import (
     role_label,
 )
 from admin_ui.pages.gto import parse_when, step_titles
-from admin_ui.web import flash, render
+from admin_ui.web import basin_names, flash, organisation_names, render
 from definitions.loader import DefinitionError, InvalidDefinition, content_hash, parse_text
 from definitions.schema import (
     DecisionStep,
@@ -78,14 +78,6 @@ def version_row(engine: Any, definition_id: str, version: int) -> models.Definit
             404, f"Version {version} de la définition « {definition_id} » introuvable."
         )
     return row
-
-
-def basin_names(engine: Any) -> dict[str, str]:
-    with session_scope(engine) as session:
-        names = {
-            b.id: b.name for b in session.exec(select(models.Basin).order_by(models.Basin.name))
-        }
-    return names
 
 
 def basins_label(basins: list[str], names: dict[str, str]) -> str:
@@ -216,15 +208,31 @@ def version_page(
     request: Request, engine: Engine_, user: DesignerUser, definition_id: str, version: int
 ) -> Response:
     row = version_row(engine, definition_id, version)
+    return _version_page(
+        request, engine, row, status_values={"status": row.status, "basins": row.basins}
+    )
+
+
+def _version_page(
+    request: Request,
+    engine: Any,
+    row: models.DefinitionVersion,
+    *,
+    status_values: dict[str, Any],
+    status_errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The page of one version, with the status form showing `status_values` (and its errors)."""
     definition = Definition.model_validate(row.body)
     names = basin_names(engine)
-    rows = all_versions(engine).get(definition_id, [])
-    counts = counts_of(engine, definition_id)
+    rows = all_versions(engine).get(row.id, [])
+    counts = counts_of(engine, row.id)
     trial_basins = [(b, n) for b, n in names.items() if definition.runs_in(b)]
     return render_page(
         request,
         "designer/definition.html",
-        title=f"{definition.title} — version {version}",
+        status_code=status_code,
+        title=f"{definition.title} — version {row.version}",
         nav="definitions",
         row=row,
         definition=definition,
@@ -237,9 +245,9 @@ def version_page(
         versions=list(reversed(rows)),
         published_by=user_names(engine).get(row.published_by or "", row.published_by),
         trial_basins=trial_basins,
-        is_trial=definition_id.endswith(TRIAL_SUFFIX),
-        status_errors={},
-        status_values={"status": row.status, "basins": row.basins},
+        is_trial=row.id.endswith(TRIAL_SUFFIX),
+        status_errors=status_errors or {},
+        status_values=status_values,
     )
 
 
@@ -583,13 +591,8 @@ class Checked:
 
 def check_source(engine: Any, source: str) -> Checked:
     if not source.strip():
-        message = "Collez le texte YAML de la définition ou choisissez un fichier."
-        return Checked(
-            source,
-            None,
-            [{"step": None, "field": None, "message": message, "line": None}],
-            [{"step": None, "errors": [{"field": None, "message": message, "line": None}]}],
-            [],
+        return _read_error(
+            source, "Collez le texte YAML de la définition ou choisissez un fichier."
         )
     try:
         definition = parse_text(source, source="définition")
@@ -650,6 +653,14 @@ async def read_source(source: str, fichier: UploadFile | None) -> tuple[str, str
     return source, None
 
 
+async def _check_form(
+    engine: Any, source: str, fichier: UploadFile | None
+) -> tuple[str, Checked]:
+    """The posted text (uploaded file or pasted text) and its validation report."""
+    text, problem = await read_source(source, fichier)
+    return text, _read_error(text, problem) if problem else check_source(engine, text)
+
+
 def _read_error(source: str, message: str) -> Checked:
     return Checked(
         source,
@@ -687,8 +698,7 @@ async def validate(
     fichier: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """htmx: the validation report as a fragment."""
-    text, problem = await read_source(source, fichier)
-    checked = _read_error(text, problem) if problem else check_source(engine, text)
+    text, checked = await _check_form(engine, source, fichier)
     return render_page(request, "designer/_validation.html", checked=checked)
 
 
@@ -700,8 +710,7 @@ async def publish(
     source: Annotated[str, Form()] = "",
     fichier: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
-    text, problem = await read_source(source, fichier)
-    checked = _read_error(text, problem) if problem else check_source(engine, text)
+    text, checked = await _check_form(engine, source, fichier)
     if checked.definition is None:
         return render_page(
             request,
@@ -716,12 +725,10 @@ async def publish(
         engine, definition=checked.definition, source=text, published_by=user.id
     )
     if created:
-        q.record_access(
+        record_action(
             engine,
-            actor_user_id=user.id,
-            actor_org_id=user.organisation_id,
-            action="definition_published",
-            pathway_id=None,
+            user,
+            "definition_published",
             detail={"definition": checked.definition.id, "version": version},
         )
         message = f"Version {version} de « {checked.definition.title} » publiée."
@@ -758,26 +765,11 @@ def set_status(
     elif unknown := [b for b in chosen if b != "all" and b not in names]:
         errors["basins"] = f"Bassin(s) inconnu(s) : {', '.join(unknown)}."
     if errors:
-        definition = Definition.model_validate(row.body)
-        counts = counts_of(engine, definition_id)
-        return render_page(
+        return _version_page(
             request,
-            "designer/definition.html",
+            engine,
+            row,
             status_code=422,
-            title=f"{definition.title} — version {version}",
-            nav="definitions",
-            row=row,
-            definition=definition,
-            svg=render_definition_svg(definition, counts=counts, dom_id="schema"),
-            steps=step_rows(definition),
-            counts=counts,
-            total_open=sum(e["total"] for e in counts.values()),
-            basins=basins_label(row.basins, names),
-            basin_names=names,
-            versions=list(reversed(all_versions(engine).get(definition_id, []))),
-            published_by=user_names(engine).get(row.published_by or "", row.published_by),
-            trial_basins=[(b, n) for b, n in names.items() if definition.runs_in(b)],
-            is_trial=definition_id.endswith(TRIAL_SUFFIX),
             status_errors=errors,
             status_values={"status": status, "basins": chosen},
         )
@@ -790,12 +782,10 @@ def set_status(
         body["status"], body["basins"] = status, list(chosen)
         stored.body = body  # new runs start from this body
         session.add(stored)
-    q.record_access(
+    record_action(
         engine,
-        actor_user_id=user.id,
-        actor_org_id=user.organisation_id,
-        action="definition_status_changed",
-        pathway_id=None,
+        user,
+        "definition_status_changed",
         detail={
             "definition": definition_id,
             "version": version,
@@ -901,11 +891,10 @@ async def start_trial(
     except ServiceError as error:
         flash(request, f"L'essai n'a pas pu démarrer : {error.message}", "error")
         return back
-    q.record_access(
+    record_action(
         engine,
-        actor_user_id=user.id,
-        actor_org_id=user.organisation_id,
-        action="definition_trial_started",
+        user,
+        "definition_trial_started",
         pathway_id=pathway_id,
         detail={
             "definition": trial.id,
@@ -930,7 +919,7 @@ def trial_page(request: Request, engine: Engine_, user: DesignerUser, pathway_id
     row = version_row(engine, pathway["definition_id"], pathway["definition_version"])
     definition = Definition.model_validate(row.body)
     titles = step_titles(definition)
-    orgs = {o.id: o.name for o in q.list_organisations(engine)}
+    orgs = organisation_names(engine)
     tasks = [
         {
             **t,

@@ -15,13 +15,27 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
+from sqlmodel import col, select
 from starlette.responses import Response
 
 from activities.emails import ACTIONS
-from admin_ui.access import CurrentUser, access_reason, record_view, stuck_since_cutoff
+from admin_ui.access import (
+    CurrentUser,
+    access_reason,
+    record_views,
+    stuck_since_cutoff,
+)
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
 from admin_ui.diagram import count_sentence, render_definition_svg, worst_sla
-from admin_ui.web import _aware, flash, fr_date, fr_datetime, render, waited_label
+from admin_ui.web import (
+    _aware,
+    flash,
+    fr_date,
+    fr_datetime,
+    organisation_names,
+    render,
+    waited_label,
+)
 from definitions.durations import PARIS, Delay
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
 from store import models, views
@@ -69,7 +83,7 @@ class Lookup:
     _definitions: dict[tuple[str, int | None], Definition | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.orgs = {o.id: o.name for o in q.list_organisations(self.engine)}
+        self.orgs = organisation_names(self.engine)
 
     def org(self, org_id: str | None) -> str:
         return self.orgs.get(org_id or "", org_id or "—")
@@ -123,19 +137,29 @@ def basin_of(engine: Any, user: CurrentUser) -> models.Basin:
     return basin
 
 
-def person_name(engine: Any, user: CurrentUser, pathway: models.Pathway, what: str) -> str | None:
-    """The person's name if this lead may see it (a stuck pathway of the basin), traced."""
-    reason = access_reason(engine, user, pathway)
-    if reason is None:
-        return None
+def person_names(engine: Any, user: CurrentUser, pathways: list[models.Pathway], what: str) -> dict[str, str]:
+    """The persons' names this lead may see (stuck pathways of the basin), each view traced; one
+    query for the persons and one transaction for the audit, whatever the page size."""
+    reasons = {p.id: reason for p in pathways if (reason := access_reason(engine, user, p)) is not None}
+    allowed = [p for p in pathways if p.id in reasons]
+    if not allowed:
+        return {}
     with session_scope(engine) as session:
-        person = session.get(models.Person, pathway.person_id)
-    if person is None:
-        return None
-    record_view(engine, user, pathway_id=pathway.id, what=what, reason=reason)
-    if person.anonymised_at is not None:
-        return "Personne anonymisée"
-    return f"{person.first_name} {person.last_name}"
+        persons = {
+            person.id: person
+            for person in session.exec(select(models.Person).where(col(models.Person.id).in_([p.person_id for p in allowed])))
+        }
+    names: dict[str, str] = {}
+    for pathway in allowed:
+        person = persons.get(pathway.person_id)
+        if person is not None:
+            names[pathway.id] = "Personne anonymisée" if person.anonymised_at else f"{person.first_name} {person.last_name}"
+    record_views(engine, user, [(pid, what, reasons[pid]) for pid in names])
+    return names
+
+
+def person_name(engine: Any, user: CurrentUser, pathway: models.Pathway, what: str) -> str | None:
+    return person_names(engine, user, [pathway], what).get(pathway.id)
 
 
 def open_escalation_counts(engine: Any, pathway_ids: list[str]) -> dict[str, int]:
@@ -169,6 +193,7 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
     )
     tasks = views.open_tasks_by_pathway(engine, pathway_ids=[p.id for p in stuck.items])
     escalated = open_escalation_counts(engine, [p.id for p in stuck.items])
+    names = person_names(engine, user, stuck.items, "tableau de bord GTO (nom de la personne)")
     rows = []
     for pathway in stuck.items:
         definition = lookup.definition(pathway.definition_id, pathway.definition_version)
@@ -183,15 +208,11 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
                 "since": since,
                 "reason": "en retard" if pathway.stuck_since else "sans avancée",
                 "escalations": escalated.get(pathway.id, 0),
-                "person": person_name(
-                    engine, user, pathway, "tableau de bord GTO (nom de la personne)"
-                ),
+                "person": names.get(pathway.id),
             }
         )
     open_escalations = views.escalation_list(engine, basin_id=basin.id, status="open", size=1).total
-    open_tasks_total = views.task_inbox(
-        engine, organisation_id=None, basin_id=basin.id, size=1
-    ).total
+    open_tasks_total = views.count_open_tasks(engine, basin_id=basin.id)
     return render(
         request,
         "gto/dashboard.html",
