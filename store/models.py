@@ -146,6 +146,7 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         Index("ix_task_org_status_due", "organisation_id", "status", "due_at"),
         Index("ix_task_basin_status_step", "basin_id", "status", "definition_id", "step_id", "sla"),
+        Index("ix_task_pathway_status", "pathway_id", "status"),
     )
 
     id: str = Field(primary_key=True)
@@ -155,7 +156,7 @@ class Task(SQLModel, table=True):
     definition_id: str = Field(index=True)
     basin_id: str = Field(index=True)
     organisation_id: str = Field(index=True)
-    status: str = Field(index=True)
+    status: str
     sla: str | None = None
     due_at: datetime | None = _when(index=True)
     opened_at: datetime | None = _when()
