@@ -205,6 +205,8 @@ def check_graph(definition: Definition, *, source: str) -> list[DefinitionError]
         for step in definition.steps:
             if step.id not in reachable:
                 err(step.id, None, f"step '{step.id}' is unreachable from start '{definition.start}'")
+    for cycle_start in _decision_cycles(definition):
+        err(cycle_start, None, "decisions loop back to this step without any task or wait in between")
     if not any(isinstance(s, EndStep) for s in definition.steps):
         err(None, "steps", "a definition needs at least one end step (kind: end)")
     return errors
@@ -250,6 +252,23 @@ def successors(definition: Definition, step_id: str) -> list[str]:
     if isinstance(step, DecisionStep):
         return [c.next for c in step.cases] + ([step.default] if step.default else [])
     return []
+
+
+def _decision_cycles(definition: Definition) -> list[str]:
+    """Decision steps that can reach themselves through decisions only: an endless loop."""
+    decisions = {s.id: s for s in definition.steps if isinstance(s, DecisionStep)}
+    looping = []
+    for start in decisions:
+        todo, seen = [n for n in successors(definition, start) if n in decisions], set()
+        while todo:
+            current = todo.pop()
+            if current == start:
+                looping.append(start)
+                break
+            if current not in seen:
+                seen.add(current)
+                todo.extend(n for n in successors(definition, current) if n in decisions)
+    return looping
 
 
 def _reachable(definition: Definition) -> set[str]:

@@ -548,3 +548,26 @@ def test_territory_unknown_organisation_type_and_duplicates(tmp_path: Path) -> N
         load_territory(path)
     assert "organisation 'spie74' is declared twice" in str(caught.value)
     assert "user 'camille.martin@example.org' is declared twice" in str(caught.value)
+
+
+def test_decisions_looping_on_each_other_are_rejected() -> None:
+    from definitions.loader import InvalidDefinition, parse_text
+
+    text = """
+id: boucle
+title: Boucle
+basins: [all]
+start: a
+steps:
+  - {kind: task, id: a, title: A, role: referent, outcomes: [{id: ok, label: OK, next: d1}]}
+  - {kind: decision, id: d1, title: D1, based_on: a, cases: [{when: ok, next: d2}], default: fin}
+  - {kind: decision, id: d2, title: D2, based_on: a, cases: [{when: ok, next: d1}], default: fin}
+  - {kind: end, id: fin, title: Fin}
+"""
+    try:
+        parse_text(text, source="boucle.yaml")
+    except InvalidDefinition as error:
+        steps = sorted(e.step or "" for e in error.errors if "loop back" in e.message)
+        assert steps == ["d1", "d2"]
+    else:
+        raise AssertionError("a loop of decisions was accepted")

@@ -86,7 +86,6 @@ class PathwayWorkflow:
         self._sends: set[asyncio.Task[None]] = set()
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._search_values: dict[str, Any] = {}
-        self._automatic_steps = 0
 
     # --- Run ---------------------------------------------------------------------------------
 
@@ -415,10 +414,9 @@ class PathwayWorkflow:
 
     # --- Interpreting the definition ----------------------------------------------------------
 
-    def _enter(self, step_id: str, track: str = "main") -> list[str]:
+    def _enter(self, step_id: str, track: str = "main", depth: int = 0) -> list[str]:
         """Enter a main-flow step; return the ids of the items it opened."""
-        self._automatic_steps += 1
-        if self._automatic_steps > MAX_AUTOMATIC_STEPS:
+        if depth > MAX_AUTOMATIC_STEPS:  # decisions chained without a task (the loader forbids such cycles)
             raise ApplicationError(f"automatic steps loop at '{step_id}'", non_retryable=True)
         step = self.definition.step(step_id)
         if isinstance(step, TaskStep):
@@ -436,7 +434,7 @@ class PathwayWorkflow:
             decision = self._new_item(step.id, step.title, "decision")
             target = self._decide(step)
             self._close_item(decision, "done", outcome=target)
-            return self._enter(target)
+            return self._enter(target, depth=depth + 1)
         assert isinstance(step, EndStep)
         end = self._new_item(step.id, step.title, "end")
         self._close_item(end, "done", outcome=step.exit_reason)
