@@ -13,7 +13,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from definitions.durations import PARIS
 
-MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre")
+MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
 ACTIONS = {
     "reassign": "la tâche est confiée à une autre organisation",
     "extend": "le délai est prolongé",

@@ -12,7 +12,9 @@ import aiosmtplib
 from parcours.settings import Settings
 
 
-def build_message(settings: Settings, *, to: list[str], subject: str, body: str, headers: dict[str, str] | None = None) -> EmailMessage:
+def build_message(
+    settings: Settings, *, to: list[str], subject: str, body: str, headers: dict[str, str] | None = None
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = ", ".join(to)
@@ -25,12 +27,18 @@ def build_message(settings: Settings, *, to: list[str], subject: str, body: str,
 
 def _client(settings: Settings) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
-        hostname=settings.smtp_host or "127.0.0.1", port=settings.smtp_port or settings.capture_smtp_port,
-        username=settings.smtp_username, password=settings.smtp_password, start_tls=settings.smtp_starttls, timeout=20,
+        hostname=settings.smtp_host or "127.0.0.1",
+        port=settings.smtp_port or settings.capture_smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        start_tls=settings.smtp_starttls,
+        timeout=20,
     )
 
 
-async def send_email(settings: Settings, *, to: list[str], subject: str, body: str, headers: dict[str, str] | None = None) -> None:
+async def send_email(
+    settings: Settings, *, to: list[str], subject: str, body: str, headers: dict[str, str] | None = None
+) -> None:
     """One e-mail on its own connection. Raises aiosmtplib.SMTPException or OSError."""
     client = _client(settings)
     async with client:

@@ -82,9 +82,14 @@ class PathwayActivities:
         recipients, context = self._recipients_and_context(session, notification)
         rendered = render_email(notification.kind, context)
         row = models.Notification(
-            key=notification.key, kind=notification.kind, pathway_id=notification.pathway_id,
-            task_id=notification.item_id, recipients=recipients, subject=rendered.subject,
-            body=rendered.body, created_at=q.now(),
+            key=notification.key,
+            kind=notification.kind,
+            pathway_id=notification.pathway_id,
+            task_id=notification.item_id,
+            recipients=recipients,
+            subject=rendered.subject,
+            body=rendered.body,
+            created_at=q.now(),
         )
         session.add(row)
         return row
@@ -113,7 +118,9 @@ class PathwayActivities:
         direction = session.get(models.Setting, q.DIRECTION_EMAIL)
         territory = session.get(models.Setting, q.TERRITORY_NAME)
         gto_leads = session.exec(
-            select(models.User.email).where(models.User.role == "gto_lead", models.User.basin_id == n.basin_id, models.User.active == True)  # noqa: E712
+            select(models.User.email).where(
+                models.User.role == "gto_lead", models.User.basin_id == n.basin_id, models.User.active
+            )
         ).all()
         org_email = [organisation.email] if organisation else []
         gto = ([basin.gto_email] if basin else []) + sorted(gto_leads)

@@ -39,7 +39,12 @@ class CurrentUser:
 
     @property
     def role_label(self) -> str:
-        return {"caseworker": "Conseiller·ère", "gto_lead": "Animateur·rice GTO", "designer": "Concepteur·rice de parcours", "admin": "Administrateur·rice"}.get(self.role, self.role)
+        return {
+            "caseworker": "Conseiller·ère",
+            "gto_lead": "Animateur·rice GTO",
+            "designer": "Concepteur·rice de parcours",
+            "admin": "Administrateur·rice",
+        }.get(self.role, self.role)
 
 
 def load_user(engine: Engine, user_id: str) -> CurrentUser | None:
@@ -49,8 +54,13 @@ def load_user(engine: Engine, user_id: str) -> CurrentUser | None:
             return None
         org = session.get(models.Organisation, user.organisation_id)
         return CurrentUser(
-            id=user.id, email=user.email, name=user.name, role=user.role, organisation_id=user.organisation_id,
-            organisation_name=org.name if org else user.organisation_id, organisation_type=org.type if org else "",
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            organisation_id=user.organisation_id,
+            organisation_name=org.name if org else user.organisation_id,
+            organisation_type=org.type if org else "",
             basin_id=user.basin_id,
         )
 
@@ -67,7 +77,9 @@ def is_stuck(engine: Engine, pathway: models.Pathway, now: datetime | None = Non
         return True
     with session_scope(engine) as session:
         open_escalations = session.exec(
-            select(func.count()).select_from(models.Escalation).where(models.Escalation.pathway_id == pathway.id, models.Escalation.status == "open")
+            select(func.count())
+            .select_from(models.Escalation)
+            .where(models.Escalation.pathway_id == pathway.id, models.Escalation.status == "open")
         ).one()
     if open_escalations:
         return True
@@ -127,10 +139,17 @@ def record_views(engine: Engine, user: CurrentUser, views: list[tuple[str, str, 
         return
     with session_scope(engine) as session:
         for pathway_id, what, reason in views:
-            session.add(models.AuditEvent(
-                id=q.new_id("acc"), at=q.now(), pathway_id=pathway_id, actor_user_id=user.id,
-                actor_org_id=user.organisation_id, action="personal_data_viewed", detail={"what": what, "reason": reason},
-            ))
+            session.add(
+                models.AuditEvent(
+                    id=q.new_id("acc"),
+                    at=q.now(),
+                    pathway_id=pathway_id,
+                    actor_user_id=user.id,
+                    actor_org_id=user.organisation_id,
+                    action="personal_data_viewed",
+                    detail={"what": what, "reason": reason},
+                )
+            )
 
 
 def mask_nir(nir: str | None) -> str | None:
@@ -147,5 +166,3 @@ def person_view(person: models.Person, user: CurrentUser) -> dict[str, Any]:
     if user.organisation_type not in NIR_READERS:
         data["nir"] = mask_nir(person.nir)
     return data
-
-

@@ -129,9 +129,7 @@ class PathwayIn(BaseModel):
 
     definition_id: str = Field(examples=["rsa_socio_pro"])
     basin: str = Field(examples=["annecien"])
-    referent_org: str = Field(
-        description="the referent organisation: your own", examples=["departement74"]
-    )
+    referent_org: str = Field(description="the referent organisation: your own", examples=["departement74"])
     person: dict[str, Any] = Field(
         description="first_name, last_name, birth_date, email, phone, nir, france_travail_id, "
         "and consent (must be true)",
@@ -221,12 +219,8 @@ class FollowUpOut(Out):
 
 class PathwayDetailOut(BaseModel):
     pathway: PathwayOut
-    access_reason: str = Field(
-        description="why you may read this pathway (traced in the audit log)"
-    )
-    person: dict[str, Any] | None = Field(
-        description="the person, NIR masked unless your organisation may read it"
-    )
+    access_reason: str = Field(description="why you may read this pathway (traced in the audit log)")
+    person: dict[str, Any] | None = Field(description="the person, NIR masked unless your organisation may read it")
     steps: list[StepOut]
     tasks: list[TaskOut]
     escalations: list[EscalationOut]
@@ -235,9 +229,7 @@ class PathwayDetailOut(BaseModel):
 
 class CompleteIn(BaseModel):
     outcome: str = Field(examples=["fait"])
-    data: dict[str, Any] = Field(
-        default_factory=dict, description="the task's form answers, by field id"
-    )
+    data: dict[str, Any] = Field(default_factory=dict, description="the task's form answers, by field id")
 
 
 class ReassignIn(BaseModel):
@@ -248,13 +240,9 @@ class ReassignIn(BaseModel):
 class DecisionIn(BaseModel):
     action: Literal["reassign", "extend", "add_step", "close", "unblock"]
     note: str | None = Field(None, max_length=5000)
-    organisation: str | None = Field(
-        None, description="reassign: the organisation to give the task to"
-    )
+    organisation: str | None = Field(None, description="reassign: the organisation to give the task to")
     extend_by: str | None = Field(None, description="extend: e.g. '5 working days' or 'PT1H'")
-    module_id: str | None = Field(
-        None, description="add_step: a module of the pathway's definition"
-    )
+    module_id: str | None = Field(None, description="add_step: a module of the pathway's definition")
     exit_reason: str | None = Field(None, description="close: emploi_durable, formation, abandon…")
 
 
@@ -275,9 +263,7 @@ class StepCountOut(BaseModel):
 
 
 Responses = dict[int | str, dict[str, Any]]
-DENIED: Responses = {
-    403: {"model": ErrorOut, "description": "not allowed for your role, organisation or basin"}
-}
+DENIED: Responses = {403: {"model": ErrorOut, "description": "not allowed for your role, organisation or basin"}}
 UNKNOWN: Responses = {404: {"model": ErrorOut, "description": "unknown id"}}
 REFUSED: Responses = {
     403: {"model": RefusedOut, "description": "not allowed"},
@@ -326,8 +312,7 @@ def _gto_basin(user: CurrentUser, basin: str | None) -> str:
     if basin is not None and basin != user.basin_id:
         raise HTTPException(
             403,
-            f"Vous animez le GTO du bassin « {user.basin_id} » : "
-            f"le bassin « {basin} » ne vous est pas ouvert.",
+            f"Vous animez le GTO du bassin « {user.basin_id} » : le bassin « {basin} » ne vous est pas ouvert.",
         )
     return user.basin_id
 
@@ -362,9 +347,7 @@ def create_token(body: TokenIn, request: Request, engine: Engine_) -> TokenOut:
     user = authenticate(engine, email=body.email, password=body.password)
     if user is None:
         limiter.failed(key)
-        raise HTTPException(
-            401, "Adresse e-mail ou mot de passe incorrect.", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(401, "Adresse e-mail ou mot de passe incorrect.", headers={"WWW-Authenticate": "Bearer"})
     limiter.succeeded(key)
     access.record_action(engine, user, "signed_in", detail={"method": "api_token"})
     return TokenOut(access_token=api_token(request.app.state.settings.secret_key, user.id))
@@ -416,9 +399,7 @@ def list_definitions(user: User, engine: Engine_) -> list[DefinitionOut]:
         }
     },
 )
-async def publish_definition(
-    request: Request, response: Response, user: DesignerActing, engine: Engine_
-) -> Any:
+async def publish_definition(request: Request, response: Response, user: DesignerActing, engine: Engine_) -> Any:
     """Validate and publish a definition (designers and admins). Version n+1 is created (201)
     unless the latest version has the same content (200, `created: false`)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -426,8 +407,7 @@ async def publish_definition(
     if not is_json and content_type not in YAML_TYPES:
         raise HTTPException(
             415,
-            "Envoyez la définition en YAML (Content-Type: application/yaml) "
-            "ou en JSON (application/json).",
+            "Envoyez la définition en YAML (Content-Type: application/yaml) ou en JSON (application/json).",
         )
     raw = await request.body()
     if len(raw) > MAX_DEFINITION_BYTES:
@@ -436,16 +416,12 @@ async def publish_definition(
         text = raw.decode("utf-8")
         definition = _parse_definition(text, is_json)
     except UnicodeDecodeError:
-        return _invalid_definition(
-            [DefinitionProblem(step=None, field=None, message="the body is not UTF-8 text")]
-        )
+        return _invalid_definition([DefinitionProblem(step=None, field=None, message="the body is not UTF-8 text")])
     except InvalidDefinition as error:
         return _invalid_definition(
             [DefinitionProblem(step=e.step, field=e.field, message=e.message) for e in error.errors]
         )
-    version, created = q.publish_definition(
-        engine, definition=definition, source=text, published_by=user.email
-    )
+    version, created = q.publish_definition(engine, definition=definition, source=text, published_by=user.email)
     if created:
         access.record_action(
             engine,
@@ -526,9 +502,7 @@ def list_pathways(
     user: CaseworkerOrGto,
     engine: Engine_,
     basin: Annotated[str | None, Query(description="a basin id")] = None,
-    stuck: Annotated[
-        bool | None, Query(description="true: only stuck pathways (always on for GTO leads)")
-    ] = None,
+    stuck: Annotated[bool | None, Query(description="true: only stuck pathways (always on for GTO leads)")] = None,
     definition: Annotated[str | None, Query(description="a definition id")] = None,
     status: Annotated[Literal["active", "paused", "closed"] | None, Query()] = None,
     page: Annotated[int, Query(ge=1)] = 1,
@@ -605,8 +579,7 @@ def list_tasks(
     scope: Annotated[
         Literal["mine", "organisation"],
         Query(
-            description="tasks are given to organisations, not to people: "
-            "both scopes list your organisation's tasks"
+            description="tasks are given to organisations, not to people: both scopes list your organisation's tasks"
         ),
     ] = "mine",
     status: Annotated[Literal["open", "done"], Query()] = "open",
@@ -614,33 +587,19 @@ def list_tasks(
     size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
     """Your organisation's inbox, by deadline (caseworkers)."""
-    paged = views.task_inbox(
-        engine, organisation_id=user.organisation_id, status=status, page=page, size=size
-    )
+    paged = views.task_inbox(engine, organisation_id=user.organisation_id, status=status, page=page, size=size)
     return _page(paged, TaskOut)
 
 
-@signed_in.post(
-    "/tasks/{task_id}/complete", response_model=ActionOut, tags=["Tâches"], responses=REFUSED
-)
-async def complete_task(
-    task_id: str, body: CompleteIn, user: CaseworkerActing, service: Service
-) -> ActionOut:
+@signed_in.post("/tasks/{task_id}/complete", response_model=ActionOut, tags=["Tâches"], responses=REFUSED)
+async def complete_task(task_id: str, body: CompleteIn, user: CaseworkerActing, service: Service) -> ActionOut:
     """Complete a task of your organisation with an outcome and its form's answers. The answer
     lists the tasks it opened, already visible in GET /api/tasks (read-your-writes)."""
-    return _result(
-        await service.complete_task(
-            task_id=task_id, actor=user.actor, outcome=body.outcome, data=body.data
-        )
-    )
+    return _result(await service.complete_task(task_id=task_id, actor=user.actor, outcome=body.outcome, data=body.data))
 
 
-@signed_in.post(
-    "/tasks/{task_id}/reassign", response_model=ActionOut, tags=["Tâches"], responses=REFUSED
-)
-async def reassign_task(
-    task_id: str, body: ReassignIn, user: CaseworkerActing, service: Service
-) -> ActionOut:
+@signed_in.post("/tasks/{task_id}/reassign", response_model=ActionOut, tags=["Tâches"], responses=REFUSED)
+async def reassign_task(task_id: str, body: ReassignIn, user: CaseworkerActing, service: Service) -> ActionOut:
     """Give a task to another organisation (the task's organisation or the pathway's referent);
     that organisation joins the follow-up group."""
     return _result(

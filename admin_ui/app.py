@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / "node_modules"
 
 
-def service_factory(settings: Settings, engine: Engine, client: Client | None = None) -> Callable[[], Awaitable[PathwayService]]:
+def service_factory(
+    settings: Settings, engine: Engine, client: Client | None = None
+) -> Callable[[], Awaitable[PathwayService]]:
     """Connect to Temporal on first use (the UI starts even if Temporal is still starting)."""
     state: dict[str, PathwayService] = {}
     lock = asyncio.Lock()
@@ -42,32 +44,48 @@ def service_factory(settings: Settings, engine: Engine, client: Client | None = 
                 from worker.temporal_server import connect
 
                 temporal = client or await connect(settings.temporal_address, settings.temporal_namespace)
-                state["service"] = PathwayService(temporal, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit)
+                state["service"] = PathwayService(
+                    temporal, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit
+                )
             return state["service"]
 
     return get
 
 
-def create_app(engine: Engine, settings: Settings, *, client: Client | None = None, service: PathwayService | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, settings: Settings, *, client: Client | None = None, service: PathwayService | None = None
+) -> FastAPI:
     app = FastAPI(
-        title="Parcours", description="Parcours d'insertion multi-partenaires : API JSON", version="0.2.0",
-        docs_url="/docs", redoc_url=None,
+        title="Parcours",
+        description="Parcours d'insertion multi-partenaires : API JSON",
+        version="0.2.0",
+        docs_url="/docs",
+        redoc_url=None,
     )
     app.state.engine = engine
     app.state.settings = settings
     app.state.sign_in_limiter = RateLimiter()
     if service is not None:
+
         async def fixed() -> PathwayService:
             return service
+
         app.state.service_factory = fixed
     else:
         app.state.service_factory = service_factory(settings, engine, client)
 
     app.add_middleware(
-        SessionMiddleware, secret_key=settings.secret_key, session_cookie="parcours_session",
-        max_age=8 * 3600, same_site="lax", https_only=settings.mode == "prod",
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="parcours_session",
+        max_age=8 * 3600,
+        same_site="lax",
+        https_only=settings.mode == "prod",
     )
-    for name, folder in (("dsfr", NODE_MODULES / "@gouvfr" / "dsfr" / "dist"), ("htmx", NODE_MODULES / "htmx.org" / "dist")):
+    for name, folder in (
+        ("dsfr", NODE_MODULES / "@gouvfr" / "dsfr" / "dist"),
+        ("htmx", NODE_MODULES / "htmx.org" / "dist"),
+    ):
         if folder.exists():
             app.mount(f"/static/{name}", StaticFiles(directory=folder), name=name)
         else:
@@ -89,31 +107,68 @@ def create_app(engine: Engine, settings: Settings, *, client: Client | None = No
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         if is_api(request):
-            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=getattr(error, "headers", None))
+            return JSONResponse(
+                {"detail": error.detail}, status_code=error.status_code, headers=getattr(error, "headers", None)
+            )
         optional_user(request)
         titles = {403: "Accès refusé", 404: "Page introuvable", 401: "Connexion requise", 409: "Action impossible"}
-        return render(request, "error.html", status_code=error.status_code, title=titles.get(error.status_code, "Erreur"), message=error.detail)
+        return render(
+            request,
+            "error.html",
+            status_code=error.status_code,
+            title=titles.get(error.status_code, "Erreur"),
+            message=error.detail,
+        )
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, error: ServiceError) -> Response:
         if is_api(request):
             return JSONResponse({"detail": error.message, "fields": error.fields}, status_code=error.status)
         optional_user(request)
-        return render(request, "error.html", status_code=error.status, title="Action impossible", message=error.message, fields=error.fields)
+        return render(
+            request,
+            "error.html",
+            status_code=error.status,
+            title="Action impossible",
+            message=error.message,
+            fields=error.fields,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
-        problems = [{"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]} for e in error.errors()]
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+            for e in error.errors()
+        ]
         if is_api(request):
-            return JSONResponse({"detail": "Requête invalide : " + "; ".join(f"{p['field']} : {p['message']}" for p in problems), "errors": problems}, status_code=422)
+            return JSONResponse(
+                {
+                    "detail": "Requête invalide : " + "; ".join(f"{p['field']} : {p['message']}" for p in problems),
+                    "errors": problems,
+                },
+                status_code=422,
+            )
         optional_user(request)
-        return render(request, "error.html", status_code=422, title="Demande invalide", message="Certaines valeurs envoyées sont invalides.", fields={p["field"]: p["message"] for p in problems})
+        return render(
+            request,
+            "error.html",
+            status_code=422,
+            title="Demande invalide",
+            message="Certaines valeurs envoyées sont invalides.",
+            fields={p["field"]: p["message"] for p in problems},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s", request.url.path)
         if is_api(request):
             return JSONResponse({"detail": "Erreur interne : l'équipe technique est prévenue."}, status_code=500)
-        return render(request, "error.html", status_code=500, title="Erreur inattendue", message="Une erreur inattendue est survenue ; réessayez dans un instant.")
+        return render(
+            request,
+            "error.html",
+            status_code=500,
+            title="Erreur inattendue",
+            message="Une erreur inattendue est survenue ; réessayez dans un instant.",
+        )
 
     return app

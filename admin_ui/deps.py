@@ -57,13 +57,22 @@ def optional_user(request: Request) -> CurrentUser | None:
 def current_user(request: Request, user: Annotated[CurrentUser | None, Depends(optional_user)]) -> CurrentUser:
     if user is None:
         if is_api(request):
-            raise HTTPException(401, "Authentification requise (en-tête Authorization: Bearer <jeton>).", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "Authentification requise (en-tête Authorization: Bearer <jeton>).",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     return user
 
 
 def require_roles(*roles: str) -> Callable[[CurrentUser], CurrentUser]:
-    labels = {"caseworker": "conseillers", "gto_lead": "animateurs de GTO", "designer": "concepteurs de parcours", "admin": "administrateurs"}
+    labels = {
+        "caseworker": "conseillers",
+        "gto_lead": "animateurs de GTO",
+        "designer": "concepteurs de parcours",
+        "admin": "administrateurs",
+    }
 
     def check(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
         if user.role not in roles:
@@ -76,11 +85,15 @@ def require_roles(*roles: str) -> Callable[[CurrentUser], CurrentUser]:
 async def verify_csrf(request: Request) -> None:
     """Every form posted with the session cookie carries the session's CSRF token (field `csrf`
     or header X-CSRF-Token, which htmx sends). API calls with a bearer token are exempt."""
-    if request.method in ("GET", "HEAD", "OPTIONS") or request.headers.get("authorization", "").lower().startswith("bearer "):
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.headers.get("authorization", "").lower().startswith(
+        "bearer "
+    ):
         return
     expected = request.session.get("csrf") if "session" in request.scope else None
     sent = request.headers.get("x-csrf-token")
-    if sent is None and request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
         form = await request.form()
         value = form.get("csrf")
         sent = value if isinstance(value, str) else None

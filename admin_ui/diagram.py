@@ -120,9 +120,7 @@ class Box:
         return self.y + self.h
 
 
-def _task_box(
-    definition: Definition, task: TaskStep, kind: str = "task", width: float = 232
-) -> Box:
+def _task_box(definition: Definition, task: TaskStep, kind: str = "task", width: float = 232) -> Box:
     lines = [("t", line) for line in _wrap(task.title, width)]
     lines.append(("id", task.id))
     lines.append(("m", _wrap(role_label(task.role), width, 1, 5.9)[0]))
@@ -250,11 +248,7 @@ def render_definition_svg(
         original = {sid: i - (len(layer) - 1) / 2 for i, sid in enumerate(layer)}
 
         def key(sid: str, original: dict[str, float] = original) -> float:
-            known = [
-                position[p]
-                for p in parents.get(sid, [])
-                if p in position and layer_of[p] < layer_of[sid]
-            ]
+            known = [position[p] for p in parents.get(sid, []) if p in position and layer_of[p] < layer_of[sid]]
             return sum(known) / len(known) if known else original[sid]
 
         layer.sort(key=key)
@@ -265,14 +259,8 @@ def render_definition_svg(
     back: list[tuple[str, str, str, str, int]] = []
     lanes = {"left": 0, "right": 0}
     for sid, target, label in edges:
-        if layer_of[target] < layer_of[sid] or (
-            layer_of[target] == layer_of[sid] and sid == target
-        ):
-            side = (
-                "left"
-                if position[sid] < 0 or (position[sid] == 0 and lanes["left"] < lanes["right"])
-                else "right"
-            )
+        if layer_of[target] < layer_of[sid] or (layer_of[target] == layer_of[sid] and sid == target):
+            side = "left" if position[sid] < 0 or (position[sid] == 0 and lanes["left"] < lanes["right"]) else "right"
             lanes[side] += 1
             back.append((sid, target, label, side, lanes[side]))
 
@@ -361,13 +349,10 @@ def render_definition_svg(
             x1 = source.x + source.w if forward else source.x
             x2 = dest.x - 2 if forward else dest.x + dest.w + 2
             out.append(
-                f'<path d="M{x1:.1f},{ym:.1f} H{x2:.1f}" {stroke}>'
-                f"<title>{_x(sid)} → {_x(target)}</title></path>"
+                f'<path d="M{x1:.1f},{ym:.1f} H{x2:.1f}" {stroke}><title>{_x(sid)} → {_x(target)}</title></path>'
             )
             if label:  # above a rightward arrow, below a leftward one, over the boxes if need be
-                labels.append(
-                    _label((x1 + x2) / 2, ym + (-12 if forward else 16), label, placed, [])
-                )
+                labels.append(_label((x1 + x2) / 2, ym + (-12 if forward else 16), label, placed, []))
     for sid, target, label, side, lane in back:
         source, dest = boxes[sid], boxes[target]
         y1, y2 = source.y + source.h / 2 + 8, dest.y + dest.h / 2 - 8
@@ -511,9 +496,7 @@ def _draw(box: Box, entry: dict[str, Any] | None, p: str) -> str:
                 "id": ' font-family="monospace" font-size="11" fill="#000091"',
                 "m": ' font-size="11" fill="#3a3a3a"',
             }[css]
-            parts.append(
-                f'<text x="{box.cx:.1f}" y="{ty:.1f}" text-anchor="middle"{attrs}>{_x(text)}</text>'
-            )
+            parts.append(f'<text x="{box.cx:.1f}" y="{ty:.1f}" text-anchor="middle"{attrs}>{_x(text)}</text>')
             ty += 16
     if sla and entry:
         colour = SLA_COLOURS[sla][1]

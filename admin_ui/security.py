@@ -68,9 +68,14 @@ def create_login_token(engine: Engine, *, user_id: str) -> str:
     token = secrets.token_urlsafe(32)
     now = q.now()
     with session_scope(engine) as session:
-        session.add(models.LoginToken(
-            token_hash=_digest(token), user_id=user_id, created_at=now, expires_at=now + timedelta(minutes=LOGIN_LINK_MINUTES),
-        ))
+        session.add(
+            models.LoginToken(
+                token_hash=_digest(token),
+                user_id=user_id,
+                created_at=now,
+                expires_at=now + timedelta(minutes=LOGIN_LINK_MINUTES),
+            )
+        )
     return token
 
 

@@ -29,8 +29,15 @@ SLA_BADGES = {
     "escalated": ("Escaladé au GTO", "fr-badge--error"),
 }
 STATUS_LABELS = {
-    "open": "En cours", "done": "Terminée", "skipped": "Passée", "cancelled": "Annulée",
-    "active": "En cours", "paused": "Suspendu", "closed": "Clos", "decided": "Décidée", "resolved": "Résolue",
+    "open": "En cours",
+    "done": "Terminée",
+    "skipped": "Passée",
+    "cancelled": "Annulée",
+    "active": "En cours",
+    "paused": "Suspendu",
+    "closed": "Clos",
+    "decided": "Décidée",
+    "resolved": "Résolue",
 }
 ROLE_HOME = {"caseworker": "/taches", "gto_lead": "/gto", "designer": "/definitions", "admin": "/admin"}
 
@@ -63,7 +70,9 @@ def due_label(due: datetime | None) -> str:
     days = working_days_between(current, due)
     if due < current:
         late = max(-days, 0)
-        return "en retard de " + (plural(late, "jour") + " ouvré" + ("s" if late > 1 else "") if late else "moins d'un jour")
+        return "en retard de " + (
+            plural(late, "jour") + " ouvré" + ("s" if late > 1 else "") if late else "moins d'un jour"
+        )
     if days == 0:
         return "échéance aujourd'hui"
     return f"échéance dans {plural(days, 'jour')} ouvré{'s' if days > 1 else ''}"
@@ -78,8 +87,12 @@ def waited_label(since: datetime | None) -> str:
 
 templates.env.filters.update(fr_date=fr_date, fr_datetime=fr_datetime, due_label=due_label, waited_label=waited_label)
 templates.env.globals.update(
-    SLA_BADGES=SLA_BADGES, STATUS_LABELS=STATUS_LABELS, EXIT_REASONS=EXIT_REASONS,
-    SOFT_SKILLS=SOFT_SKILLS, SOFT_SKILL_SCALE=SOFT_SKILL_SCALE, ROLE_HOME=ROLE_HOME,
+    SLA_BADGES=SLA_BADGES,
+    STATUS_LABELS=STATUS_LABELS,
+    EXIT_REASONS=EXIT_REASONS,
+    SOFT_SKILLS=SOFT_SKILLS,
+    SOFT_SKILL_SCALE=SOFT_SKILL_SCALE,
+    ROLE_HOME=ROLE_HOME,
 )
 
 
@@ -122,8 +135,14 @@ def pop_flashes(request: Request) -> list[dict[str, str]]:
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     user = getattr(request.state, "user", None)
     return templates.TemplateResponse(
-        request, template,
-        {"user": user, "csrf": csrf_token(request), "flashes": pop_flashes(request),
-         "settings_mode": request.app.state.settings.mode, **context},
+        request,
+        template,
+        {
+            "user": user,
+            "csrf": csrf_token(request),
+            "flashes": pop_flashes(request),
+            "settings_mode": request.app.state.settings.mode,
+            **context,
+        },
         status_code=status_code,
     )

@@ -34,8 +34,12 @@ async def main() -> None:
         from bench.baseline import BaselineWorkflow, baseline_step
 
         worker = Worker(
-            client, task_queue=settings.task_queue, workflows=[BaselineWorkflow], activities=[baseline_step],
-            max_concurrent_activities=100, max_concurrent_workflow_tasks=100,
+            client,
+            task_queue=settings.task_queue,
+            workflows=[BaselineWorkflow],
+            activities=[baseline_step],
+            max_concurrent_activities=100,
+            max_concurrent_workflow_tasks=100,
         )
     else:
         from store.db import make_engine

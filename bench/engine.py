@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import shutil
@@ -106,8 +107,10 @@ def spread(values: list[float], unit: str = "s", scale: float = 1.0) -> str:
     if not values:
         return "n/a"
     v = [x * scale for x in values]
-    return (f"p50 {pct(v, 50):.3f}{unit}  p95 {pct(v, 95):.3f}{unit}  p99 {pct(v, 99):.3f}{unit}  "
-            f"max {max(v):.3f}{unit}  (n={len(v)})")
+    return (
+        f"p50 {pct(v, 50):.3f}{unit}  p95 {pct(v, 95):.3f}{unit}  p99 {pct(v, 99):.3f}{unit}  "
+        f"max {max(v):.3f}{unit}  (n={len(v)})"
+    )
 
 
 def utc(moment: datetime) -> datetime:
@@ -135,19 +138,29 @@ class Children:
     smtp: Controller | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start_worker(self, name: str, *, kind: str, task_queue: str, database_url: str, smtp_port: int) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str, *, kind: str, task_queue: str, database_url: str, smtp_port: int
+    ) -> subprocess.Popen[bytes]:
         assert self.server is not None
         ready = self.tmp / f"{name}.ready"
         env = {
             **os.environ,
-            "PARCOURS_TEMPORAL_ADDRESS": self.server.address, "PARCOURS_DATABASE_URL": database_url,
-            "PARCOURS_TASK_QUEUE": task_queue, "PARCOURS_SMTP_HOST": "127.0.0.1", "PARCOURS_SMTP_PORT": str(smtp_port),
-            "PARCOURS_BENCH_KIND": kind, "PARCOURS_BENCH_READY_FILE": str(ready),
+            "PARCOURS_TEMPORAL_ADDRESS": self.server.address,
+            "PARCOURS_DATABASE_URL": database_url,
+            "PARCOURS_TASK_QUEUE": task_queue,
+            "PARCOURS_SMTP_HOST": "127.0.0.1",
+            "PARCOURS_SMTP_PORT": str(smtp_port),
+            "PARCOURS_BENCH_KIND": kind,
+            "PARCOURS_BENCH_READY_FILE": str(ready),
         }
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "_worker_process.py")], cwd=ROOT, env=env,
-            stdout=log, stderr=log, start_new_session=True,
+            [sys.executable, str(ROOT / "bench" / "_worker_process.py")],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         self.workers[name] = process
         deadline = time.monotonic() + 90
@@ -251,7 +264,9 @@ class RssSampler:
 # --- Driver -----------------------------------------------------------------------------------
 
 
-async def drive(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> tuple[float, list[float], list[BaseException]]:
+async def drive(
+    n: int, concurrency: int, one: Callable[[int], Awaitable[None]]
+) -> tuple[float, list[float], list[BaseException]]:
     """Run `one(i)` for i < n, at most `concurrency` at once; return elapsed, durations, errors."""
     semaphore = asyncio.Semaphore(concurrency)
     durations: list[float] = []
@@ -281,7 +296,13 @@ class Throughput:
     parcours_start_latency: list[float] = field(default_factory=list)
 
 
-async def bench_throughput(args: argparse.Namespace, client: Client, service: PathwayService, baseline_queue: str, meters: dict[str, psutil.Process]) -> Throughput:
+async def bench_throughput(
+    args: argparse.Namespace,
+    client: Client,
+    service: PathwayService,
+    baseline_queue: str,
+    meters: dict[str, psutil.Process],
+) -> Throughput:
     engine = service.engine
     actor = service.actor_for(ACTOR_EMAIL)
     run_id = uuid.uuid4().hex[:6]
@@ -294,7 +315,10 @@ async def bench_throughput(args: argparse.Namespace, client: Client, service: Pa
     async def baseline_one(i: int, tag: str = "m") -> None:
         t = time.perf_counter()
         handle = await client.start_workflow(
-            BaselineWorkflow.run, 4, id=f"baseline-{run_id}-{tag}{i}", task_queue=baseline_queue,
+            BaselineWorkflow.run,
+            4,
+            id=f"baseline-{run_id}-{tag}{i}",
+            task_queue=baseline_queue,
         )
         bstart_lat.append(time.perf_counter() - t)
         for n in range(4):
@@ -306,7 +330,11 @@ async def bench_throughput(args: argparse.Namespace, client: Client, service: Pa
     async def parcours_one(i: int) -> None:
         t = time.perf_counter()
         pathway_id = await service.start_pathway(
-            definition_id="bench_four_tasks", basin_id=BASIN, referent_org=REFERENT, person=PERSON, actor=actor,
+            definition_id="bench_four_tasks",
+            basin_id=BASIN,
+            referent_org=REFERENT,
+            person=PERSON,
+            actor=actor,
         )
         start_lat.append(time.perf_counter() - t)
         task_id = q.list_tasks(engine, pathway_id=pathway_id, status="open")[0].id
@@ -322,7 +350,10 @@ async def bench_throughput(args: argparse.Namespace, client: Client, service: Pa
     say(f"(a) warm-up: {warm} of each, not counted")
     await drive(warm, args.concurrency, lambda i: baseline_one(i, "w"))
     await drive(warm, args.concurrency, parcours_one)
-    start_lat.clear(); complete_lat.clear(); update_lat.clear(); bstart_lat.clear()  # noqa: E702
+    start_lat.clear()
+    complete_lat.clear()
+    update_lat.clear()
+    bstart_lat.clear()  # noqa: E702
 
     say(f"(a) baseline: {args.pathways} workflows, {args.concurrency} at once …")
     common = {k: v for k, v in meters.items() if not k.startswith("_")}
@@ -360,7 +391,15 @@ class Lateness:
     server_rss: RssSampler | None = None
 
 
-async def bench_escalations(args: argparse.Namespace, children: Children, service: PathwayService, database_url: str, smtp: CountingSink, deadline_s: int, meters: dict[str, psutil.Process]) -> Lateness:
+async def bench_escalations(
+    args: argparse.Namespace,
+    children: Children,
+    service: PathwayService,
+    database_url: str,
+    smtp: CountingSink,
+    deadline_s: int,
+    meters: dict[str, psutil.Process],
+) -> Lateness:
     engine = service.engine
     actor = service.actor_for(ACTOR_EMAIL)
     out = Lateness(deadline_s=deadline_s)
@@ -370,7 +409,11 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
     say(f"(b,c) starting a fresh Parcours worker process for {args.timers} timed pathways")
     queue = f"bench-esc-{uuid.uuid4().hex[:6]}"
     worker = children.start_worker(
-        "parcours-b", kind="parcours", task_queue=queue, database_url=database_url, smtp_port=smtp_port_of(children),
+        "parcours-b",
+        kind="parcours",
+        task_queue=queue,
+        database_url=database_url,
+        smtp_port=smtp_port_of(children),
     )
     worker_ps = psutil.Process(worker.pid)
     service = PathwayService(service.client, engine, task_queue=queue)
@@ -397,10 +440,8 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
     async def poller() -> None:
         while not stop_polling.is_set():
             await asyncio.to_thread(poll_once)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_polling.wait(), 0.2)
-            except TimeoutError:
-                pass
 
     poll_task = asyncio.create_task(poller())
     cpu = CpuMeter(meters | {"parcours-worker": worker_ps})
@@ -410,20 +451,28 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
         if args.start_rate:  # paced starts: deadlines (and so escalations) arrive at this rate
             await asyncio.sleep(max(0.0, first_start + i / args.start_rate - time.time()))
         await service.start_pathway(
-            definition_id="bench_escalation", basin_id=BASIN, referent_org=REFERENT, person=PERSON, actor=actor,
+            definition_id="bench_escalation",
+            basin_id=BASIN,
+            referent_org=REFERENT,
+            person=PERSON,
+            actor=actor,
         )
 
     pace = f"paced at {args.start_rate:g}/s" if args.start_rate else "as fast as they go"
-    say(f"(b) starting {args.timers} pathways, {args.start_concurrency} at once, {pace}, deadline PT{deadline_s}S, "
-        f"escalation {ESCALATE_AFTER:g}s after it …")
+    say(
+        f"(b) starting {args.timers} pathways, {args.start_concurrency} at once, {pace}, deadline PT{deadline_s}S, "
+        f"escalation {ESCALATE_AFTER:g}s after it …"
+    )
     first_start = time.time()
     elapsed, _, errors = await drive(args.timers, args.start_concurrency, start_one)
     report_errors("start", errors)
     out.started = args.timers - len(errors)
     out.start_phase_s = elapsed
     margin = deadline_s - elapsed
-    say(f"    start phase {elapsed:.1f}s ({out.started / elapsed:.1f} starts/s); first deadline was at +{deadline_s}s: "
-        + ("all started before it" if margin > 0 else f"!! start phase overran the first deadline by {-margin:.1f}s"))
+    say(
+        f"    start phase {elapsed:.1f}s ({out.started / elapsed:.1f} starts/s); first deadline was at +{deadline_s}s: "
+        + ("all started before it" if margin > 0 else f"!! start phase overran the first deadline by {-margin:.1f}s")
+    )
     say(f"    {cpu.report()}")
 
     # Wait for every escalation (or give up a while after the last one was due).
@@ -434,9 +483,11 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
         if time.time() - last_report > 10:
             last_report = time.time()
             due_in = first_start + deadline_s + ESCALATE_AFTER - time.time()
-            say(f"    … {len(seen)}/{out.started} escalations in the read model"
+            say(
+                f"    … {len(seen)}/{out.started} escalations in the read model"
                 + (f", first due in {due_in:.0f}s" if due_in > 0 else "")
-                + f", worker RSS {out.rss.last_mb:.0f} MB")
+                + f", worker RSS {out.rss.last_mb:.0f} MB"
+            )
     await asyncio.sleep(1.0)
     stop_polling.set()
     await poll_task
@@ -450,7 +501,7 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
     with poll_engine.connect() as connection:
         for chunk in range(0, len(task_ids), 500):
             rows = connection.execute(
-                select(models.Task.id, models.Task.due_at).where(models.Task.id.in_(task_ids[chunk:chunk + 500]))
+                select(models.Task.id, models.Task.due_at).where(models.Task.id.in_(task_ids[chunk : chunk + 500]))
             )
             due.update({task_id: utc(due_at) for task_id, due_at in rows if due_at is not None})
     poll_engine.dispose()
@@ -465,8 +516,10 @@ async def bench_escalations(args: argparse.Namespace, children: Children, servic
         say(f"  !! {out.missing} escalations never appeared within the grace period ({args.grace:.0f}s)")
     say(f"    lateness at firing (opened_at - due_at - 5s): {spread(out.fired)}")
     say(f"    lateness until visible (wall seen - due_at - 5s): {spread(out.visible)}")
-    say(f"    worker RSS: idle {out.rss.first_mb:.0f} MB, peak {out.rss.peak_mb:.0f} MB, end {out.rss.last_mb:.0f} MB; "
-        f"dev server peak {out.server_rss.peak_mb:.0f} MB")
+    say(
+        f"    worker RSS: idle {out.rss.first_mb:.0f} MB, peak {out.rss.peak_mb:.0f} MB, end {out.rss.last_mb:.0f} MB; "
+        f"dev server peak {out.server_rss.peak_mb:.0f} MB"
+    )
     return out
 
 
@@ -484,18 +537,18 @@ def choose_deadline(args: argparse.Namespace, throughput: Throughput) -> int:
     if args.start_rate:
         return int(math.ceil(args.timers / args.start_rate + 20))
     latencies = throughput.parcours_start_latency
-    if latencies:
-        rate = args.concurrency / statistics.mean(latencies)  # starts/s at (a)'s concurrency, under mixed load
-    else:
-        rate = 10.0
+    # starts/s at (a)'s concurrency, under mixed load
+    rate = args.concurrency / statistics.mean(latencies) if latencies else 10.0
     estimate = args.timers / rate
     return max(20, int(math.ceil(estimate * 2 + 15)))
 
 
 async def run(args: argparse.Namespace, children: Children) -> int:
     tmp = children.tmp
-    say(f"Parcours engine benchmark — pathways={args.pathways}, timers={args.timers}, "
-        f"concurrency={args.concurrency}, start concurrency={args.start_concurrency}; temp dir {tmp}")
+    say(
+        f"Parcours engine benchmark — pathways={args.pathways}, timers={args.timers}, "
+        f"concurrency={args.concurrency}, start concurrency={args.start_concurrency}; temp dir {tmp}"
+    )
     say(f"machine: {psutil.cpu_count()} CPUs, Python {sys.version.split()[0]}")
 
     sink = CountingSink()
@@ -512,17 +565,35 @@ async def run(args: argparse.Namespace, children: Children) -> int:
     engine = make_engine(database_url)
     create_tables(engine)
     q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
-    q.publish_definition(engine, definition=parse_text(FOUR_TASKS, source="bench"), source=FOUR_TASKS, published_by="bench")
+    q.publish_definition(
+        engine, definition=parse_text(FOUR_TASKS, source="bench"), source=FOUR_TASKS, published_by="bench"
+    )
 
     meters: dict[str, psutil.Process] = {
-        "dev-server": psutil.Process(children.server.process.pid), "driver+smtp": psutil.Process(os.getpid()),
+        "dev-server": psutil.Process(children.server.process.pid),
+        "driver+smtp": psutil.Process(os.getpid()),
     }
 
     # (a) ------------------------------------------------------------------------------------
     queues = {"baseline-a": f"bench-baseline-{uuid.uuid4().hex[:6]}", "parcours-a": f"bench-a-{uuid.uuid4().hex[:6]}"}
-    baseline_worker = children.start_worker("baseline-a", kind="baseline", task_queue=queues["baseline-a"], database_url=database_url, smtp_port=smtp_port_of(children))
-    parcours_worker = children.start_worker("parcours-a", kind="parcours", task_queue=queues["parcours-a"], database_url=database_url, smtp_port=smtp_port_of(children))
-    meters_a = meters | {"_baseline": psutil.Process(baseline_worker.pid), "_parcours_a": psutil.Process(parcours_worker.pid)}
+    baseline_worker = children.start_worker(
+        "baseline-a",
+        kind="baseline",
+        task_queue=queues["baseline-a"],
+        database_url=database_url,
+        smtp_port=smtp_port_of(children),
+    )
+    parcours_worker = children.start_worker(
+        "parcours-a",
+        kind="parcours",
+        task_queue=queues["parcours-a"],
+        database_url=database_url,
+        smtp_port=smtp_port_of(children),
+    )
+    meters_a = meters | {
+        "_baseline": psutil.Process(baseline_worker.pid),
+        "_parcours_a": psutil.Process(parcours_worker.pid),
+    }
     service = PathwayService(client, engine, task_queue=queues["parcours-a"])
     say("")
     say("(a) throughput. Baseline = bare Temporal workflow (bench/baseline.py): start_workflow, then 4 updates")
@@ -552,14 +623,23 @@ async def run(args: argparse.Namespace, children: Children) -> int:
         ("(a) baseline throughput", f"{throughput.baseline_rate:.1f} workflows/s", ""),
         ("(a) Parcours throughput", f"{throughput.parcours_rate:.1f} pathways/s", ""),
         ("(a) ratio Parcours / baseline", f"{ratio:.2f}x", f">= 0.8x  {verdict(ratio >= 0.8)}"),
-        (f"(b) escalations ({lateness.started} pathways, PT{lateness.deadline_s}S + 5 s)",
-         f"{len(lateness.fired)} seen, {lateness.missing} missing", ""),
-        ("(b) lateness at firing p50/p95/p99/max",
-         "/".join(f"{pct(lateness.fired, p):.2f}" for p in (50, 95, 99)) + f"/{max(lateness.fired, default=float('nan')):.2f} s",
-         f"p99 < 2 s  {verdict(pct(lateness.fired, 99) < 2 and not lateness.missing)}"),
-        ("(b) lateness until visible p50/p95/p99/max",
-         "/".join(f"{pct(lateness.visible, p):.2f}" for p in (50, 95, 99)) + f"/{max(lateness.visible, default=float('nan')):.2f} s",
-         f"p99 < 2 s  {verdict(pct(lateness.visible, 99) < 2 and not lateness.missing)}"),
+        (
+            f"(b) escalations ({lateness.started} pathways, PT{lateness.deadline_s}S + 5 s)",
+            f"{len(lateness.fired)} seen, {lateness.missing} missing",
+            "",
+        ),
+        (
+            "(b) lateness at firing p50/p95/p99/max",
+            "/".join(f"{pct(lateness.fired, p):.2f}" for p in (50, 95, 99))
+            + f"/{max(lateness.fired, default=float('nan')):.2f} s",
+            f"p99 < 2 s  {verdict(pct(lateness.fired, 99) < 2 and not lateness.missing)}",
+        ),
+        (
+            "(b) lateness until visible p50/p95/p99/max",
+            "/".join(f"{pct(lateness.visible, p):.2f}" for p in (50, 95, 99))
+            + f"/{max(lateness.visible, default=float('nan')):.2f} s",
+            f"p99 < 2 s  {verdict(pct(lateness.visible, 99) < 2 and not lateness.missing)}",
+        ),
         (f"(c) worker peak RSS ({lateness.started} open pathways)", f"{rss:.0f} MB", f"< 500 MB  {verdict(rss < 500)}"),
     ]
     say("")
@@ -578,10 +658,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timers", type=int, default=2000, help="(b,c) timed pathways (default 2000)")
     parser.add_argument("--concurrency", type=int, default=20, help="(a) pathways driven at once (default 20)")
     parser.add_argument("--start-concurrency", type=int, default=50, help="(b) starts at once (default 50)")
-    parser.add_argument("--deadline", type=int, default=0, help="(b) task deadline in seconds (default: chosen from (a))")
+    parser.add_argument(
+        "--deadline", type=int, default=0, help="(b) task deadline in seconds (default: chosen from (a))"
+    )
     parser.add_argument("--grace", type=float, default=120.0, help="(b) seconds to wait past the last due escalation")
-    parser.add_argument("--start-rate", type=float, default=0.0,
-                        help="(b) pace starts at this many per second, so escalations then fire at that rate (default: unpaced burst)")
+    parser.add_argument(
+        "--start-rate",
+        type=float,
+        default=0.0,
+        help="(b) pace starts at this many per second, so escalations then fire at that rate (default: unpaced burst)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
     return parser.parse_args()
 

@@ -45,23 +45,27 @@ from parcours.settings import Settings  # noqa: E402
 from store import models  # noqa: E402
 from store import queries as q  # noqa: E402
 from store.db import create_tables, make_engine  # noqa: E402
-from worker.temporal_server import DevServer, connect, free_port  # noqa: E402
+from worker.temporal_server import DevServer, free_port  # noqa: E402
 from workflows.service import PathwayService  # noqa: E402
 
 PASSWORD = "mot-de-passe-bench-2026"
 CASEWORKER, GTO_LEAD = "camille.martin@example.org", "lea.dupont@example.org"
 PG_ADMIN_URL = os.environ.get("PARCOURS_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-CHAIN = """
+CHAIN = (
+    """
 id: bench_chain
 title: Bench – chaîne de tâches
 status: active
 basins: [all]
 start: t1
 steps:
-""" + "".join(
-    f"  - {{kind: task, id: t{i}, title: Tâche {i}, role: referent, deadline: 10 working days, outcomes: [{{id: fait, label: Fait, next: {'t' + str(i + 1) if i < 5 else 'fin'}}}]}}\n"
-    for i in range(1, 6)
-) + "  - {kind: end, id: fin, title: Fin, exit_reason: emploi_durable}\n"
+"""
+    + "".join(
+        f"  - {{kind: task, id: t{i}, title: Tâche {i}, role: referent, deadline: 10 working days, outcomes: [{{id: fait, label: Fait, next: {'t' + str(i + 1) if i < 5 else 'fin'}}}]}}\n"
+        for i in range(1, 6)
+    )
+    + "  - {kind: end, id: fin, title: Fin, exit_reason: emploi_durable}\n"
+)
 
 
 def p50_p95(values: list[float]) -> str:
@@ -98,11 +102,21 @@ async def bench_completion(args: argparse.Namespace, tmp: Path) -> list[float]:
     definition = parse_text(CHAIN, source="bench")
     q.publish_definition(engine, definition=definition, source=CHAIN, published_by="bench")
     queue = f"bench-ui-{uuid.uuid4().hex[:6]}"
-    children.start_worker("ui-worker", kind="parcours", task_queue=queue, database_url=database_url, smtp_port=smtp_port)
+    children.start_worker(
+        "ui-worker", kind="parcours", task_queue=queue, database_url=database_url, smtp_port=smtp_port
+    )
     settings = Settings(database_url=database_url, task_queue=queue, smtp_host="127.0.0.1", smtp_port=smtp_port)
     service = PathwayService(client, engine, task_queue=queue)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, settings, service=service), host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(engine, settings, service=service),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
     serving = asyncio.create_task(server.serve())
     latencies: list[float] = []
     try:
@@ -111,21 +125,40 @@ async def bench_completion(args: argparse.Namespace, tmp: Path) -> list[float]:
         actor = service.actor_for(CASEWORKER)
         pathways = -(-args.completions // 4) + 1
         for _ in range(pathways):
-            await service.start_pathway(definition_id="bench_chain", basin_id="annecien", referent_org="departement74",
-                                        person={"first_name": "Alex", "last_name": "Bench", "consent": True}, actor=actor)
+            await service.start_pathway(
+                definition_id="bench_chain",
+                basin_id="annecien",
+                referent_org="departement74",
+                person={"first_name": "Alex", "last_name": "Bench", "consent": True},
+                actor=actor,
+            )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             headers = await token(http, CASEWORKER)
-            inbox = (await http.get("/api/tasks", params={"scope": "organisation", "status": "open", "size": 200}, headers=headers)).json()
+            inbox = (
+                await http.get(
+                    "/api/tasks", params={"scope": "organisation", "status": "open", "size": 200}, headers=headers
+                )
+            ).json()
             open_tasks = [t for t in inbox["items"]]
-            say(f"(a) {len(open_tasks)} pathways waiting on their first task; completing {args.completions} tasks one after the other …")
+            say(
+                f"(a) {len(open_tasks)} pathways waiting on their first task; completing {args.completions} tasks one after the other …"
+            )
             count = 0
             while count < args.completions and open_tasks:
                 task = open_tasks.pop(0)
                 started = time.perf_counter()
-                response = await http.post(f"/api/tasks/{task['id']}/complete", json={"outcome": "fait", "data": {}}, headers=headers)
+                response = await http.post(
+                    f"/api/tasks/{task['id']}/complete", json={"outcome": "fait", "data": {}}, headers=headers
+                )
                 response.raise_for_status()
                 while True:  # until the next task of that pathway is in the inbox
-                    listed = (await http.get("/api/tasks", params={"scope": "organisation", "status": "open", "size": 200}, headers=headers)).json()["items"]
+                    listed = (
+                        await http.get(
+                            "/api/tasks",
+                            params={"scope": "organisation", "status": "open", "size": 200},
+                            headers=headers,
+                        )
+                    ).json()["items"]
                     following = [t for t in listed if t["pathway_id"] == task["pathway_id"] and t["id"] != task["id"]]
                     if following or task["step_id"] == "t5":
                         break
@@ -168,26 +201,66 @@ def seed(engine: Engine, *, pathways: int, tasks_per_pathway: int) -> None:
         started = now - timedelta(days=rng.randrange(1, 400))
         sla = rng.choice(slas) if active else None
         progress = started + timedelta(days=rng.randrange(0, 30))
-        batch_p.append({
-            "id": pid, "definition_id": definition, "definition_version": 1, "basin_id": basin, "referent_org": "departement74",
-            "person_id": f"pers-b{n}", "status": "active" if active else "closed", "current_steps": [f"s{tasks_per_pathway}"] if active else [],
-            "sla": sla, "stuck_since": progress if sla in ("overdue", "escalated") else None, "started_at": started,
-            "updated_at": progress, "last_progress_at": progress, "closed_at": None if active else progress, "exit_reason": None if active else "emploi_durable",
-            "revision": tasks_per_pathway,
-        })
+        batch_p.append(
+            {
+                "id": pid,
+                "definition_id": definition,
+                "definition_version": 1,
+                "basin_id": basin,
+                "referent_org": "departement74",
+                "person_id": f"pers-b{n}",
+                "status": "active" if active else "closed",
+                "current_steps": [f"s{tasks_per_pathway}"] if active else [],
+                "sla": sla,
+                "stuck_since": progress if sla in ("overdue", "escalated") else None,
+                "started_at": started,
+                "updated_at": progress,
+                "last_progress_at": progress,
+                "closed_at": None if active else progress,
+                "exit_reason": None if active else "emploi_durable",
+                "revision": tasks_per_pathway,
+            }
+        )
         for i in range(1, tasks_per_pathway + 1):
             is_open = active and i == tasks_per_pathway
-            batch_t.append({
-                "id": f"{pid}-{i}", "pathway_id": pid, "step_id": f"s{i}", "title": f"Étape {i}", "definition_id": definition,
-                "basin_id": basin, "organisation_id": "departement74", "status": "open" if is_open else "done",
-                "sla": sla if is_open else None, "due_at": progress + timedelta(days=14), "opened_at": progress,
-                "closed_at": None if is_open else progress, "generation": 0, "escalation_level": 1 if is_open and sla == "escalated" else 0,
-                "outcome": None if is_open else "fait", "submission_id": None,
-            })
+            batch_t.append(
+                {
+                    "id": f"{pid}-{i}",
+                    "pathway_id": pid,
+                    "step_id": f"s{i}",
+                    "title": f"Étape {i}",
+                    "definition_id": definition,
+                    "basin_id": basin,
+                    "organisation_id": "departement74",
+                    "status": "open" if is_open else "done",
+                    "sla": sla if is_open else None,
+                    "due_at": progress + timedelta(days=14),
+                    "opened_at": progress,
+                    "closed_at": None if is_open else progress,
+                    "generation": 0,
+                    "escalation_level": 1 if is_open and sla == "escalated" else 0,
+                    "outcome": None if is_open else "fait",
+                    "submission_id": None,
+                }
+            )
         if active and sla == "escalated":
-            batch_e.append({"id": f"{pid}-{tasks_per_pathway}-g0-n1", "pathway_id": pid, "task_id": f"{pid}-{tasks_per_pathway}",
-                            "step_id": f"s{tasks_per_pathway}", "basin_id": basin, "level": 1, "to": "gto", "status": "open",
-                            "opened_at": progress + timedelta(days=15), "decided_at": None, "decided_by": None, "action": None, "note_id": None})
+            batch_e.append(
+                {
+                    "id": f"{pid}-{tasks_per_pathway}-g0-n1",
+                    "pathway_id": pid,
+                    "task_id": f"{pid}-{tasks_per_pathway}",
+                    "step_id": f"s{tasks_per_pathway}",
+                    "basin_id": basin,
+                    "level": 1,
+                    "to": "gto",
+                    "status": "open",
+                    "opened_at": progress + timedelta(days=15),
+                    "decided_at": None,
+                    "decided_by": None,
+                    "action": None,
+                    "note_id": None,
+                }
+            )
         flush()
     flush(force=True)
     # The steady state autovacuum (PostgreSQL) or a periodic ANALYZE (SQLite) would reach: fresh
@@ -196,7 +269,9 @@ def seed(engine: Engine, *, pathways: int, tasks_per_pathway: int) -> None:
         connection.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
 
 
-async def time_requests(app: Any, headers: dict[str, str], path: str, params: dict[str, str], repeat: int) -> list[float]:
+async def time_requests(
+    app: Any, headers: dict[str, str], path: str, params: dict[str, str], repeat: int
+) -> list[float]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
         for _ in range(3):  # warm-up
@@ -214,13 +289,17 @@ async def bench_read_model(args: argparse.Namespace, label: str, url: str) -> di
     prepare_read_model(engine)
     started = time.perf_counter()
     seed(engine, pathways=args.pathways, tasks_per_pathway=args.tasks_per_pathway)
-    say(f"(b) {label}: seeded {args.pathways:,} pathways and {args.pathways * args.tasks_per_pathway:,} tasks in {time.perf_counter() - started:.1f}s")
+    say(
+        f"(b) {label}: seeded {args.pathways:,} pathways and {args.pathways * args.tasks_per_pathway:,} tasks in {time.perf_counter() - started:.1f}s"
+    )
     app = create_app(engine, Settings(database_url=url))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as http:
         headers = await token(http, GTO_LEAD)
     results = {
         "GTO dashboard /gto": await time_requests(app, headers, "/gto", {}, args.repeat),
-        "stuck list /api/pathways?stuck=true": await time_requests(app, headers, "/api/pathways", {"stuck": "true", "basin": "annecien"}, args.repeat),
+        "stuck list /api/pathways?stuck=true": await time_requests(
+            app, headers, "/api/pathways", {"stuck": "true", "basin": "annecien"}, args.repeat
+        ),
     }
     for name, values in results.items():
         say(f"    {label:<10} {name:<38} {p50_p95(values)}")
@@ -229,7 +308,9 @@ async def bench_read_model(args: argparse.Namespace, label: str, url: str) -> di
 
 
 async def main(args: argparse.Namespace) -> None:
-    say(f"Parcours UI benchmark — completions={args.completions}, pathways={args.pathways:,}, tasks={args.pathways * args.tasks_per_pathway:,}")
+    say(
+        f"Parcours UI benchmark — completions={args.completions}, pathways={args.pathways:,}, tasks={args.pathways * args.tasks_per_pathway:,}"
+    )
     with tempfile.TemporaryDirectory(prefix="parcours-bench-ui-") as folder:
         tmp = Path(folder)
         summary: list[tuple[str, str]] = []

@@ -15,9 +15,7 @@ from pydantic import BaseModel, model_validator
 
 PARIS = ZoneInfo("Europe/Paris")
 
-_WORKING_DAYS = re.compile(
-    r"^\s*(?P<n>-?\d+)\s*(working days?|jours? ouvrés?|wd)\s*$", re.IGNORECASE
-)
+_WORKING_DAYS = re.compile(r"^\s*(?P<n>-?\d+)\s*(working days?|jours? ouvrés?|wd)\s*$", re.IGNORECASE)
 _ISO = re.compile(
     r"^P(?!$)(?:(?P<d>\d+(?:\.\d+)?)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
@@ -80,9 +78,7 @@ def parse_delay(text: str) -> dict[str, float | int]:
         raise ValueError(f"a delay must be positive: {text!r}")
     if (match := _ISO.match(text.upper())) and any(match.groupdict().values()):
         parts = {k: float(v) for k, v in match.groupdict().items() if v}
-        seconds = (
-            parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
-        )
+        seconds = parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
         return {"seconds": seconds}
     raise ValueError(
         f"{text!r} is not a delay: write '10 working days' (or '10 jours ouvrés') "

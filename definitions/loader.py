@@ -234,7 +234,11 @@ def _check_decision(definition: Definition, step: DecisionStep, err: Any) -> Non
         elif form_field.type == "choice":
             allowed = {c.value for c in form_field.choices or []}
         else:
-            err(step.id, "based_on", f"a decision can only use a choice or yes_no field ('{field_id}' is {form_field.type})")
+            err(
+                step.id,
+                "based_on",
+                f"a decision can only use a choice or yes_no field ('{field_id}' is {form_field.type})",
+            )
             return
         kind = f"a value of '{step.based_on}'"
     for i, case in enumerate(step.cases):

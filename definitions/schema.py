@@ -79,13 +79,9 @@ def check_role(value: str) -> str:
     `organisation:<id>` (a fixed organisation)."""
     match = _ROLE.match(value)
     if not match:
-        raise ValueError(
-            f"unknown role {value!r}: use 'referent', 'partner:<type>' or 'organisation:<id>'"
-        )
+        raise ValueError(f"unknown role {value!r}: use 'referent', 'partner:<type>' or 'organisation:<id>'")
     if match["type"] and match["type"] not in ORGANISATION_TYPES:
-        raise ValueError(
-            f"unknown partner type {match['type']!r}; known types: {', '.join(ORGANISATION_TYPES)}"
-        )
+        raise ValueError(f"unknown partner type {match['type']!r}; known types: {', '.join(ORGANISATION_TYPES)}")
     return value
 
 
@@ -111,9 +107,7 @@ class FormField(Strict):
     choices: list[Choice] | None = None
     minimum: float | None = None
     maximum: float | None = None
-    skills: list[str] | None = Field(
-        None, description="soft_skills only: the items assessed (default: all 14)"
-    )
+    skills: list[str] | None = Field(None, description="soft_skills only: the items assessed (default: all 14)")
 
     @model_validator(mode="after")
     def _consistent(self) -> FormField:
@@ -246,9 +240,7 @@ class EndStep(Strict):
         return value
 
 
-Step = Annotated[
-    TaskStep | ParallelStep | DecisionStep | WaitStep | EndStep, Field(discriminator="kind")
-]
+Step = Annotated[TaskStep | ParallelStep | DecisionStep | WaitStep | EndStep, Field(discriminator="kind")]
 
 
 class Module(Strict):

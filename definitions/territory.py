@@ -29,7 +29,9 @@ class OrganisationSpec(_Strict):
     type: str
     basins: list[str] = Field(min_length=1, description="basin ids served, or ['all']")
     email: str
-    retention_days: int = Field(730, ge=30, le=3650, description="days after a pathway closes before the person's data is anonymised")
+    retention_days: int = Field(
+        730, ge=30, le=3650, description="days after a pathway closes before the person's data is anonymised"
+    )
 
     @model_validator(mode="after")
     def _known_type(self) -> OrganisationSpec:

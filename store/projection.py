@@ -19,7 +19,15 @@ def _table(model: Any) -> Table:
     return table
 
 
-def _upsert(connection: Connection, model: Any, rows: list[dict[str, Any]], *, keys: list[str], update_where: Any = None, ignore: bool = False) -> None:
+def _upsert(
+    connection: Connection,
+    model: Any,
+    rows: list[dict[str, Any]],
+    *,
+    keys: list[str],
+    update_where: Any = None,
+    ignore: bool = False,
+) -> None:
     if not rows:
         return
     table = _table(model)
@@ -42,40 +50,136 @@ def apply_batch_in(connection: Connection, batch: ProjectionBatch) -> None:
     """Apply within the caller's transaction."""
     row = batch.pathway
     pathway = _table(models.Pathway)
-    _upsert(connection, models.Pathway, [{
-        "id": row.id, "definition_id": row.definition_id, "definition_version": row.definition_version,
-        "basin_id": row.basin_id, "referent_org": row.referent_org, "person_id": row.person_ref, "status": row.status,
-        "current_steps": row.current_steps, "sla": row.sla, "stuck_since": row.stuck_since, "started_at": row.started_at,
-        "updated_at": row.updated_at, "last_progress_at": row.last_progress_at, "closed_at": row.closed_at,
-        "exit_reason": row.exit_reason, "revision": row.revision,
-    }], keys=["id"], update_where=pathway.c.revision <= row.revision)
-    _upsert(connection, models.FollowUpMember, [
-        {"pathway_id": row.id, "organisation_id": organisation_id, "since": row.updated_at, "until": None}
-        for organisation_id in row.organisations
-    ], keys=["pathway_id", "organisation_id"], ignore=True)
+    _upsert(
+        connection,
+        models.Pathway,
+        [
+            {
+                "id": row.id,
+                "definition_id": row.definition_id,
+                "definition_version": row.definition_version,
+                "basin_id": row.basin_id,
+                "referent_org": row.referent_org,
+                "person_id": row.person_ref,
+                "status": row.status,
+                "current_steps": row.current_steps,
+                "sla": row.sla,
+                "stuck_since": row.stuck_since,
+                "started_at": row.started_at,
+                "updated_at": row.updated_at,
+                "last_progress_at": row.last_progress_at,
+                "closed_at": row.closed_at,
+                "exit_reason": row.exit_reason,
+                "revision": row.revision,
+            }
+        ],
+        keys=["id"],
+        update_where=pathway.c.revision <= row.revision,
+    )
+    _upsert(
+        connection,
+        models.FollowUpMember,
+        [
+            {"pathway_id": row.id, "organisation_id": organisation_id, "since": row.updated_at, "until": None}
+            for organisation_id in row.organisations
+        ],
+        keys=["pathway_id", "organisation_id"],
+        ignore=True,
+    )
     if row.status == "closed":
         members = _table(models.FollowUpMember)
         connection.execute(
-            update(members).where(and_(members.c.pathway_id == row.id, members.c.until.is_(None))).values(until=row.closed_at)
+            update(members)
+            .where(and_(members.c.pathway_id == row.id, members.c.until.is_(None)))
+            .values(until=row.closed_at)
         )
     items = [r.item for r in batch.items]
-    _upsert(connection, models.PathwayStep, [{
-        "id": i.id, "pathway_id": row.id, "step_id": i.step_id, "title": i.title, "kind": i.kind, "track": i.track,
-        "status": i.status, "opened_at": i.opened_at, "closed_at": i.closed_at, "outcome": i.outcome,
-    } for i in items], keys=["id"])
-    _upsert(connection, models.Task, [{
-        "id": r.item.id, "pathway_id": row.id, "step_id": r.item.step_id, "title": r.item.title,
-        "definition_id": row.definition_id, "basin_id": row.basin_id, "organisation_id": r.item.organisation_id,
-        "status": r.item.status, "sla": r.sla, "due_at": r.item.due_at, "opened_at": r.item.opened_at,
-        "closed_at": r.item.closed_at, "generation": r.item.generation, "escalation_level": r.item.escalation_level,
-        "outcome": r.item.outcome, "submission_id": r.item.submission_id,
-    } for r in batch.items if r.item.kind == "task"], keys=["id"])
-    _upsert(connection, models.Escalation, [{
-        "id": e.id, "pathway_id": row.id, "task_id": e.item_id, "step_id": e.step_id, "basin_id": row.basin_id,
-        "level": e.level, "to": e.to, "status": e.status, "opened_at": e.opened_at, "decided_at": e.decided_at,
-        "decided_by": e.decided_by, "action": e.action, "note_id": e.note_id,
-    } for e in batch.escalations], keys=["id"])
-    _upsert(connection, models.AuditEvent, [{
-        "id": a.id, "at": a.at, "pathway_id": a.pathway_id, "actor_user_id": a.actor.user_id,
-        "actor_org_id": a.actor.organisation_id, "action": a.action, "task_id": a.item_id, "detail": a.detail,
-    } for a in batch.audit], keys=["id"], ignore=True)
+    _upsert(
+        connection,
+        models.PathwayStep,
+        [
+            {
+                "id": i.id,
+                "pathway_id": row.id,
+                "step_id": i.step_id,
+                "title": i.title,
+                "kind": i.kind,
+                "track": i.track,
+                "status": i.status,
+                "opened_at": i.opened_at,
+                "closed_at": i.closed_at,
+                "outcome": i.outcome,
+            }
+            for i in items
+        ],
+        keys=["id"],
+    )
+    _upsert(
+        connection,
+        models.Task,
+        [
+            {
+                "id": r.item.id,
+                "pathway_id": row.id,
+                "step_id": r.item.step_id,
+                "title": r.item.title,
+                "definition_id": row.definition_id,
+                "basin_id": row.basin_id,
+                "organisation_id": r.item.organisation_id,
+                "status": r.item.status,
+                "sla": r.sla,
+                "due_at": r.item.due_at,
+                "opened_at": r.item.opened_at,
+                "closed_at": r.item.closed_at,
+                "generation": r.item.generation,
+                "escalation_level": r.item.escalation_level,
+                "outcome": r.item.outcome,
+                "submission_id": r.item.submission_id,
+            }
+            for r in batch.items
+            if r.item.kind == "task"
+        ],
+        keys=["id"],
+    )
+    _upsert(
+        connection,
+        models.Escalation,
+        [
+            {
+                "id": e.id,
+                "pathway_id": row.id,
+                "task_id": e.item_id,
+                "step_id": e.step_id,
+                "basin_id": row.basin_id,
+                "level": e.level,
+                "to": e.to,
+                "status": e.status,
+                "opened_at": e.opened_at,
+                "decided_at": e.decided_at,
+                "decided_by": e.decided_by,
+                "action": e.action,
+                "note_id": e.note_id,
+            }
+            for e in batch.escalations
+        ],
+        keys=["id"],
+    )
+    _upsert(
+        connection,
+        models.AuditEvent,
+        [
+            {
+                "id": a.id,
+                "at": a.at,
+                "pathway_id": a.pathway_id,
+                "actor_user_id": a.actor.user_id,
+                "actor_org_id": a.actor.organisation_id,
+                "action": a.action,
+                "task_id": a.item_id,
+                "detail": a.detail,
+            }
+            for a in batch.audit
+        ],
+        keys=["id"],
+        ignore=True,
+    )

@@ -46,16 +46,36 @@ def load_territory(engine: Engine, *, territory: Territory) -> dict[str, int]:
         session.merge(models.Setting(key=TERRITORY_NAME, value=territory.name))
         session.flush()
         for org in territory.organisations:
-            session.merge(models.Organisation(id=org.id, name=org.name, type=org.type, email=org.email, basins=list(org.basins), retention_days=org.retention_days))
+            session.merge(
+                models.Organisation(
+                    id=org.id,
+                    name=org.name,
+                    type=org.type,
+                    email=org.email,
+                    basins=list(org.basins),
+                    retention_days=org.retention_days,
+                )
+            )
         session.flush()
         for spec in territory.users:
             user_id = user_id_for(spec.email)
             existing = session.get(models.User, user_id)
-            session.merge(models.User(
-                id=user_id, email=spec.email.lower(), name=spec.name, organisation_id=spec.organisation,
-                role=spec.role, basin_id=spec.basin, password_hash=existing.password_hash if existing else None,
-            ))
-    return {"basins": len(territory.basins), "organisations": len(territory.organisations), "users": len(territory.users)}
+            session.merge(
+                models.User(
+                    id=user_id,
+                    email=spec.email.lower(),
+                    name=spec.name,
+                    organisation_id=spec.organisation,
+                    role=spec.role,
+                    basin_id=spec.basin,
+                    password_hash=existing.password_hash if existing else None,
+                )
+            )
+    return {
+        "basins": len(territory.basins),
+        "organisations": len(territory.organisations),
+        "users": len(territory.users),
+    }
 
 
 def get_setting(engine: Engine, *, key: str) -> str | None:
@@ -105,7 +125,9 @@ def users_of(engine: Engine, *, organisation_id: str | None = None, gto_basin: s
 # --- Definitions --------------------------------------------------------------------------
 
 
-def publish_definition(engine: Engine, *, definition: Definition, source: str, published_by: str | None) -> tuple[int, bool]:
+def publish_definition(
+    engine: Engine, *, definition: Definition, source: str, published_by: str | None
+) -> tuple[int, bool]:
     """Store a new version (n+1), or return the latest if its content is the same.
     Returns (version, created)."""
     digest = content_hash(definition)
@@ -119,11 +141,20 @@ def publish_definition(engine: Engine, *, definition: Definition, source: str, p
             return latest.version, False
         version = (latest.version + 1) if latest else 1
         snapshot = definition.model_copy(update={"version": version})
-        session.add(models.DefinitionVersion(
-            id=definition.id, version=version, title=definition.title, status=definition.status,
-            basins=list(definition.basins), content_hash=digest, body=snapshot.model_dump(mode="json"),
-            source=source, published_at=now(), published_by=published_by,
-        ))
+        session.add(
+            models.DefinitionVersion(
+                id=definition.id,
+                version=version,
+                title=definition.title,
+                status=definition.status,
+                basins=list(definition.basins),
+                content_hash=digest,
+                body=snapshot.model_dump(mode="json"),
+                source=source,
+                published_at=now(),
+                published_by=published_by,
+            )
+        )
         return version, True
 
 
@@ -139,7 +170,11 @@ def latest_definition(engine: Engine, *, definition_id: str) -> Definition | Non
 
 def list_definitions(engine: Engine) -> list[models.DefinitionVersion]:
     with session_scope(engine) as session:
-        return list(session.exec(select(models.DefinitionVersion).order_by(models.DefinitionVersion.id, models.DefinitionVersion.version)))
+        return list(
+            session.exec(
+                select(models.DefinitionVersion).order_by(models.DefinitionVersion.id, models.DefinitionVersion.version)
+            )
+        )
 
 
 # --- Persons, notes, submissions ------------------------------------------------------------
@@ -157,16 +192,27 @@ def save_note(engine: Engine, *, text: str | None, author_user_id: str, pathway_
         return None
     note_id = new_id("note")
     with session_scope(engine) as session:
-        session.add(models.Note(id=note_id, pathway_id=pathway_id, author_user_id=author_user_id, text=text.strip(), created_at=now()))
+        session.add(
+            models.Note(
+                id=note_id, pathway_id=pathway_id, author_user_id=author_user_id, text=text.strip(), created_at=now()
+            )
+        )
     return note_id
 
 
 def save_submission(engine: Engine, *, pathway_id: str, task_id: str, data: dict[str, Any], submitted_by: str) -> str:
     submission_id = new_id("sub")
     with session_scope(engine) as session:
-        session.add(models.Submission(
-            id=submission_id, pathway_id=pathway_id, task_id=task_id, data=data, submitted_by=submitted_by, created_at=now(),
-        ))
+        session.add(
+            models.Submission(
+                id=submission_id,
+                pathway_id=pathway_id,
+                task_id=task_id,
+                data=data,
+                submitted_by=submitted_by,
+                created_at=now(),
+            )
+        )
     return submission_id
 
 
@@ -178,13 +224,28 @@ def delete_submission(engine: Engine, *, submission_id: str) -> None:
             session.delete(row)
 
 
-def record_access(engine: Engine, *, actor_user_id: str, actor_org_id: str, action: str, pathway_id: str | None, detail: dict[str, Any] | None = None) -> None:
+def record_access(
+    engine: Engine,
+    *,
+    actor_user_id: str,
+    actor_org_id: str,
+    action: str,
+    pathway_id: str | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
     """Trace a read or a change made outside workflows (e.g. a view of personal data)."""
     with session_scope(engine) as session:
-        session.add(models.AuditEvent(
-            id=new_id("acc"), at=now(), pathway_id=pathway_id, actor_user_id=actor_user_id,
-            actor_org_id=actor_org_id, action=action, detail=detail or {},
-        ))
+        session.add(
+            models.AuditEvent(
+                id=new_id("acc"),
+                at=now(),
+                pathway_id=pathway_id,
+                actor_user_id=actor_user_id,
+                actor_org_id=actor_org_id,
+                action=action,
+                detail=detail or {},
+            )
+        )
 
 
 # --- Pathways, tasks, escalations ------------------------------------------------------------
@@ -221,7 +282,15 @@ def pathway_detail(engine: Engine, *, pathway_id: str) -> dict[str, Any] | None:
         }
 
 
-def list_tasks(engine: Engine, *, organisation_id: str | None = None, status: str | None = "open", pathway_id: str | None = None, limit: int = 50, offset: int = 0) -> list[models.Task]:
+def list_tasks(
+    engine: Engine,
+    *,
+    organisation_id: str | None = None,
+    status: str | None = "open",
+    pathway_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[models.Task]:
     with session_scope(engine) as session:
         query = select(models.Task)
         if organisation_id:
@@ -234,7 +303,15 @@ def list_tasks(engine: Engine, *, organisation_id: str | None = None, status: st
         return list(session.exec(query))
 
 
-def list_escalations(engine: Engine, *, basin_id: str | None = None, status: str | None = "open", pathway_id: str | None = None, limit: int = 50, offset: int = 0) -> list[models.Escalation]:
+def list_escalations(
+    engine: Engine,
+    *,
+    basin_id: str | None = None,
+    status: str | None = "open",
+    pathway_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[models.Escalation]:
     with session_scope(engine) as session:
         query = select(models.Escalation)
         if basin_id:

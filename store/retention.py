@@ -28,7 +28,8 @@ def expired_persons(engine: Engine, *, at: datetime | None = None) -> list[str]:
             by_person[pathway.person_id] = by_person.get(pathway.person_id, True) and expired
         candidates = [person for person, expired in by_person.items() if expired]
         anonymised = {
-            p.id for p in session.exec(select(models.Person).where(models.Person.id.in_(candidates)))  # type: ignore[union-attr]
+            p.id
+            for p in session.exec(select(models.Person).where(models.Person.id.in_(candidates)))  # type: ignore[union-attr]
             if p.anonymised_at is not None
         }
     return sorted(set(candidates) - anonymised)
@@ -42,7 +43,9 @@ def anonymise(engine: Engine, *, person_ids: list[str], actor_user_id: str = "sy
             person = session.get(models.Person, person_id)
             if person is None or person.anonymised_at is not None:
                 continue
-            pathway_ids = [p.id for p in session.exec(select(models.Pathway).where(models.Pathway.person_id == person_id))]
+            pathway_ids = [
+                p.id for p in session.exec(select(models.Pathway).where(models.Pathway.person_id == person_id))
+            ]
             person.first_name, person.last_name = "Personne", "anonymisée"
             person.birth_date = person.email = person.phone = person.nir = person.france_travail_id = None
             person.anonymised_at = now()
@@ -51,9 +54,16 @@ def anonymise(engine: Engine, *, person_ids: list[str], actor_user_id: str = "sy
                 for row in session.exec(select(model).where(model.pathway_id.in_(pathway_ids))):  # type: ignore[attr-defined]
                     session.delete(row)
             for pathway_id in pathway_ids:
-                session.add(models.AuditEvent(
-                    id=new_id("ret"), at=now(), pathway_id=pathway_id, actor_user_id=actor_user_id,
-                    actor_org_id="system", action="person_anonymised", detail={"reason": "retention"},
-                ))
+                session.add(
+                    models.AuditEvent(
+                        id=new_id("ret"),
+                        at=now(),
+                        pathway_id=pathway_id,
+                        actor_user_id=actor_user_id,
+                        actor_org_id="system",
+                        action="person_anonymised",
+                        detail={"reason": "retention"},
+                    )
+                )
             done += 1
     return done

@@ -48,8 +48,15 @@ def stuck_clause(cutoff: datetime) -> Any:
 
 
 def task_inbox(
-    engine: Engine, *, organisation_id: str | None, status: str | None = "open", basin_id: str | None = None,
-    definition_id: str | None = None, sla: str | None = None, page: int = 1, size: int = DEFAULT_PAGE_SIZE,
+    engine: Engine,
+    *,
+    organisation_id: str | None,
+    status: str | None = "open",
+    basin_id: str | None = None,
+    definition_id: str | None = None,
+    sla: str | None = None,
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
 ) -> Paged[models.Task]:
     """Tasks sorted by deadline (no deadline last)."""
     where = []
@@ -71,16 +78,22 @@ def task_inbox(
 
 def count_open_tasks(engine: Engine, *, basin_id: str) -> int:
     with session_scope(engine) as session:
-        return int(session.exec(
-            select(func.count()).select_from(models.Task).where(models.Task.basin_id == basin_id, models.Task.status == "open")
-        ).one())
+        return int(
+            session.exec(
+                select(func.count())
+                .select_from(models.Task)
+                .where(models.Task.basin_id == basin_id, models.Task.status == "open")
+            ).one()
+        )
 
 
 def task_counts(engine: Engine, *, organisation_id: str) -> dict[str, int]:
     """Open tasks of an organisation by SLA state, plus the total."""
     with session_scope(engine) as session:
         rows = session.exec(
-            select(models.Task.sla, func.count()).where(models.Task.organisation_id == organisation_id, models.Task.status == "open").group_by(models.Task.sla)
+            select(models.Task.sla, func.count())
+            .where(models.Task.organisation_id == organisation_id, models.Task.status == "open")
+            .group_by(models.Task.sla)
         ).all()
     counts = {str(sla or "on_time"): int(n) for sla, n in rows}
     counts["total"] = sum(counts.values())
@@ -88,8 +101,15 @@ def task_counts(engine: Engine, *, organisation_id: str) -> dict[str, int]:
 
 
 def pathway_list(
-    engine: Engine, *, basin_id: str | None = None, definition_id: str | None = None, status: str | None = None,
-    stuck_cutoff: datetime | None = None, follow_up_org: str | None = None, page: int = 1, size: int = DEFAULT_PAGE_SIZE,
+    engine: Engine,
+    *,
+    basin_id: str | None = None,
+    definition_id: str | None = None,
+    status: str | None = None,
+    stuck_cutoff: datetime | None = None,
+    follow_up_org: str | None = None,
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
 ) -> Paged[models.Pathway]:
     """Pathways, the stuck ones longest-waiting first when `stuck_cutoff` is given."""
     where: list[Any] = []
@@ -108,7 +128,8 @@ def pathway_list(
         where.append(col(models.Pathway.id).in_(members))
     order = (
         [col(models.Pathway.stuck_since).asc().nulls_last(), col(models.Pathway.last_progress_at).asc()]
-        if stuck_cutoff is not None else [col(models.Pathway.started_at).desc()]
+        if stuck_cutoff is not None
+        else [col(models.Pathway.started_at).desc()]
     )
     with session_scope(engine) as session:
         query = select(models.Pathway).where(*where).order_by(*order, models.Pathway.id)
@@ -117,7 +138,12 @@ def pathway_list(
 
 
 def escalation_list(
-    engine: Engine, *, basin_id: str | None = None, status: str | None = "open", page: int = 1, size: int = DEFAULT_PAGE_SIZE,
+    engine: Engine,
+    *,
+    basin_id: str | None = None,
+    status: str | None = "open",
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
 ) -> Paged[models.Escalation]:
     where: list[Any] = []
     if basin_id:
@@ -126,11 +152,15 @@ def escalation_list(
         where.append(models.Escalation.status == status)
     with session_scope(engine) as session:
         query = select(models.Escalation).where(*where).order_by(models.Escalation.opened_at, models.Escalation.id)
-        rows, total = _page(query, select(func.count()).select_from(models.Escalation).where(*where), session, page, size)
+        rows, total = _page(
+            query, select(func.count()).select_from(models.Escalation).where(*where), session, page, size
+        )
     return Paged(rows, max(1, page), size, total)
 
 
-def step_counts(engine: Engine, *, definition_id: str | None = None, basin_id: str | None = None) -> list[dict[str, Any]]:
+def step_counts(
+    engine: Engine, *, definition_id: str | None = None, basin_id: str | None = None
+) -> list[dict[str, Any]]:
     """Open tasks per (definition, step, SLA state): the heat map of where pathways wait.
     Anonymous counts only."""
     where: list[Any] = [models.Task.status == "open"]
@@ -141,12 +171,23 @@ def step_counts(engine: Engine, *, definition_id: str | None = None, basin_id: s
     with session_scope(engine) as session:
         rows = session.exec(
             select(models.Task.definition_id, models.Task.step_id, models.Task.sla, func.count())
-            .where(*where).group_by(models.Task.definition_id, models.Task.step_id, models.Task.sla)
+            .where(*where)
+            .group_by(models.Task.definition_id, models.Task.step_id, models.Task.sla)
         ).all()
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for definition, step, sla, count in rows:
-        entry = table.setdefault((definition, step), {"definition_id": definition, "step_id": step, "total": 0,
-                                                      "on_time": 0, "due_soon": 0, "overdue": 0, "escalated": 0})
+        entry = table.setdefault(
+            (definition, step),
+            {
+                "definition_id": definition,
+                "step_id": step,
+                "total": 0,
+                "on_time": 0,
+                "due_soon": 0,
+                "overdue": 0,
+                "escalated": 0,
+            },
+        )
         entry[str(sla or "on_time")] += int(count)
         entry["total"] += int(count)
     return sorted(table.values(), key=lambda e: (e["definition_id"], -e["total"]))
@@ -192,6 +233,7 @@ def pathway_notes(engine: Engine, *, pathway_id: str) -> list[models.Note]:
 def pathway_history(engine: Engine, *, pathway_id: str) -> dict[str, list[Any]]:
     """A pathway's timeline entries, tasks, follow-up group and audit events, as model rows."""
     with session_scope(engine) as session:
+
         def rows(model: Any, *order: Any) -> list[Any]:
             query = select(model).where(model.pathway_id == pathway_id).order_by(*order)
             return list(session.exec(query))

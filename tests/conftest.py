@@ -27,7 +27,7 @@ from definitions.loader import load_file, parse_text
 from definitions.territory import CATALOG_DIR, DEMO_TERRITORY, load_territory
 from parcours.settings import Settings
 from store import queries as q
-from store.db import make_engine, create_tables
+from store.db import create_tables, make_engine
 from worker.runner import build_worker
 from worker.temporal_server import DevServer, free_port
 from workflows.service import PathwayService
@@ -178,9 +178,18 @@ class Parcours:
         q.publish_definition(self.engine, definition=definition, source=yaml_text, published_by="test")
         return definition.id
 
-    async def start(self, definition_id: str, *, basin: str = "annecien", referent: str = "departement74", by: str = "camille.martin@example.org") -> str:
+    async def start(
+        self,
+        definition_id: str,
+        *,
+        basin: str = "annecien",
+        referent: str = "departement74",
+        by: str = "camille.martin@example.org",
+    ) -> str:
         return await self.service.start_pathway(
-            definition_id=definition_id, basin_id=basin, referent_org=referent,
+            definition_id=definition_id,
+            basin_id=basin,
+            referent_org=referent,
             person={"first_name": "Alex", "last_name": "Test", "consent": True},
             actor=self.service.actor_for(by),
         )
@@ -200,7 +209,9 @@ class Parcours:
 def make_parcours(client: Client, mail_sink: MailSink, database_url: str) -> Parcours:
     """Territory and catalog loaded into a fresh read model; no worker yet."""
     settings = Settings(
-        database_url=database_url, smtp_host="127.0.0.1", smtp_port=mail_sink.port,
+        database_url=database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=mail_sink.port,
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
     )
     engine = make_engine(database_url)
@@ -239,6 +250,7 @@ class _ReusableClient(httpx.AsyncClient):
         await super().__aenter__()
         return self
 
+
 DEMO_PASSWORD = "mot-de-passe-de-test-2026"
 
 
@@ -250,7 +262,9 @@ class Web:
     app: Any
 
     def client(self) -> Any:
-        return _ReusableClient(transport=httpx.ASGITransport(app=self.app), base_url="http://parcours.test", follow_redirects=False)
+        return _ReusableClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://parcours.test", follow_redirects=False
+        )
 
     def ensure_password(self, email: str) -> None:
         from admin_ui.security import set_password
@@ -269,7 +283,9 @@ class Web:
         page = await client.get("/connexion")
         csrf = _re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert csrf, "no CSRF token on the sign-in page"
-        response = await client.post("/connexion", data={"email": email, "password": DEMO_PASSWORD, "csrf": csrf.group(1)})
+        response = await client.post(
+            "/connexion", data={"email": email, "password": DEMO_PASSWORD, "csrf": csrf.group(1)}
+        )
         assert response.status_code == 303, response.text
         return client
 

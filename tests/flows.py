@@ -60,7 +60,14 @@ def flow(completion: str = "all") -> str:
     return FLOW.replace("{completion}", completion)
 
 
-def timed(deadline: str = "PT2S", reminder_before: str = "PT1S", reminder_after: str = "PT1S", level1: str = "PT1S", level2: str = "PT2S", definition_id: str = "test_timed") -> str:
+def timed(
+    deadline: str = "PT2S",
+    reminder_before: str = "PT1S",
+    reminder_after: str = "PT1S",
+    level1: str = "PT1S",
+    level2: str = "PT2S",
+    definition_id: str = "test_timed",
+) -> str:
     """One task with a short deadline, a reminder before and after it, two escalation levels."""
     return f"""
 id: {definition_id}
@@ -90,7 +97,14 @@ modules:
 
 def fast(definition_id: str = "test_fast", level2: str = "PT10S") -> str:
     """`timed` in half-seconds: reminder at 0.5 s, deadline at 1 s, escalation level 1 at 1.5 s."""
-    return timed(deadline="PT1S", reminder_before="PT0.5S", reminder_after="PT0.5S", level1="PT0.5S", level2=level2, definition_id=definition_id)
+    return timed(
+        deadline="PT1S",
+        reminder_before="PT0.5S",
+        reminder_after="PT0.5S",
+        level1="PT0.5S",
+        level2=level2,
+        definition_id=definition_id,
+    )
 
 
 LOOP = """

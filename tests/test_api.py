@@ -92,12 +92,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(
-    client: Client, mail_sink: MailSink, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[World]:
-    parcours = make_parcours(
-        client, mail_sink, f"sqlite:///{tmp_path_factory.mktemp('api') / 'parcours.db'}"
-    )
+async def world(client: Client, mail_sink: MailSink, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    parcours = make_parcours(client, mail_sink, f"sqlite:///{tmp_path_factory.mktemp('api') / 'parcours.db'}")
     async with build_worker(client, engine=parcours.engine, settings=parcours.settings):
         parcours.publish(TIMED)
         parcours.publish(flow())
@@ -114,24 +110,14 @@ async def world(
         )
         to_decide = await parcours.start("api_timed")
         moving = await parcours.start("test_flow")
-        clients = {
-            role: (await web.api(email) if email else web.client()) for role, email in ROLES.items()
-        }
+        clients = {role: (await web.api(email) if email else web.client()) for role, email in ROLES.items()}
 
         def escalation_of(pathway_id: str) -> list[models.Escalation]:
             pathway = parcours.pathway(pathway_id)
-            return (
-                q.list_escalations(parcours.engine, pathway_id=pathway_id)
-                if pathway.sla == "escalated"
-                else []
-            )
+            return q.list_escalations(parcours.engine, pathway_id=pathway_id) if pathway.sla == "escalated" else []
 
-        escalation = (
-            await eventually(lambda: escalation_of(escalated), timeout=20, what="escalation")
-        )[0]
-        to_decide_escalation = (
-            await eventually(lambda: escalation_of(to_decide), timeout=20, what="escalation")
-        )[0]
+        escalation = (await eventually(lambda: escalation_of(escalated), timeout=20, what="escalation"))[0]
+        to_decide_escalation = (await eventually(lambda: escalation_of(to_decide), timeout=20, what="escalation"))[0]
         yield World(
             web=web,
             clients=clients,
@@ -226,9 +212,7 @@ def _fill(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
-@pytest.mark.parametrize(
-    ("route", "role", "expected"), MATRIX, ids=[f"{r}-{role}" for r, role, _ in MATRIX]
-)
+@pytest.mark.parametrize(("route", "role", "expected"), MATRIX, ids=[f"{r}-{role}" for r, role, _ in MATRIX])
 async def test_access_matrix(world: World, route: str, role: str, expected: int) -> None:
     method, path, body = REQUESTS[route]
     ids = world.ids(ROLES[role])
@@ -238,9 +222,7 @@ async def test_access_matrix(world: World, route: str, role: str, expected: int)
             method, path.format(**ids), content=body, headers={"Content-Type": "application/yaml"}
         )
     else:
-        response = await http.request(
-            method, path.format(**ids), json=_fill(body, ids) if body is not None else None
-        )
+        response = await http.request(method, path.format(**ids), json=_fill(body, ids) if body is not None else None)
     if expected >= 400:
         body_out = assert_error(response, expected)
         if expected == 401:
@@ -254,16 +236,12 @@ async def test_access_matrix(world: World, route: str, role: str, expected: int)
 async def test_unknown_ids_are_404(world: World) -> None:
     camille, lea = world.clients["caseworker_referent"], world.clients["gto_lead_basin"]
     assert_error(await camille.get("/api/pathways/P-INCONNU"), 404)
-    assert_error(
-        await camille.post("/api/tasks/P-INCONNU-1/complete", json={"outcome": "fait"}), 404
-    )
+    assert_error(await camille.post("/api/tasks/P-INCONNU-1/complete", json={"outcome": "fait"}), 404)
     assert_error(
         await camille.post("/api/tasks/P-INCONNU-1/reassign", json={"organisation": "ml_annecy"}),
         404,
     )
-    assert_error(
-        await lea.post("/api/escalations/esc-inconnue/decision", json={"action": "unblock"}), 404
-    )
+    assert_error(await lea.post("/api/escalations/esc-inconnue/decision", json={"action": "unblock"}), 404)
     assert_error(await camille.get("/api/nulle-part"), 404)
     invalid = assert_error(
         await lea.post(f"/api/escalations/{world.escalation}/decision", json={"action": "abolish"}),
@@ -293,9 +271,7 @@ async def test_other_denials(world: World) -> None:
     assert_error(await lea.get("/api/pathways?stuck=false"), 403)
     assert_error(await karim.get("/api/escalations?basin=annecien"), 403)
     assert_error(
-        await karim.post(
-            f"/api/escalations/{world.escalation}/decision", json={"action": "unblock"}
-        ),
+        await karim.post(f"/api/escalations/{world.escalation}/decision", json={"action": "unblock"}),
         403,
     )
     # Access is checked before the request body: a denied role learns nothing from it.
@@ -313,24 +289,16 @@ async def test_other_denials(world: World) -> None:
 
 async def test_token_and_me(world: World) -> None:
     http = world.web.client()
-    wrong = await http.post(
-        "/api/auth/token", json={"email": CAMILLE, "password": "pas le bon mot de passe"}
-    )
+    wrong = await http.post("/api/auth/token", json={"email": CAMILLE, "password": "pas le bon mot de passe"})
     assert_error(wrong, 401)
     assert_error(
-        await http.post(
-            "/api/auth/token", json={"email": "personne@example.org", "password": DEMO_PASSWORD}
-        ),
+        await http.post("/api/auth/token", json={"email": "personne@example.org", "password": DEMO_PASSWORD}),
         401,
     )
     assert_error(await http.post("/api/auth/token", json={"email": CAMILLE}), 422)
-    good = await http.post(
-        "/api/auth/token", json={"email": CAMILLE.upper(), "password": DEMO_PASSWORD}
-    )
+    good = await http.post("/api/auth/token", json={"email": CAMILLE.upper(), "password": DEMO_PASSWORD})
     assert good.status_code == 200 and good.json()["token_type"] == "bearer"
-    me = await http.get(
-        "/api/me", headers={"Authorization": f"Bearer {good.json()['access_token']}"}
-    )
+    me = await http.get("/api/me", headers={"Authorization": f"Bearer {good.json()['access_token']}"})
     assert me.json() == {
         "id": q.user_id_for(CAMILLE),
         "email": CAMILLE,
@@ -351,18 +319,14 @@ async def test_sign_in_rate_limit(world: World) -> None:
     http = world.web.client()
     for _ in range(5):
         assert_error(
-            await http.post(
-                "/api/auth/token", json={"email": THOMAS, "password": "mauvais-mot-de-passe"}
-            ),
+            await http.post("/api/auth/token", json={"email": THOMAS, "password": "mauvais-mot-de-passe"}),
             401,
         )
     blocked = await http.post("/api/auth/token", json={"email": THOMAS, "password": DEMO_PASSWORD})
     assert_error(blocked, 429)
     assert blocked.headers["retry-after"]
     # Another address is not blocked.
-    assert (
-        await http.post("/api/auth/token", json={"email": SARAH, "password": DEMO_PASSWORD})
-    ).status_code == 200
+    assert (await http.post("/api/auth/token", json={"email": SARAH, "password": DEMO_PASSWORD})).status_code == 200
     await http.aclose()
 
 
@@ -394,9 +358,7 @@ async def test_openapi_and_docs(world: World) -> None:
     }
     for path, methods in expected.items():
         assert set(schema["paths"][path]) == methods, path
-    assert not [
-        p for p in schema["paths"] if not p.startswith("/api/")
-    ]  # pages stay out of the schema
+    assert not [p for p in schema["paths"] if not p.startswith("/api/")]  # pages stay out of the schema
     publish = schema["paths"]["/api/definitions"]["post"]
     assert {"application/yaml", "application/json"} <= set(publish["requestBody"]["content"])
     assert "422" in publish["responses"] and "201" in publish["responses"]
@@ -410,14 +372,10 @@ async def test_openapi_and_docs(world: World) -> None:
 async def test_definitions_published_as_yaml_and_json(world: World) -> None:
     marc = world.clients["designer"]
     source = flow().replace("id: test_flow", "id: api_published")
-    created = await marc.post(
-        "/api/definitions", content=source, headers={"Content-Type": "application/yaml"}
-    )
+    created = await marc.post("/api/definitions", content=source, headers={"Content-Type": "application/yaml"})
     assert created.status_code == 201, created.text
     assert created.json() == {"id": "api_published", "version": 1, "created": True}
-    again = await marc.post(
-        "/api/definitions", content=source, headers={"Content-Type": "text/yaml; charset=utf-8"}
-    )
+    again = await marc.post("/api/definitions", content=source, headers={"Content-Type": "text/yaml; charset=utf-8"})
     assert again.status_code == 200 and again.json() == {
         "id": "api_published",
         "version": 1,
@@ -454,9 +412,7 @@ async def test_invalid_definitions_name_step_and_field(world: World) -> None:
         .replace("type: choice\n        required: true", "type: colour\n        required: true")
     )
     refused = assert_error(
-        await marc.post(
-            "/api/definitions", content=broken, headers={"Content-Type": "application/yaml"}
-        ),
+        await marc.post("/api/definitions", content=broken, headers={"Content-Type": "application/yaml"}),
         422,
     )
     first = refused["errors"][0]
@@ -473,16 +429,12 @@ async def test_invalid_definitions_name_step_and_field(world: World) -> None:
     } in refused["errors"]
 
     syntax = assert_error(
-        await marc.post(
-            "/api/definitions", content="{not json", headers={"Content-Type": "application/json"}
-        ),
+        await marc.post("/api/definitions", content="{not json", headers={"Content-Type": "application/json"}),
         422,
     )
     assert "JSON" in syntax["errors"][0]["message"]
     assert_error(
-        await marc.post(
-            "/api/definitions", content="id: x", headers={"Content-Type": "text/plain"}
-        ),
+        await marc.post("/api/definitions", content="id: x", headers={"Content-Type": "text/plain"}),
         415,
     )
     assert q.latest_definition(world.engine, definition_id="api_broken") is None
@@ -502,14 +454,10 @@ async def test_caseworkers_list_the_pathways_their_organisation_follows(world: W
     assert world.escalated in julien and world.moving not in julien
     assert ids(await world.clients["caseworker_outsider"].get("/api/pathways")) == set()
     stuck = ids(
-        await world.clients["caseworker_referent"].get(
-            "/api/pathways?stuck=true&definition=api_timed&size=200"
-        )
+        await world.clients["caseworker_referent"].get("/api/pathways?stuck=true&definition=api_timed&size=200")
     )
     assert world.escalated in stuck and world.moving not in stuck
-    assert (
-        ids(await world.clients["caseworker_referent"].get("/api/pathways?basin=genevois")) == set()
-    )
+    assert ids(await world.clients["caseworker_referent"].get("/api/pathways?basin=genevois")) == set()
 
     paged = (await world.clients["caseworker_referent"].get("/api/pathways?size=1&page=2")).json()
     assert (paged["page"], paged["size"], len(paged["items"])) == (2, 1, 1)
@@ -522,9 +470,7 @@ async def test_gto_lead_sees_the_escalated_pathway_of_their_basin_not_a_moving_o
 ) -> None:
     lea, karim = world.clients["gto_lead_basin"], world.clients["gto_lead_other_basin"]
     listed = (await lea.get("/api/pathways?size=200")).json()["items"]
-    assert world.escalated in {p["id"] for p in listed} and world.moving not in {
-        p["id"] for p in listed
-    }
+    assert world.escalated in {p["id"] for p in listed} and world.moving not in {p["id"] for p in listed}
     assert all(p["basin_id"] == "annecien" for p in listed)
     assert (await karim.get("/api/pathways")).json()["items"] == []
 
@@ -572,13 +518,8 @@ async def test_pathway_detail_masks_the_nir_by_organisation_type_and_is_audited(
     }
 
     gto_view = (await lea.get(f"/api/pathways/{world.escalated}")).json()
-    assert gto_view["person"]["nir"] != VALID_NIR and gto_view["person"]["nir"].endswith(
-        VALID_NIR[-2:]
-    )  # SPIE: masked
-    assert (
-        audit_views(world.engine, pathway_id=world.escalated, email=LEA)[-1].detail["reason"]
-        == "GTO du bassin"
-    )
+    assert gto_view["person"]["nir"] != VALID_NIR and gto_view["person"]["nir"].endswith(VALID_NIR[-2:])  # SPIE: masked
+    assert audit_views(world.engine, pathway_id=world.escalated, email=LEA)[-1].detail["reason"] == "GTO du bassin"
 
     # A denied read shows nothing and traces nothing.
     assert_error(await sarah.get(f"/api/pathways/{world.escalated}"), 403)
@@ -612,20 +553,13 @@ async def test_start_pathway_refusals_name_the_problem(world: World) -> None:
 
 
 async def test_step_stats_are_anonymous_counts(world: World) -> None:
-    stats = (
-        await world.clients["designer"].get("/api/stats/steps?definition=api_timed&basin=annecien")
-    ).json()
+    stats = (await world.clients["designer"].get("/api/stats/steps?definition=api_timed&basin=annecien")).json()
     assert [(s["definition_id"], s["step_id"]) for s in stats] == [("api_timed", "tache")]
     entry = stats[0]
     assert entry["total"] == 2 and entry["escalated"] >= 1
+    assert entry["on_time"] + entry["due_soon"] + entry["overdue"] + entry["escalated"] == entry["total"]
     assert (
-        entry["on_time"] + entry["due_soon"] + entry["overdue"] + entry["escalated"]
-        == entry["total"]
-    )
-    assert (
-        await world.clients["caseworker_referent"].get(
-            "/api/stats/steps?definition=api_timed&basin=genevois"
-        )
+        await world.clients["caseworker_referent"].get("/api/stats/steps?definition=api_timed&basin=genevois")
     ).json() == []
 
 
@@ -647,9 +581,7 @@ async def test_gto_lead_decides_an_escalation_of_their_basin(world: World) -> No
     assert [(e["id"], e["action"], e["decided_by"]) for e in done] == [
         (world.escalation_to_decide, "extend", q.user_id_for(LEA))
     ]
-    again = await lea.post(
-        f"/api/escalations/{world.escalation_to_decide}/decision", json={"action": "unblock"}
-    )
+    again = await lea.post(f"/api/escalations/{world.escalation_to_decide}/decision", json={"action": "unblock"})
     assert_error(again, 409)
 
 
@@ -658,9 +590,7 @@ async def test_gto_lead_decides_an_escalation_of_their_basin(world: World) -> No
 
 async def test_start_then_complete_through_the_api_with_read_your_writes(web: Web) -> None:
     marc, camille, julien = await web.api(MARC), await web.api(CAMILLE), await web.api(JULIEN)
-    published = await marc.post(
-        "/api/definitions", content=flow(), headers={"Content-Type": "application/yaml"}
-    )
+    published = await marc.post("/api/definitions", content=flow(), headers={"Content-Type": "application/yaml"})
     assert published.status_code == 201 and published.json()["id"] == "test_flow"
 
     started = await camille.post(
@@ -696,15 +626,11 @@ async def test_start_then_complete_through_the_api_with_read_your_writes(web: We
     )
     assert "besoin" in missing["fields"]
     assert_error(
-        await camille.post(
-            f"/api/tasks/{accueil}/complete", json={"outcome": "nope", "data": {"besoin": "emploi"}}
-        ),
+        await camille.post(f"/api/tasks/{accueil}/complete", json={"outcome": "nope", "data": {"besoin": "emploi"}}),
         422,
     )
     assert_error(
-        await julien.post(
-            f"/api/tasks/{accueil}/complete", json={"outcome": "fait", "data": {"besoin": "emploi"}}
-        ),
+        await julien.post(f"/api/tasks/{accueil}/complete", json={"outcome": "fait", "data": {"besoin": "emploi"}}),
         403,
     )
 
@@ -714,19 +640,13 @@ async def test_start_then_complete_through_the_api_with_read_your_writes(web: We
     )
     assert done.status_code == 200, done.text
     result = done.json()
-    assert (
-        result["pathway_id"] == pathway_id
-        and "Accueil réalisé" in result["message"]
-        and result["opened"]
-    )
+    assert result["pathway_id"] == pathway_id and "Accueil réalisé" in result["message"] and result["opened"]
 
     # Read-your-writes: the next tasks are in the inboxes as soon as the answer arrives.
     assert set(await open_tasks(camille)) == {"appui_referent"}
     assert set(await open_tasks(julien)) == {"appui_ft"}
     assert set(await open_tasks(camille, "done")) == {"accueil"}
-    again = await camille.post(
-        f"/api/tasks/{accueil}/complete", json={"outcome": "fait", "data": {"besoin": "emploi"}}
-    )
+    again = await camille.post(f"/api/tasks/{accueil}/complete", json={"outcome": "fait", "data": {"besoin": "emploi"}})
     assert_error(again, 409)
     # Julien's organisation joined the follow-up group: he may now read the pathway.
     assert (await julien.get(f"/api/pathways/{pathway_id}")).status_code == 200
@@ -740,16 +660,10 @@ async def test_after_a_reassignment_the_new_organisation_can_read_the_pathway(we
     camille, sarah = await web.api(CAMILLE), await web.api(SARAH)
     accueil = web.parcours.open_task(pathway_id, "accueil").id
     assert_error(await sarah.get(f"/api/pathways/{pathway_id}"), 403)
+    assert_error(await sarah.post(f"/api/tasks/{accueil}/reassign", json={"organisation": "ml_annecy"}), 403)
+    assert_error(await camille.post(f"/api/tasks/{accueil}/reassign", json={"organisation": "inconnue"}), 404)
     assert_error(
-        await sarah.post(f"/api/tasks/{accueil}/reassign", json={"organisation": "ml_annecy"}), 403
-    )
-    assert_error(
-        await camille.post(f"/api/tasks/{accueil}/reassign", json={"organisation": "inconnue"}), 404
-    )
-    assert_error(
-        await camille.post(
-            f"/api/tasks/{accueil}/reassign", json={"organisation": "departement74"}
-        ),
+        await camille.post(f"/api/tasks/{accueil}/reassign", json={"organisation": "departement74"}),
         409,
     )
 
@@ -764,9 +678,7 @@ async def test_after_a_reassignment_the_new_organisation_can_read_the_pathway(we
     assert detail.status_code == 200 and detail.json()["access_reason"] == "groupe de suivi"
     assert detail.json()["person"]["nir"] is None
     inbox = (await sarah.get("/api/tasks")).json()["items"]
-    assert [(t["id"], t["organisation_id"]) for t in inbox if t["pathway_id"] == pathway_id] == [
-        (accueil, "ml_annecy")
-    ]
+    assert [(t["id"], t["organisation_id"]) for t in inbox if t["pathway_id"] == pathway_id] == [(accueil, "ml_annecy")]
     assert len(audit_views(web.parcours.engine, pathway_id=pathway_id, email=SARAH)) == 1
     for http in (camille, sarah):
         await http.aclose()

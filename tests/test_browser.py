@@ -43,9 +43,13 @@ async def test_caseworker_completes_a_task_and_sees_the_next_one(web: Web) -> No
 
 
 async def test_gto_lead_decides_an_escalation_and_the_pathway_moves_on(web: Web) -> None:
-    web.parcours.publish(timed(deadline="PT1S", reminder_before="PT1S", reminder_after="PT1H", level1="PT1S", level2="PT1H"))
+    web.parcours.publish(
+        timed(deadline="PT1S", reminder_before="PT1S", reminder_after="PT1H", level1="PT1S", level2="PT1H")
+    )
     pathway_id = await web.parcours.start("test_timed")
-    escalation = await eventually(lambda: q.list_escalations(web.parcours.engine, pathway_id=pathway_id), what="escalation")
+    escalation = await eventually(
+        lambda: q.list_escalations(web.parcours.engine, pathway_id=pathway_id), what="escalation"
+    )
     async with served(web) as base, browser_page() as page:
         await sign_in(page, base, web, "lea.dupont@example.org")
         await page.get_by_text(pathway_id).first.wait_for()
@@ -60,7 +64,9 @@ async def test_gto_lead_decides_an_escalation_and_the_pathway_moves_on(web: Web)
         await page.wait_for_load_state("networkidle")
     task = web.parcours.open_task(pathway_id, "tache")
     assert task.organisation_id == "departement74" and task.generation == 1  # a fresh clock for the new owner
-    assert [e.status for e in q.list_escalations(web.parcours.engine, pathway_id=pathway_id, status=None)] == ["decided"]
+    assert [e.status for e in q.list_escalations(web.parcours.engine, pathway_id=pathway_id, status=None)] == [
+        "decided"
+    ]
 
 
 async def test_designer_fixes_an_invalid_definition_and_publishes_it(web: Web) -> None:

@@ -118,11 +118,7 @@ def test_demo_territory_loads() -> None:
 
 
 def _serving(territory: Territory, org_type: str, basin: str) -> list[str]:
-    return [
-        o.id
-        for o in territory.organisations
-        if o.type == org_type and ("all" in o.basins or basin in o.basins)
-    ]
+    return [o.id for o in territory.organisations if o.type == org_type and ("all" in o.basins or basin in o.basins)]
 
 
 def test_every_partner_role_resolves_in_every_basin() -> None:
@@ -133,9 +129,7 @@ def test_every_partner_role_resolves_in_every_basin() -> None:
     for path in CATALOG:
         definition = load_file(path)
         basins = basin_ids if "all" in definition.basins else definition.basins
-        types = {
-            t.role.split(":", 1)[1] for t in definition.all_tasks() if t.role.startswith("partner:")
-        }
+        types = {t.role.split(":", 1)[1] for t in definition.all_tasks() if t.role.startswith("partner:")}
         for org_type in types:
             for basin in basins:
                 assert len(_serving(territory, org_type, basin)) == 1, (
@@ -233,12 +227,8 @@ def errors_of(raw: dict[str, Any]) -> list[DefinitionError]:
     return caught.value.errors
 
 
-def assert_error(
-    errors: list[DefinitionError], step_id: str | None, field: str | None, fragment: str
-) -> None:
-    matching = [
-        e for e in errors if e.step == step_id and e.field == field and fragment in e.message
-    ]
+def assert_error(errors: list[DefinitionError], step_id: str | None, field: str | None, fragment: str) -> None:
+    matching = [e for e in errors if e.step == step_id and e.field == field and fragment in e.message]
     assert matching, f"no error ({step_id!r}, {field!r}, ~{fragment!r}) in {errors}"
 
 
@@ -286,9 +276,7 @@ def test_duplicate_step_id_between_branch_and_main_flow() -> None:
 
 
 def test_unreachable_step() -> None:
-    raw = mutated(
-        lambda r: r["steps"].append({"kind": "end", "id": "orpheline", "title": "Orpheline"})
-    )
+    raw = mutated(lambda r: r["steps"].append({"kind": "end", "id": "orpheline", "title": "Orpheline"}))
     errors = errors_of(raw)
     assert_error(errors, "orpheline", None, "unreachable from start 'accueil'")
     assert len(errors) == 1
@@ -305,9 +293,7 @@ def test_outcome_without_transition() -> None:
 
 
 def test_outcome_jump_inside_parallel_group() -> None:
-    raw = mutated(
-        lambda r: step(r, "accompagnement")["branches"][0]["outcomes"][0].update(next="sortie")
-    )
+    raw = mutated(lambda r: step(r, "accompagnement")["branches"][0]["outcomes"][0].update(next="sortie"))
     assert_error(errors_of(raw), "branche_a", "outcomes[0].next", "cannot jump to another step")
 
 
@@ -373,23 +359,17 @@ def test_decision_on_unknown_field() -> None:
 
 def test_decision_case_not_an_outcome() -> None:
     raw = mutated(lambda r: step(r, "orientation").update(based_on="accueil"))
-    assert_error(
-        errors_of(raw), "orientation", "cases[0].when", "'emploi' is not an outcome of 'accueil'"
-    )
+    assert_error(errors_of(raw), "orientation", "cases[0].when", "'emploi' is not an outcome of 'accueil'")
 
 
 def test_decision_case_not_a_choice_value() -> None:
     raw = mutated(lambda r: step(r, "orientation")["cases"][0].update(when="chomage"))
-    assert_error(
-        errors_of(raw), "orientation", "cases[0].when", "is not a value of 'accueil.situation'"
-    )
+    assert_error(errors_of(raw), "orientation", "cases[0].when", "is not a value of 'accueil.situation'")
 
 
 def test_decision_on_yes_no_field_accepts_booleans() -> None:
     def change(r: dict[str, Any]) -> None:
-        step(r, "orientation").update(
-            based_on="accueil.mobile", cases=[{"when": True, "next": "accompagnement"}]
-        )
+        step(r, "orientation").update(based_on="accueil.mobile", cases=[{"when": True, "next": "accompagnement"}])
 
     definition = parse_data(mutated(change), source="test.yaml")
     assert definition.step("orientation").cases[0].when is True  # type: ignore[union-attr]
@@ -461,12 +441,8 @@ def test_unknown_exit_reason_and_soft_skill() -> None:
 
 
 def test_escalation_must_start_with_gto() -> None:
-    raw = mutated(
-        lambda r: r.update(escalation=[{"to": "spie_direction", "after": "5 working days"}])
-    )
-    assert_error(
-        errors_of(raw), None, "escalation", "first escalation level goes to the basin's GTO"
-    )
+    raw = mutated(lambda r: r.update(escalation=[{"to": "spie_direction", "after": "5 working days"}]))
+    assert_error(errors_of(raw), None, "escalation", "first escalation level goes to the basin's GTO")
 
 
 def test_every_error_is_reported_at_once() -> None:
@@ -528,9 +504,7 @@ def test_territory_gto_lead_without_basin(tmp_path: Path) -> None:
         del lead["basin"]
 
     path = _territory_file(tmp_path, change)
-    with pytest.raises(
-        InvalidTerritory, match="lea.dupont@example.org'.*gto_lead needs a known basin"
-    ):
+    with pytest.raises(InvalidTerritory, match="lea.dupont@example.org'.*gto_lead needs a known basin"):
         load_territory(path)
 
 

@@ -9,9 +9,16 @@ import pytest
 from activities.emails import french_datetime, render_email
 
 CONTEXT = {
-    "step_title": "Diagnostic socio-professionnel", "pathway_id": "P-0123456789", "definition": "Parcours RSA",
-    "basin": "Chablais", "organisation": "France Travail Thonon", "due_at": datetime(2026, 12, 24, 9, 30, tzinfo=UTC),
-    "level": 1, "action": "extend", "link": "http://parcours.test/parcours/P-0123456789", "territory": "Haute-Savoie",
+    "step_title": "Diagnostic socio-professionnel",
+    "pathway_id": "P-0123456789",
+    "definition": "Parcours RSA",
+    "basin": "Chablais",
+    "organisation": "France Travail Thonon",
+    "due_at": datetime(2026, 12, 24, 9, 30, tzinfo=UTC),
+    "level": 1,
+    "action": "extend",
+    "link": "http://parcours.test/parcours/P-0123456789",
+    "territory": "Haute-Savoie",
 }
 
 

@@ -31,7 +31,9 @@ async def test_the_guide_example_runs_and_escalates_to_the_chablais_gto(parcours
     assert task.organisation_id == "mobilite_chablais"  # partner:association serving the Chablais
 
     escalated = await eventually(
-        lambda: [m for m in parcours.mail.about(pathway_id) if "Escalade" in m["Subject"]], timeout=30, what="escalation e-mail"
+        lambda: [m for m in parcours.mail.about(pathway_id) if "Escalade" in m["Subject"]],
+        timeout=30,
+        what="escalation e-mail",
     )
     assert "gto.chablais@spie74.example.org" in escalated[0]["X-Envelope-To"]
     assert "sophie.favre@example.org" in escalated[0]["X-Envelope-To"]  # the Chablais GTO lead
@@ -41,8 +43,19 @@ async def test_the_guide_example_runs_and_escalates_to_the_chablais_gto(parcours
 
     gto = parcours.service.actor_for("sophie.favre@example.org")
     escalation = q.list_escalations(parcours.engine, pathway_id=pathway_id)[0]
-    await parcours.service.decide_escalation(escalation_id=escalation.id, actor=gto, action="reassign", organisation_id="departement74", note="relais du référent")
+    await parcours.service.decide_escalation(
+        escalation_id=escalation.id,
+        actor=gto,
+        action="reassign",
+        organisation_id="departement74",
+        note="relais du référent",
+    )
     camille = parcours.service.actor_for("camille.martin@example.org")
     task = parcours.open_task(pathway_id, "diagnostic_mobilite")
-    await parcours.service.complete_task(task_id=task.id, actor=camille, outcome="fait", data={"permis": "oui", "besoin": "vehicule", "savoir_etre": {"autonomie": 3}})
+    await parcours.service.complete_task(
+        task_id=task.id,
+        actor=camille,
+        outcome="fait",
+        data={"permis": "oui", "besoin": "vehicule", "savoir_etre": {"autonomie": 3}},
+    )
     assert [t.step_id for t in parcours.open_tasks(pathway_id)] == ["aide_vehicule"]

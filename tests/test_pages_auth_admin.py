@@ -19,7 +19,12 @@ async def test_pages_need_a_signed_in_user_and_each_role_lands_on_its_home(web: 
     async with web.client() as anonymous:
         response = await anonymous.get("/admin")
         assert response.status_code == 303 and response.headers["location"] == "/connexion?suivant=/admin"
-    for email, home in ((CAMILLE, "/taches"), ("lea.dupont@example.org", "/gto"), ("marc.girard@example.org", "/definitions"), (ADMIN, "/admin")):
+    for email, home in (
+        (CAMILLE, "/taches"),
+        ("lea.dupont@example.org", "/gto"),
+        ("marc.girard@example.org", "/definitions"),
+        (ADMIN, "/admin"),
+    ):
         async with await web.signed_in(email) as client:
             assert (await client.get("/")).headers["location"] == home
 
@@ -51,7 +56,14 @@ async def test_one_time_link_by_email_signs_in_once(web: Web) -> None:
         assert response.status_code == 303
         unknown = await client.post("/connexion/lien", data={"email": "inconnu@example.org", "csrf": csrf})
         assert unknown.status_code == 303  # same answer: no account enumeration
-        message = await eventually(lambda: [m for m in mail.messages if "sarah.benali@example.org" in m["To"] and "lien de connexion" in m["Subject"]], what="link e-mail")
+        message = await eventually(
+            lambda: [
+                m
+                for m in mail.messages
+                if "sarah.benali@example.org" in m["To"] and "lien de connexion" in m["Subject"]
+            ],
+            what="link e-mail",
+        )
         link = re.search(r"/connexion/lien/[\w\-]+", message[-1].get_content())
         assert link
         signed = await client.get(link.group(0))
@@ -80,14 +92,24 @@ async def test_admin_sees_the_territory_and_changes_a_role(web: Web) -> None:
         assert "camille.martin@example.org" in users.text and "julien.roux" not in users.text
         camille = q.get_user_by_email(web.parcours.engine, email=CAMILLE)
         assert camille is not None
-        response = await client.post(f"/admin/utilisateurs/{camille.id}", data={
-            "csrf": csrf_of(users.text), "role": "gto_lead", "organisation": "departement74", "basin": "chablais", "active": "1",
-        })
+        response = await client.post(
+            f"/admin/utilisateurs/{camille.id}",
+            data={
+                "csrf": csrf_of(users.text),
+                "role": "gto_lead",
+                "organisation": "departement74",
+                "basin": "chablais",
+                "active": "1",
+            },
+        )
         assert response.status_code == 303
         changed = q.get_user_by_email(web.parcours.engine, email=CAMILLE)
         assert changed is not None and changed.role == "gto_lead" and changed.basin_id == "chablais"
         with session_scope(web.parcours.engine) as session:
-            assert session.exec(select(models.AuditEvent).where(models.AuditEvent.action == "user_changed")).first() is not None
+            assert (
+                session.exec(select(models.AuditEvent).where(models.AuditEvent.action == "user_changed")).first()
+                is not None
+            )
 
 
 async def test_territory_import_valid_and_invalid(web: Web) -> None:
@@ -101,13 +123,18 @@ users: [{email: nouveau@example.org, name: Nouveau Compte, organisation: asso_va
     invalid = valid.replace("basins: [vallee]", "basins: [montagne]")
     async with await web.signed_in(ADMIN) as client:
         csrf = csrf_of((await client.get("/admin")).text)
-        refused = await client.post("/admin/territoire", data={"csrf": csrf}, files={"file": ("t.yaml", invalid.encode())})
+        refused = await client.post(
+            "/admin/territoire", data={"csrf": csrf}, files={"file": ("t.yaml", invalid.encode())}
+        )
         assert refused.status_code == 303
         page = await client.get("/admin")
         assert "Import refusé" in page.text and "unknown basin" in page.text and "montagne" in page.text
         assert q.get_basin(web.parcours.engine, basin_id="vallee") is None  # nothing half-written
         await client.post("/admin/territoire", data={"csrf": csrf}, files={"file": ("t.yaml", valid.encode())})
-        assert "Territoire d&#39;essai" in (await client.get("/admin")).text or "Territoire d'essai" in (await client.get("/admin")).text
+        assert (
+            "Territoire d&#39;essai" in (await client.get("/admin")).text
+            or "Territoire d'essai" in (await client.get("/admin")).text
+        )
         assert q.get_user_by_email(web.parcours.engine, email="nouveau@example.org") is not None
 
 
@@ -119,7 +146,15 @@ async def test_only_admins_reach_administration(web: Web) -> None:
 
 async def test_captured_emails_page_in_dev_mode(web: Web) -> None:
     with session_scope(web.parcours.engine) as session:
-        session.add(models.CapturedEmail(received_at=q.now(), mail_from="x@example.org", recipients=["y@example.org"], subject="[Parcours] Essai de capture", body="Bonjour"))
+        session.add(
+            models.CapturedEmail(
+                received_at=q.now(),
+                mail_from="x@example.org",
+                recipients=["y@example.org"],
+                subject="[Parcours] Essai de capture",
+                body="Bonjour",
+            )
+        )
     async with await web.signed_in(CAMILLE) as client:
         page = await client.get("/dev/emails")
         assert page.status_code == 200 and "Essai de capture" in page.text

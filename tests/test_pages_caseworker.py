@@ -181,24 +181,16 @@ async def test_inbox_lists_tasks_with_badges_counts_pagination_and_filters(web: 
     assert "<strong>2</strong> à échéance proche" in html
     rows = re.findall(r'data-task="([^"]+)"', html)
     assert len(rows) == 25
-    assert rows[:3] == ["L-annecien-000", "L-annecien-001", "L-annecien-002"], (
-        "sorted by deadline, the late ones first"
-    )
+    assert rows[:3] == ["L-annecien-000", "L-annecien-001", "L-annecien-002"], "sorted by deadline, the late ones first"
     assert "F-annecien-000" not in html, "another organisation's tasks never show"
     overdue = q.get_task(engine, task_id="L-annecien-000")
     assert "En retard" in html and due_label(overdue.due_at) in html and "en retard de " in html
     assert "Échéance proche" in html and "fr-badge--warning" in html
-    assert (
-        'class="fr-pagination' in html
-        and 'aria-current="page" title="Page 1"' in html
-        and "page=2" in html
-    )
+    assert 'class="fr-pagination' in html and 'aria-current="page" title="Page 1"' in html and "page=2" in html
     assert 'href="/taches/L-annecien-000"' in html
 
     status, html = await page(client, "/taches?page=2")
-    assert (
-        len(re.findall(r'data-task="', html)) == 4 and 'aria-current="page" title="Page 2"' in html
-    )
+    assert len(re.findall(r'data-task="', html)) == 4 and 'aria-current="page" title="Page 2"' in html
 
     _, html = await page(client, "/taches?bassin=genevois")
     assert re.findall(r'data-task="([^"]+)"', html) == ["G-genevois-000", "G-genevois-001"]
@@ -211,10 +203,7 @@ async def test_inbox_lists_tasks_with_badges_counts_pagination_and_filters(web: 
     # htmx: only the results are sent back to swap the table (the form works without it too)
     response = await client.get("/taches?type=deld_immersion", headers={"HX-Request": "true"})
     assert response.status_code == 200 and "<html" not in response.text
-    assert (
-        response.text.lstrip().startswith('<div id="inbox-results">')
-        and response.text.count('data-task="') == 2
-    )
+    assert response.text.lstrip().startswith('<div id="inbox-results">') and response.text.count('data-task="') == 2
     _, html = await page(client, "/taches")
     assert 'hx-get="/taches"' in html and 'hx-target="#inbox-results"' in html
 
@@ -261,16 +250,11 @@ async def test_task_page_renders_every_field_type(web: Web) -> None:
     for input_id in re.findall(r'<(?:input|select|textarea)[^>]* id="([^"]+)"', html):
         assert f'for="{input_id}"' in html or input_id in ("consent",), f"no label for #{input_id}"
     # outcomes as submit buttons; progress while saving
-    assert (
-        'type="submit" name="outcome" value="valide">Saisie validée' in html
-        and 'value="abandon">Abandon' in html
-    )
+    assert 'type="submit" name="outcome" value="valide">Saisie validée' in html and 'value="abandon">Abandon' in html
     assert 'hx-disabled-elt="#task-saving-form button"' in html and "Enregistrement…" in html
     # the view of personal data is traced
     with session_scope(parcours.engine) as session:
-        views = session.exec(
-            select(models.AuditEvent).where(models.AuditEvent.action == "personal_data_viewed")
-        ).all()
+        views = session.exec(select(models.AuditEvent).where(models.AuditEvent.action == "personal_data_viewed")).all()
     assert [e.pathway_id for e in views] == [pathway_id]
 
 
@@ -289,19 +273,12 @@ async def test_invalid_submission_is_shown_inline_then_completion_opens_the_next
     assert "fr-input-group--error" in html and 'role="alert"' in html
     assert re.search(r'aria-describedby="champ-synthese-hint champ-synthese-error"', html)
     assert (
-        '<p id="champ-synthese-error" class="fr-error-text">'
-        "« Synthèse de l&#39;entretien » est obligatoire</p>" in html
+        '<p id="champ-synthese-error" class="fr-error-text">« Synthèse de l&#39;entretien » est obligatoire</p>' in html
     )
-    assert (
-        '<p id="champ-heures-error" class="fr-error-text">'
-        "« Heures par semaine » doit être au plus 35</p>" in html
-    )
+    assert '<p id="champ-heures-error" class="fr-error-text">« Heures par semaine » doit être au plus 35</p>' in html
     # what was entered is kept
     assert 'value="Bâti 74"' in html and 'value="50"' in html and 'value="btp" checked' in html
-    assert (
-        'name="champ.savoir_etre.rigueur" value="4" checked' in html
-        and '<option value="macon" selected>' in html
-    )
+    assert 'name="champ.savoir_etre.rigueur" value="4" checked' in html and '<option value="macon" selected>' in html
     assert parcours.open_task(pathway_id, "saisie").id == task.id
 
     response = await post(client, f"/taches/{task.id}", {**VALID_FORM, "outcome": "valide"})
@@ -311,13 +288,8 @@ async def test_invalid_submission_is_shown_inline_then_completion_opens_the_next
     following = parcours.open_task(pathway_id, "bilan")
     assert f'href="/taches/{following.id}"' in html
     with session_scope(parcours.engine) as session:
-        submission = session.exec(
-            select(models.Submission).where(models.Submission.task_id == task.id)
-        ).one()
-    assert (
-        submission.data["savoir_etre"] == {"autonomie": 3, "rigueur": 4}
-        and submission.data["mobile"] is True
-    )
+        submission = session.exec(select(models.Submission).where(models.Submission.task_id == task.id)).one()
+    assert submission.data["savoir_etre"] == {"autonomie": 3, "rigueur": 4} and submission.data["mobile"] is True
 
     _, html = await page(client, "/taches")
     assert f'data-task="{following.id}"' in html and f'data-task="{task.id}"' not in html
@@ -330,11 +302,7 @@ async def test_invalid_submission_is_shown_inline_then_completion_opens_the_next
         and 'name="outcome"' not in html
     )
     response = await post(client, f"/taches/{task.id}", {**VALID_FORM, "outcome": "valide"})
-    assert (
-        response.status_code == 409
-        and "n&#39;est plus ouverte" in response.text
-        and 'role="alert"' in response.text
-    )
+    assert response.status_code == 409 and "n&#39;est plus ouverte" in response.text and 'role="alert"' in response.text
 
 
 async def test_reassign_moves_the_task_and_other_organisations_are_refused(web: Web) -> None:
@@ -351,9 +319,7 @@ async def test_reassign_moves_the_task_and_other_organisations_are_refused(web: 
         assert (await client.get(f"/taches/{task.id}")).status_code == 403
         status, html = await page(client, f"/parcours/{pathway_id}")
         assert status == 403 and "Accès refusé" in html and "Alex" not in html
-    response = await post(
-        julien, f"/taches/{task.id}", {**VALID_FORM, "outcome": "valide"}, csrf_from="/taches"
-    )
+    response = await post(julien, f"/taches/{task.id}", {**VALID_FORM, "outcome": "valide"}, csrf_from="/taches")
     assert response.status_code == 403
 
     response = await post(
@@ -411,10 +377,7 @@ async def test_csrf_is_required_on_every_form(web: Web) -> None:
         assert response.status_code == 403 and "CSRF" in response.text, url
         response = await client.post(url, data={**data, "csrf": "faux"})
         assert response.status_code == 403, url
-    assert (
-        parcours.pathway(pathway_id).status == "active"
-        and parcours.open_tasks(pathway_id)[0].status == "open"
-    )
+    assert parcours.pathway(pathway_id).status == "active" and parcours.open_tasks(pathway_id)[0].status == "open"
 
 
 # --- Pathway page -----------------------------------------------------------------------------
@@ -442,33 +405,20 @@ async def test_pathway_page_and_referent_actions(web: Web) -> None:
         < timeline.index("Bilan facultatif")
         < timeline.index("Sortie : Fin du parcours")
     )
-    assert (
-        'class="is-done"' in timeline
-        and 'class="is-open"' in timeline
-        and 'class="is-upcoming"' in timeline
-    )
+    assert 'class="is-done"' in timeline and 'class="is-open"' in timeline and 'class="is-upcoming"' in timeline
     assert "Saisie validée" in timeline and "À venir" in timeline
     group = html.split('id="follow-up"')[1].split("</ul>")[0]
-    assert (
-        "Département de la Haute-Savoie" in group and "Référente" in group and "depuis le" in group
-    )
+    assert "Département de la Haute-Savoie" in group and "Référente" in group and "depuis le" in group
     audit = html.split('id="audit"')[1].split("</table>")[0]
     for label in ("Parcours démarré", "Tâche terminée"):
         assert label in audit
     assert "Camille Martin" in audit and "issue : Saisie validée" in audit
-    assert "Consultations des données personnelles (1)" in html, (
-        "views of personal data are listed apart"
-    )
+    assert "Consultations des données personnelles (1)" in html, "views of personal data are listed apart"
 
     # a note shared with the group; an empty one is refused next to the field
     response = await post(client, f"/parcours/{first}/notes", {"note": " "})
-    assert (
-        response.status_code == 422
-        and '<p id="note-text-error" class="fr-error-text">' in response.text
-    )
-    response = await post(
-        client, f"/parcours/{first}/notes", {"note": "Rendez-vous fixé au 12 mars."}
-    )
+    assert response.status_code == 422 and '<p id="note-text-error" class="fr-error-text">' in response.text
+    response = await post(client, f"/parcours/{first}/notes", {"note": "Rendez-vous fixé au 12 mars."})
     assert response.status_code == 303
     _, html = await page(client, f"/parcours/{first}")
     assert (
@@ -478,21 +428,12 @@ async def test_pathway_page_and_referent_actions(web: Web) -> None:
 
     # add a module: its task opens, its partner joins the follow-up group; an unknown one is refused
     response = await post(client, f"/parcours/{first}/module", {"module": "inconnu"})
-    assert (
-        response.status_code == 422
-        and "Module inconnu" in response.text
-        and 'role="alert"' in response.text
-    )
-    response = await post(
-        client, f"/parcours/{first}/module", {"module": "mobilite", "motif": "Pas de permis"}
-    )
+    assert response.status_code == 422 and "Module inconnu" in response.text and 'role="alert"' in response.text
+    response = await post(client, f"/parcours/{first}/module", {"module": "mobilite", "motif": "Pas de permis"})
     assert response.status_code == 303
     _, html = await page(client, f"/parcours/{first}")
     assert "Module « Module mobilité » ajouté." in html and "Module : Module mobilité" in html
-    assert (
-        "Association Mobilité Pays d&#39;Annecy"
-        in html.split('id="follow-up"')[1].split("</ul>")[0]
-    )
+    assert "Association Mobilité Pays d&#39;Annecy" in html.split('id="follow-up"')[1].split("</ul>")[0]
     assert "Pas de permis" in html
 
     # pause, then resume
@@ -506,13 +447,8 @@ async def test_pathway_page_and_referent_actions(web: Web) -> None:
     # skip the optional step: a reason is required; skipping it leads to the end
     bilan = parcours.open_task(first, "bilan")
     response = await post(client, f"/parcours/{first}/passer", {"tache": bilan.id, "motif": ""})
-    assert (
-        response.status_code == 422
-        and '<p id="skip-reason-error" class="fr-error-text">' in response.text
-    )
-    response = await post(
-        client, f"/parcours/{first}/passer", {"tache": bilan.id, "motif": "Bilan fait ailleurs"}
-    )
+    assert response.status_code == 422 and '<p id="skip-reason-error" class="fr-error-text">' in response.text
+    response = await post(client, f"/parcours/{first}/passer", {"tache": bilan.id, "motif": "Bilan fait ailleurs"})
     assert response.status_code == 303 and response.headers["location"] == "/parcours"
     assert parcours.pathway(first).status == "closed"
 
@@ -520,9 +456,7 @@ async def test_pathway_page_and_referent_actions(web: Web) -> None:
     second = await parcours.start(definition_id)
     _, html = await page(client, "/parcours")
     assert (
-        f'href="/parcours/{second}"' in html
-        and f'href="/parcours/{first}"' not in html
-        and "Saisie complète" in html
+        f'href="/parcours/{second}"' in html and f'href="/parcours/{first}"' not in html and "Saisie complète" in html
     )
     await parcours.service.pause(pathway_id=second, actor=actor)
     _, html = await page(client, "/parcours?statut=active")
@@ -530,13 +464,8 @@ async def test_pathway_page_and_referent_actions(web: Web) -> None:
     _, html = await page(client, "/parcours?statut=paused&bassin=annecien")
     assert f'href="/parcours/{second}"' in html
     response = await post(client, f"/parcours/{second}/clore", {"sortie": ""})
-    assert (
-        response.status_code == 422
-        and '<p id="close-reason-error" class="fr-error-text">' in response.text
-    )
-    response = await post(
-        client, f"/parcours/{second}/clore", {"sortie": "formation", "note": "Entrée en CAP"}
-    )
+    assert response.status_code == 422 and '<p id="close-reason-error" class="fr-error-text">' in response.text
+    response = await post(client, f"/parcours/{second}/clore", {"sortie": "formation", "note": "Entrée en CAP"})
     assert response.status_code == 303
     pathway = parcours.pathway(second)
     assert pathway.status == "closed" and pathway.exit_reason == "formation"
@@ -582,10 +511,7 @@ async def test_start_pathway_validates_inline_then_starts(web: Web) -> None:
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200 and response.text.lstrip().startswith("{") is False
-    assert (
-        'id="definition-group"' in response.text
-        and '<option value="rsa_socio_pro" selected>' in response.text
-    )
+    assert 'id="definition-group"' in response.text and '<option value="rsa_socio_pro" selected>' in response.text
 
     person = {
         "first_name": "Jeanne",
@@ -600,10 +526,7 @@ async def test_start_pathway_validates_inline_then_starts(web: Web) -> None:
     response = await post(client, "/parcours/nouveau", {**person, "nir": "1850578006048 00"})
     assert response.status_code == 422
     html = response.text
-    assert (
-        '<p id="nir-error" class="fr-error-text">numéro de sécurité sociale (NIR) invalide</p>'
-        in html
-    )
+    assert '<p id="nir-error" class="fr-error-text">numéro de sécurité sociale (NIR) invalide</p>' in html
     assert (
         '<p id="consent-error" class="fr-error-text">'
         "le consentement de la personne au partage avec le groupe de suivi est requis</p>" in html
@@ -620,15 +543,10 @@ async def test_start_pathway_validates_inline_then_starts(web: Web) -> None:
     )
     assert response.status_code == 422
     assert '<p id="email-error" class="fr-error-text">adresse e-mail invalide' in response.text
-    assert (
-        '<p id="definition-error" class="fr-error-text">Choisissez le type de parcours.</p>'
-        in response.text
-    )
+    assert '<p id="definition-error" class="fr-error-text">Choisissez le type de parcours.</p>' in response.text
     assert q.count_pathways(parcours.engine) == 0
 
-    response = await post(
-        client, "/parcours/nouveau", {**person, "nir": valid_nir(), "consent": "oui"}
-    )
+    response = await post(client, "/parcours/nouveau", {**person, "nir": valid_nir(), "consent": "oui"})
     assert response.status_code == 303, response.text
     pathway_id = response.headers["location"].removeprefix("/parcours/")
     pathway = parcours.pathway(pathway_id)

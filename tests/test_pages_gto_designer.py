@@ -29,9 +29,7 @@ def open_escalations(web: Web, pathway_id: str) -> list[models.Escalation]:
 
 def audit(web: Web, action: str) -> list[models.AuditEvent]:
     with session_scope(web.parcours.engine) as session:
-        return list(
-            session.exec(select(models.AuditEvent).where(models.AuditEvent.action == action))
-        )
+        return list(session.exec(select(models.AuditEvent).where(models.AuditEvent.action == action)))
 
 
 # --- GTO --------------------------------------------------------------------------------------
@@ -43,9 +41,7 @@ async def test_gto_dashboard_escalation_decision_and_agenda(web: Web) -> None:
     parcours.publish(timed(level2="PT1H", definition_id="test_gto_pages"))
     mine = await parcours.start("test_gto_pages", basin="annecien")
     theirs = await parcours.start("test_gto_pages", basin="genevois")
-    escalation = (
-        await eventually(lambda: open_escalations(web, mine), what="escalation in annecien")
-    )[0]
+    escalation = (await eventually(lambda: open_escalations(web, mine), what="escalation in annecien"))[0]
     await eventually(lambda: open_escalations(web, theirs), what="escalation in genevois")
 
     lea = await web.signed_in(LEA)
@@ -55,8 +51,7 @@ async def test_gto_dashboard_escalation_decision_and_agenda(web: Web) -> None:
     assert "Tâche minutée" in dashboard.text and "France Travail Annecy" in dashboard.text
     assert "Alex Test" in dashboard.text  # a stuck pathway of her basin: name shown, view traced
     assert any(
-        e.pathway_id == mine and e.actor_user_id == q.user_id_for(LEA)
-        for e in audit(web, "personal_data_viewed")
+        e.pathway_id == mine and e.actor_user_id == q.user_id_for(LEA) for e in audit(web, "personal_data_viewed")
     )
     assert 'data-step="tache"' in dashboard.text  # the heat map draws the definition's steps
     assert "Tendances" in dashboard.text
@@ -88,18 +83,12 @@ async def test_gto_dashboard_escalation_decision_and_agenda(web: Web) -> None:
     lines = list(csv.reader(io.StringIO(export.content.decode("utf-8-sig")), delimiter=";"))
     assert lines[0][:4] == ["Référence du parcours", "Parcours", "Étape", "Partenaire"]
     basin_open = q.list_escalations(parcours.engine, basin_id="annecien", status="open")
-    assert (
-        len(lines) - 1 == len(basin_open)
-        and lines[1][0] == mine
-        and lines[1][3] == "France Travail Annecy"
-    )
+    assert len(lines) - 1 == len(basin_open) and lines[1][0] == mine and lines[1][3] == "France Travail Annecy"
     assert "Alex" not in export.content.decode("utf-8-sig")
 
     # An incomplete decision is refused inline, nothing changes.
     csrf = csrf_of(case)
-    incomplete = await lea.post(
-        f"/gto/escalades/{escalation.id}", data={"csrf": csrf, "action": "reassign"}
-    )
+    incomplete = await lea.post(f"/gto/escalades/{escalation.id}", data={"csrf": csrf, "action": "reassign"})
     assert incomplete.status_code == 422 and "fr-select-group--error" in incomplete.text
     assert "Choisissez l&#39;organisation" in incomplete.text
     assert open_escalations(web, mine)
@@ -123,14 +112,9 @@ async def test_gto_dashboard_escalation_decision_and_agenda(web: Web) -> None:
     row = q.list_escalations(parcours.engine, pathway_id=mine, status=None)
     assert [(e.status, e.action) for e in row if e.id == escalation.id] == [("decided", "reassign")]
     after = await lea.get(decided.headers["location"])
-    assert (
-        "Décision enregistrée" in after.text
-        and "Association Mobilité Pays d&#39;Annecy" in after.text
-    )
+    assert "Décision enregistrée" in after.text and "Association Mobilité Pays d&#39;Annecy" in after.text
     assert 'name="action"' not in after.text  # nothing left to decide
-    again = await lea.post(
-        f"/gto/escalades/{escalation.id}", data={"csrf": csrf, "action": "unblock"}
-    )
+    again = await lea.post(f"/gto/escalades/{escalation.id}", data={"csrf": csrf, "action": "unblock"})
     assert again.status_code == 409 and "déjà été traitée" in again.text
 
 
@@ -224,25 +208,14 @@ async def test_designer_validates_publishes_draws_and_compares(web: Web) -> None
         headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
     )
     assert report.status_code == 200
-    assert (
-        "Étape <code>accueil</code>" in report.text
-        and "<code>outcomes[0].next</code>" in report.text
-    )
+    assert "Étape <code>accueil</code>" in report.text and "<code>outcomes[0].next</code>" in report.text
     assert "étape cible inconnue « orientr »" in report.text
-    line = (
-        broken.splitlines().index("      - {id: fait, label: Accueil réalisé, next: orientr}") + 1
-    )
+    line = broken.splitlines().index("      - {id: fait, label: Accueil réalisé, next: orientr}") + 1
     assert f'id="ligne-{line}" value="{line}" class="is-error"' in report.text
     refused = await marc.post("/definitions/nouvelle", data={"csrf": csrf, "source": broken})
-    assert (
-        refused.status_code == 422
-        and "outcomes[0].next" in refused.text
-        and "Traceback" not in refused.text
-    )
+    assert refused.status_code == 422 and "outcomes[0].next" in refused.text and "Traceback" not in refused.text
     assert q.latest_definition(web.parcours.engine, definition_id="test_designer") is None
-    garbage = await marc.post(
-        "/definitions/valider", data={"source": "id: [oops"}, headers={"X-CSRF-Token": csrf}
-    )
+    garbage = await marc.post("/definitions/valider", data={"source": "id: [oops"}, headers={"X-CSRF-Token": csrf})
     assert "YAML invalide" in garbage.text
 
     # Fixed, uploaded as a file: valid, then published as version 1.
@@ -255,10 +228,7 @@ async def test_designer_validates_publishes_draws_and_compares(web: Web) -> None
     )
     assert "Définition valide" in checked.text and "créera la version 1" in checked.text
     published = await marc.post("/definitions/nouvelle", data={"csrf": csrf, "source": fixed})
-    assert (
-        published.status_code == 303
-        and published.headers["location"] == "/definitions/test_designer/v/1"
-    )
+    assert published.status_code == 303 and published.headers["location"] == "/definitions/test_designer/v/1"
     # A changed title makes version 2; the same text again makes nothing new.
     renamed = designed(title="Orientation professionnelle")
     second = await marc.post("/definitions/nouvelle", data={"csrf": csrf, "source": renamed})
@@ -266,9 +236,7 @@ async def test_designer_validates_publishes_draws_and_compares(web: Web) -> None
     same = await marc.post("/definitions/nouvelle", data={"csrf": csrf, "source": renamed})
     assert same.headers["location"] == "/definitions/test_designer/v/2"
     shown = (await marc.get(same.headers["location"])).text
-    assert "Contenu identique à la version 2" in shown, shown[
-        shown.find("<main") : shown.find("<main") + 1500
-    ]
+    assert "Contenu identique à la version 2" in shown, shown[shown.find("<main") : shown.find("<main") + 1500]
 
     diff = await marc.get("/definitions/test_designer/diff?from=1&to=2")
     assert diff.status_code == 200
@@ -276,9 +244,7 @@ async def test_designer_validates_publishes_draws_and_compares(web: Web) -> None
     assert "parcours-diff__add" in diff.text and "-    title: Orientation" in diff.text
 
     # Status and basins of a version: stored, in the body new runs start from, audited.
-    bad = await marc.post(
-        "/definitions/test_designer/v/2/statut", data={"csrf": csrf, "status": "active"}
-    )
+    bad = await marc.post("/definitions/test_designer/v/2/statut", data={"csrf": csrf, "status": "active"})
     assert bad.status_code == 422 and "Cochez au moins un bassin" in bad.text
     changed = await marc.post(
         "/definitions/test_designer/v/2/statut",
@@ -286,18 +252,12 @@ async def test_designer_validates_publishes_draws_and_compares(web: Web) -> None
     )
     assert changed.status_code == 303
     latest = q.latest_definition(web.parcours.engine, definition_id="test_designer")
-    assert (
-        latest is not None
-        and latest.status == "active"
-        and latest.basins == ["annecien", "chablais"]
-    )
+    assert latest is not None and latest.status == "active" and latest.basins == ["annecien", "chablais"]
     with session_scope(web.parcours.engine) as session:
         row = session.get(models.DefinitionVersion, ("test_designer", 2))
         assert row is not None and (row.status, row.basins) == ("active", ["annecien", "chablais"])
     events = audit(web, "definition_status_changed")
-    assert [(e.detail["definition"], e.detail["status"]) for e in events] == [
-        ("test_designer", "active")
-    ]
+    assert [(e.detail["definition"], e.detail["status"]) for e in events] == [("test_designer", "active")]
     listing = await marc.get("/definitions")
     assert "test_designer" in listing.text and "Bassin annécien, Chablais" in listing.text
 
@@ -330,9 +290,7 @@ async def test_trying_a_definition_runs_it_with_short_durations(web: Web) -> Non
     live = await marc.get(location)
     assert live.status_code == 200
     assert (
-        "Premier accueil" in live.text
-        and 'data-step="accueil"' in live.text
-        and 'hx-trigger="every 2s"' in live.text
+        "Premier accueil" in live.text and 'data-step="accueil"' in live.text and 'hx-trigger="every 2s"' in live.text
     )
     assert "Fictive" not in live.text  # designers never see a person
     fragment = await eventually(

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlmodel import select
 
 from store import models
@@ -33,7 +32,9 @@ def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 
 
 def spawn(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([PARCOURS, *args], env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [PARCOURS, *args], env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_for_line(log: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
@@ -54,17 +55,26 @@ def base_env(**values: str) -> dict[str, str]:
 
 
 async def test_worker_killed_mid_pathway_finishes_without_duplicate_emails(
-    parcours_without_worker: Parcours, temporal_server: DevServer, mail_sink: MailSink, database_url: str, tmp_path: Path
+    parcours_without_worker: Parcours,
+    temporal_server: DevServer,
+    mail_sink: MailSink,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     parcours = parcours_without_worker
     env = base_env(
-        PARCOURS_TEMPORAL_ADDRESS=temporal_server.address, PARCOURS_DATABASE_URL=database_url,
-        PARCOURS_SMTP_HOST="127.0.0.1", PARCOURS_SMTP_PORT=str(mail_sink.port), PARCOURS_TASK_QUEUE=parcours.settings.task_queue,
+        PARCOURS_TEMPORAL_ADDRESS=temporal_server.address,
+        PARCOURS_DATABASE_URL=database_url,
+        PARCOURS_SMTP_HOST="127.0.0.1",
+        PARCOURS_SMTP_PORT=str(mail_sink.port),
+        PARCOURS_TASK_QUEUE=parcours.settings.task_queue,
     )
     log = tmp_path / "worker.log"
     first = spawn(env, "worker", log=log)
     wait_for_line(log, "worker prêt", first)
-    parcours.publish(timed(deadline="PT3S", reminder_before="PT1S", reminder_after="PT1S", level1="PT2S", level2="PT1H"))
+    parcours.publish(
+        timed(deadline="PT3S", reminder_before="PT1S", reminder_after="PT1S", level1="PT2S", level2="PT1H")
+    )
     pathway_id = await parcours.start("test_timed")
     await eventually(lambda: parcours.mail.keys(pathway_id), what="task assigned e-mail")
 
@@ -72,9 +82,15 @@ async def test_worker_killed_mid_pathway_finishes_without_duplicate_emails(
     first.wait()
     second = spawn(env, "worker", log=log)
     try:
-        await eventually(lambda: any(":escalated:1" in k for k in parcours.mail.keys(pathway_id)), timeout=60, what="escalation after restart")
+        await eventually(
+            lambda: any(":escalated:1" in k for k in parcours.mail.keys(pathway_id)),
+            timeout=60,
+            what="escalation after restart",
+        )
         task = parcours.open_task(pathway_id, "tache")
-        await parcours.service.complete_task(task_id=task.id, actor=parcours.service.actor_for("julien.roux@example.org"), outcome="fait", data={})
+        await parcours.service.complete_task(
+            task_id=task.id, actor=parcours.service.actor_for("julien.roux@example.org"), outcome="fait", data={}
+        )
         pathway = parcours.pathway(pathway_id)
         assert pathway.status == "closed"
     finally:
@@ -89,9 +105,12 @@ async def test_worker_killed_mid_pathway_finishes_without_duplicate_emails(
 def test_cli_and_embedded_stack_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = base_env(
-        PARCOURS_DATA_DIR=str(data_dir), PARCOURS_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
-        PARCOURS_UI_PORT=str(free_port()), PARCOURS_CAPTURE_SMTP_PORT=str(free_port()),
-        PARCOURS_TEMPORAL_UI_PORT=str(free_port()), PARCOURS_TASK_QUEUE="parcours",
+        PARCOURS_DATA_DIR=str(data_dir),
+        PARCOURS_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        PARCOURS_UI_PORT=str(free_port()),
+        PARCOURS_CAPTURE_SMTP_PORT=str(free_port()),
+        PARCOURS_TEMPORAL_UI_PORT=str(free_port()),
+        PARCOURS_TASK_QUEUE="parcours",
     )
     # Definitions: validate (exit codes, one line per error), publish, schema.
     broken = tmp_path / "broken.yaml"
@@ -107,17 +126,56 @@ def test_cli_and_embedded_stack_restart(tmp_path: Path) -> None:
     stack = spawn(env, "dev", "--no-demo", log=log)
     try:
         wait_for_line(log, "Parcours est prêt", stack)
-        assert json.loads(cli(env, "definitions", "publish", str(catalog), "--json").stdout) == {"id": "rsa_socio_pro", "version": 1, "created": False}
-        loaded = json.loads(cli(env, "territory", "load", str(ROOT / "definitions/territory/haute-savoie.yaml"), "--json").stdout)
+        assert json.loads(cli(env, "definitions", "publish", str(catalog), "--json").stdout) == {
+            "id": "rsa_socio_pro",
+            "version": 1,
+            "created": False,
+        }
+        loaded = json.loads(
+            cli(env, "territory", "load", str(ROOT / "definitions/territory/haute-savoie.yaml"), "--json").stdout
+        )
         assert loaded["basins"] == 4
         person = tmp_path / "person.json"
-        person.write_text(json.dumps({"first_name": "Inès", "last_name": "Fictive", "nir": "1 84 12 76 451 089 46", "consent": True}))
+        person.write_text(
+            json.dumps({"first_name": "Inès", "last_name": "Fictive", "nir": "1 84 12 76 451 089 46", "consent": True})
+        )
         bad_person = tmp_path / "bad.json"
-        bad_person.write_text(json.dumps({"first_name": "Inès", "last_name": "Fictive", "nir": "123", "consent": False}))
-        refused = cli(env, "pathways", "start", "--definition", "rsa_socio_pro", "--basin", "chablais", "--referent", "departement74", "--person", str(bad_person), check=False)
+        bad_person.write_text(
+            json.dumps({"first_name": "Inès", "last_name": "Fictive", "nir": "123", "consent": False})
+        )
+        refused = cli(
+            env,
+            "pathways",
+            "start",
+            "--definition",
+            "rsa_socio_pro",
+            "--basin",
+            "chablais",
+            "--referent",
+            "departement74",
+            "--person",
+            str(bad_person),
+            check=False,
+        )
         assert refused.returncode == 1 and "nir" in refused.stderr and "consentement" in refused.stderr
-        started = json.loads(cli(env, "pathways", "start", "--definition", "rsa_socio_pro", "--basin", "chablais",
-                                 "--referent", "departement74", "--person", str(person), "--by", "camille.martin@example.org", "--json").stdout)
+        started = json.loads(
+            cli(
+                env,
+                "pathways",
+                "start",
+                "--definition",
+                "rsa_socio_pro",
+                "--basin",
+                "chablais",
+                "--referent",
+                "departement74",
+                "--person",
+                str(person),
+                "--by",
+                "camille.martin@example.org",
+                "--json",
+            ).stdout
+        )
         pathway_id = started["pathway_id"]
         inbox = json.loads(cli(env, "tasks", "list", "--org", "departement74", "--json").stdout)
         task_id = next(t["id"] for t in inbox if t["pathway_id"] == pathway_id)
@@ -129,13 +187,39 @@ def test_cli_and_embedded_stack_restart(tmp_path: Path) -> None:
     stack = spawn(env, "dev", "--no-demo", log=log)
     try:
         wait_for_line(log, "Parcours est prêt", stack)
-        done = json.loads(cli(env, "tasks", "complete", task_id, "--by", "camille.martin@example.org", "--outcome", "orientee",
-                              "--data", json.dumps({"type_orientation": "sociale"}), "--json").stdout)
+        done = json.loads(
+            cli(
+                env,
+                "tasks",
+                "complete",
+                task_id,
+                "--by",
+                "camille.martin@example.org",
+                "--outcome",
+                "orientee",
+                "--data",
+                json.dumps({"type_orientation": "sociale"}),
+                "--json",
+            ).stdout
+        )
         assert done["opened"]
         detail: dict[str, Any] = json.loads(cli(env, "pathways", "show", pathway_id, "--json").stdout)
-        assert [(s["step_id"], s["status"]) for s in detail["steps"]] == [("orientation", "done"), ("diagnostic", "open")]
+        assert [(s["step_id"], s["status"]) for s in detail["steps"]] == [
+            ("orientation", "done"),
+            ("diagnostic", "open"),
+        ]
         assert json.loads(cli(env, "escalations", "list", "--basin", "chablais", "--json").stdout) == []
-        denied = cli(env, "tasks", "complete", detail["tasks"][-1]["id"], "--by", "julien.roux@example.org", "--outcome", "realise", check=False)
+        denied = cli(
+            env,
+            "tasks",
+            "complete",
+            detail["tasks"][-1]["id"],
+            "--by",
+            "julien.roux@example.org",
+            "--outcome",
+            "realise",
+            check=False,
+        )
         assert denied.returncode == 1 and "ne peut pas" in denied.stderr
         engine = make_engine(f"sqlite:///{data_dir / 'parcours.db'}")
         with session_scope(engine) as session:
@@ -152,14 +236,32 @@ def test_set_password_from_the_cli_then_sign_in(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'parcours.db'}"
     env = base_env(PARCOURS_DATABASE_URL=url, PARCOURS_DATA_DIR=str(tmp_path))
     cli(env, "territory", "load", str(ROOT / "definitions/territory/haute-savoie.yaml"))
-    short = subprocess.run([PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"], env=env,
-                           input="court\n", capture_output=True, text=True, timeout=60)
+    short = subprocess.run(
+        [PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"],
+        env=env,
+        input="court\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert short.returncode == 1 and "au moins 12 caractères" in short.stderr
-    unknown = subprocess.run([PARCOURS, "users", "set-password", "personne@example.org", "--password-stdin"], env=env,
-                             input="un mot de passe assez long\n", capture_output=True, text=True, timeout=60)
+    unknown = subprocess.run(
+        [PARCOURS, "users", "set-password", "personne@example.org", "--password-stdin"],
+        env=env,
+        input="un mot de passe assez long\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert unknown.returncode == 1 and "utilisateur inconnu" in unknown.stderr
-    done = subprocess.run([PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"], env=env,
-                          input="un mot de passe assez long\n", capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"],
+        env=env,
+        input="un mot de passe assez long\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     engine = make_engine(url)
     user = authenticate(engine, email="lea.dupont@example.org", password="un mot de passe assez long")

@@ -17,8 +17,12 @@ async def test_closed_pathways_past_retention_are_anonymised(parcours: Parcours)
     closed_id = await parcours.start("test_flow")
     open_id = await parcours.start("test_flow")
     camille = parcours.service.actor_for("camille.martin@example.org")
-    q.save_note(parcours.engine, text="situation familiale délicate", author_user_id=camille.user_id, pathway_id=closed_id)
-    await parcours.service.close(pathway_id=closed_id, actor=camille, exit_reason="demenagement", note="parti en Savoie")
+    q.save_note(
+        parcours.engine, text="situation familiale délicate", author_user_id=camille.user_id, pathway_id=closed_id
+    )
+    await parcours.service.close(
+        pathway_id=closed_id, actor=camille, exit_reason="demenagement", note="parti en Savoie"
+    )
 
     assert expired_persons(parcours.engine) == []  # within the 730-day retention
     later = q.now() + timedelta(days=731)

@@ -5,6 +5,7 @@ what must NOT happen is proved against a control pathway whose later e-mail does
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from email.message import EmailMessage, Message
@@ -40,7 +41,8 @@ async def mail(parcours: Parcours, pathway_id: str, key: str, timeout: float = 1
     """The e-mail with this X-Parcours-Key, once received (parsed with the default policy)."""
     return await eventually(  # type: ignore[return-value]
         lambda: next((m for m in parcours.mail.about(pathway_id) if str(m["X-Parcours-Key"]) == key), None),
-        timeout=timeout, what=f"e-mail {key}",
+        timeout=timeout,
+        what=f"e-mail {key}",
     )
 
 
@@ -92,7 +94,8 @@ async def test_reminders_then_overdue_then_escalation_levels(parcours: Parcours)
 
     levels = escalations(parcours, pathway_id)
     assert [(e.level, e.to, e.status, e.task_id) for e in levels] == [
-        (1, "gto", "open", tache.id), (2, "spie_direction", "open", tache.id),
+        (1, "gto", "open", tache.id),
+        (2, "spie_direction", "open", tache.id),
     ]
     assert task(parcours, tache.id).escalation_level == 2
 
@@ -106,7 +109,10 @@ async def test_reminders_then_overdue_then_escalation_levels(parcours: Parcours)
     for kind in ("task_assigned:0", "reminder:0", "overdue:0", "reminder:1"):
         assert recipients(await mail(parcours, pathway_id, f"{prefix}:{kind}")) == {FT_ANNECY}
     keys = parcours.mail.keys(pathway_id)
-    positions = [keys.index(f"{prefix}:{k}") for k in ("task_assigned:0", "reminder:0", "overdue:0", "escalated:1", "escalated:2")]
+    positions = [
+        keys.index(f"{prefix}:{k}")
+        for k in ("task_assigned:0", "reminder:0", "overdue:0", "escalated:1", "escalated:2")
+    ]
     assert positions == sorted(positions), keys
     assert "Relance" in str((await mail(parcours, pathway_id, f"{prefix}:reminder:0"))["Subject"])
     assert "En retard" in str((await mail(parcours, pathway_id, f"{prefix}:overdue:0"))["Subject"])
@@ -129,7 +135,9 @@ async def test_gto_decision_and_its_effects(parcours: Parcours, action: str) -> 
     for outsider in (KARIM, JULIEN):
         with pytest.raises(ServiceError, match="Seul l'animateur du GTO") as refused:
             await parcours.service.decide_escalation(
-                escalation_id=escalation.id, actor=parcours.service.actor_for(outsider), action="unblock",
+                escalation_id=escalation.id,
+                actor=parcours.service.actor_for(outsider),
+                action="unblock",
             )
         assert refused.value.status == 403
 
@@ -143,7 +151,11 @@ async def test_gto_decision_and_its_effects(parcours: Parcours, action: str) -> 
     }[action]
     decided_at = time.time()
     result = await parcours.service.decide_escalation(
-        escalation_id=escalation.id, actor=lea, action=action, note="vu en GTO", **arguments,
+        escalation_id=escalation.id,
+        actor=lea,
+        action=action,
+        note="vu en GTO",
+        **arguments,
     )
     assert action in result.message
     after, pathway = task(parcours, tache.id), parcours.pathway(pathway_id)
@@ -203,7 +215,9 @@ async def test_a_completed_task_gets_no_more_reminders(parcours: Parcours) -> No
     parcours.publish(timed(reminder_after="PT0.5S", level1="PT0.5S", level2="PT0.5S", definition_id="test_stop"))
     done_id = await parcours.start("test_stop")
     done_task = parcours.open_task(done_id, "tache")
-    await parcours.service.complete_task(task_id=done_task.id, actor=parcours.service.actor_for(JULIEN), outcome="fait", data={})
+    await parcours.service.complete_task(
+        task_id=done_task.id, actor=parcours.service.actor_for(JULIEN), outcome="fait", data={}
+    )
     assert parcours.pathway(done_id).status == "closed"
     control_id = await parcours.start("test_stop")
 
@@ -224,7 +238,9 @@ async def test_joint_accompaniment_any_cancels_the_other_branch(parcours: Parcou
     parcours.publish(flow("any"))
     pathway_id = await parcours.start("test_flow")
     camille, julien = parcours.service.actor_for(CAMILLE), parcours.service.actor_for(JULIEN)
-    await parcours.service.complete_task(task_id=parcours.open_task(pathway_id, "accueil").id, actor=camille, outcome="fait", data={"besoin": "emploi"})
+    await parcours.service.complete_task(
+        task_id=parcours.open_task(pathway_id, "accueil").id, actor=camille, outcome="fait", data={"besoin": "emploi"}
+    )
     referent_branch = parcours.open_task(pathway_id, "appui_referent")
     ft_branch = parcours.open_task(pathway_id, "appui_ft")
 
@@ -257,7 +273,9 @@ async def test_module_added_at_run_time(parcours: Parcours) -> None:
         await parcours.service.add_module(pathway_id=pathway_id, actor=camille, module_id="logement")
     assert unknown.value.kind == "invalid"
 
-    result = await parcours.service.add_module(pathway_id=pathway_id, actor=camille, module_id="mobilite", reason="pas de permis")
+    result = await parcours.service.add_module(
+        pathway_id=pathway_id, actor=camille, module_id="mobilite", reason="pas de permis"
+    )
     assert "Module mobilité" in result.message
     diag = parcours.open_task(pathway_id, "mobilite_diag")
     assert diag.organisation_id == "mobilite_annecy"
@@ -330,7 +348,9 @@ async def test_close_with_exit_reason_cancels_open_tasks(parcours: Parcours) -> 
     parcours.publish(flow("all"))
     pathway_id = await parcours.start("test_flow")
     camille, julien = parcours.service.actor_for(CAMILLE), parcours.service.actor_for(JULIEN)
-    await parcours.service.complete_task(task_id=parcours.open_task(pathway_id, "accueil").id, actor=camille, outcome="fait", data={"besoin": "emploi"})
+    await parcours.service.complete_task(
+        task_id=parcours.open_task(pathway_id, "accueil").id, actor=camille, outcome="fait", data={"besoin": "emploi"}
+    )
     await parcours.service.add_module(pathway_id=pathway_id, actor=camille, module_id="mobilite")
     open_before = parcours.open_tasks(pathway_id)
     assert {t.step_id for t in open_before} == {"appui_referent", "appui_ft", "mobilite_diag"}
@@ -343,7 +363,9 @@ async def test_close_with_exit_reason_cancels_open_tasks(parcours: Parcours) -> 
     assert forbidden.value.status == 403
     assert parcours.pathway(pathway_id).status == "active"
 
-    result = await parcours.service.close(pathway_id=pathway_id, actor=camille, exit_reason="demenagement", note="part en Bretagne")
+    result = await parcours.service.close(
+        pathway_id=pathway_id, actor=camille, exit_reason="demenagement", note="part en Bretagne"
+    )
     assert "Déménagement" in result.message
     pathway = parcours.pathway(pathway_id)
     assert (pathway.status, pathway.exit_reason) == ("closed", "demenagement") and pathway.closed_at
@@ -384,9 +406,11 @@ async def test_runs_keep_their_definition_version_after_a_new_publish(parcours: 
     v1 = flow("all")
     parcours.publish(v1)
     first_id = await parcours.start("test_flow")
-    v2 = (v1.replace("title: Parcours de test", "title: Parcours de test révisé")
-          .replace("title: Accueil\n", "title: Premier accueil\n")
-          .replace("title: Appui France Travail", "title: Appui renforcé France Travail"))
+    v2 = (
+        v1.replace("title: Parcours de test", "title: Parcours de test révisé")
+        .replace("title: Accueil\n", "title: Premier accueil\n")
+        .replace("title: Appui France Travail", "title: Appui renforcé France Travail")
+    )
     parcours.publish(v2)
     assert [d.version for d in q.list_definitions(parcours.engine) if d.id == "test_flow"] == [1, 2]
     second_id = await parcours.start("test_flow")
@@ -398,7 +422,12 @@ async def test_runs_keep_their_definition_version_after_a_new_publish(parcours: 
 
     camille = parcours.service.actor_for(CAMILLE)
     for pathway_id in (first_id, second_id):
-        await parcours.service.complete_task(task_id=parcours.open_task(pathway_id, "accueil").id, actor=camille, outcome="fait", data={"besoin": "emploi"})
+        await parcours.service.complete_task(
+            task_id=parcours.open_task(pathway_id, "accueil").id,
+            actor=camille,
+            outcome="fait",
+            data={"besoin": "emploi"},
+        )
     first_ft, second_ft = parcours.open_task(first_id, "appui_ft"), parcours.open_task(second_id, "appui_ft")
     assert (first_ft.title, second_ft.title) == ("Appui France Travail", "Appui renforcé France Travail")
     # E-mails speak of the version the pathway runs on.
@@ -414,11 +443,16 @@ async def test_runs_keep_their_definition_version_after_a_new_publish(parcours: 
 
 
 async def test_long_pathway_continues_as_new_and_completes(parcours: Parcours) -> None:
-    service = PathwayService(parcours.client, parcours.engine, task_queue=parcours.settings.task_queue, history_event_limit=100)
+    service = PathwayService(
+        parcours.client, parcours.engine, task_queue=parcours.settings.task_queue, history_event_limit=100
+    )
     parcours.publish(LOOP)
     pathway_id = await service.start_pathway(
-        definition_id="test_loop", basin_id="annecien", referent_org="departement74",
-        person={"first_name": "Alex", "last_name": "Test", "consent": True}, actor=service.actor_for(CAMILLE),
+        definition_id="test_loop",
+        basin_id="annecien",
+        referent_org="departement74",
+        person={"first_name": "Alex", "last_name": "Test", "consent": True},
+        actor=service.actor_for(CAMILLE),
     )
     handle = parcours.client.get_workflow_handle(pathway_id)
     first_run = (await handle.describe()).run_id
@@ -471,7 +505,12 @@ async def test_smtp_down_retries_until_delivered(parcours: Parcours) -> None:
     try:
         pathway_id = await parcours.start("test_flow")
         camille = parcours.service.actor_for(CAMILLE)
-        await parcours.service.complete_task(task_id=parcours.open_task(pathway_id, "accueil").id, actor=camille, outcome="fait", data={"besoin": "emploi"})
+        await parcours.service.complete_task(
+            task_id=parcours.open_task(pathway_id, "accueil").id,
+            actor=camille,
+            outcome="fait",
+            data={"besoin": "emploi"},
+        )
 
         def failed_twice() -> list[Any]:
             rows = q.list_notifications(parcours.engine, pathway_id=pathway_id)
@@ -493,7 +532,8 @@ async def test_smtp_down_retries_until_delivered(parcours: Parcours) -> None:
     assert sorted(parcours.mail.keys(pathway_id)) == sorted(r.key for r in rows)
     subjects = sorted(str(m["Subject"]).split(" (")[0] for m in parcours.mail.about(pathway_id))
     assert subjects == [
-        "[Parcours] Nouvelle tâche : Accueil", "[Parcours] Nouvelle tâche : Appui France Travail",
+        "[Parcours] Nouvelle tâche : Accueil",
+        "[Parcours] Nouvelle tâche : Appui France Travail",
         "[Parcours] Nouvelle tâche : Appui du référent",
     ]
     assert_no_duplicate_mail(parcours, pathway_id)
@@ -509,10 +549,8 @@ def _history_text(history_json: str) -> str:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             if isinstance(node.get("data"), str) and "metadata" in node:
-                try:
+                with contextlib.suppress(ValueError):
                     parts.append(base64.b64decode(node["data"]).decode("utf-8", "replace"))
-                except ValueError:
-                    pass
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -551,5 +589,7 @@ async def test_search_attributes_find_escalated_pathways_without_personal_data(p
 # A sanity check for the helper above: decoded payloads are searched, not just their base64.
 def test_history_text_decodes_payloads() -> None:
     encoded = base64.b64encode(b'{"first_name": "Alex"}').decode()
-    doc = json.dumps({"events": [{"input": {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": encoded}]}}]})
+    doc = json.dumps(
+        {"events": [{"input": {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": encoded}]}}]}
+    )
     assert "Alex" in _history_text(doc)

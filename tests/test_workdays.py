@@ -212,6 +212,4 @@ def test_delay_add_and_subtract() -> None:
     exact = Delay.model_validate("P1DT2H")
     assert exact.add_to(paris(2026, 12, 24, 9)) == paris(2026, 12, 25, 11)
     assert exact.subtract_from(paris(2026, 12, 25, 11)) == paris(2026, 12, 24, 9)
-    assert Delay.model_validate("PT30S").add_to(paris(2026, 1, 5)) == paris(
-        2026, 1, 5, 9, 0
-    ) + timedelta(seconds=30)
+    assert Delay.model_validate("PT30S").add_to(paris(2026, 1, 5)) == paris(2026, 1, 5, 9, 0) + timedelta(seconds=30)

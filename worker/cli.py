@@ -23,14 +23,23 @@ from store.db import engine_for
 from workflows.model import Actor
 from workflows.service import PathwayService, ServiceError
 
-app = typer.Typer(help="Parcours : parcours d'insertion multi-partenaires sur Temporal.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Parcours : parcours d'insertion multi-partenaires sur Temporal.", no_args_is_help=True, add_completion=False
+)
 definitions_app = typer.Typer(help="Définitions de parcours (YAML).", no_args_is_help=True)
 territory_app = typer.Typer(help="Territoire : bassins, organisations, utilisateurs.", no_args_is_help=True)
 pathways_app = typer.Typer(help="Parcours des personnes.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Tâches des organisations.", no_args_is_help=True)
 escalations_app = typer.Typer(help="Escalades vers les GTO.", no_args_is_help=True)
 users_app = typer.Typer(help="Utilisateurs : mots de passe.", no_args_is_help=True)
-for sub, name in ((definitions_app, "definitions"), (territory_app, "territory"), (pathways_app, "pathways"), (tasks_app, "tasks"), (escalations_app, "escalations"), (users_app, "users")):
+for sub, name in (
+    (definitions_app, "definitions"),
+    (territory_app, "territory"),
+    (pathways_app, "pathways"),
+    (tasks_app, "tasks"),
+    (escalations_app, "escalations"),
+    (users_app, "users"),
+):
     app.add_typer(sub, name=name)
 
 JsonOption = typer.Option(False, "--json", help="Sortie JSON")
@@ -72,7 +81,9 @@ def run_async(work: Callable[[Settings], Coroutine[Any, Any, None]]) -> NoReturn
         fail("\n".join(lines))
     except RuntimeError as error:
         if "Connection refused" in str(error) or "transport error" in str(error).lower():
-            fail(f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.")
+            fail(
+                f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS."
+            )
         raise
     finish(0)
 
@@ -83,8 +94,13 @@ async def service_for(config: Settings) -> PathwayService:
     try:
         client = await connect(config.temporal_address, config.temporal_namespace)
     except RuntimeError:
-        raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.", "conflict") from None
-    return PathwayService(client, read_model(config), task_queue=config.task_queue, history_event_limit=config.history_event_limit)
+        raise ServiceError(
+            f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.",
+            "conflict",
+        ) from None
+    return PathwayService(
+        client, read_model(config), task_queue=config.task_queue, history_event_limit=config.history_event_limit
+    )
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -128,7 +144,9 @@ def worker() -> None:
 
 
 @app.command()
-def setup(demo_territory: bool = typer.Option(True, help="Charger le territoire et le catalogue de démonstration")) -> None:
+def setup(
+    demo_territory: bool = typer.Option(True, help="Charger le territoire et le catalogue de démonstration"),
+) -> None:
     """Préparer un cluster : attributs de recherche Temporal, tables, territoire et catalogue."""
     from worker.demo import load_reference_data
     from worker.temporal_server import connect
@@ -181,12 +199,26 @@ def definitions_validate(paths: list[Path], as_json: bool = JsonOption) -> None:
         for item in valid:
             typer.echo(f"OK {item['file']} ({item['id']})")
         for error in errors:
-            typer.echo(" : ".join(filter(None, [error["file"], error["step"] and f"step '{error['step']}'", error["field"] and f"field '{error['field']}'", error["message"]])))
+            typer.echo(
+                " : ".join(
+                    filter(
+                        None,
+                        [
+                            error["file"],
+                            error["step"] and f"step '{error['step']}'",
+                            error["field"] and f"field '{error['field']}'",
+                            error["message"],
+                        ],
+                    )
+                )
+            )
     finish(1 if errors else 0)
 
 
 @definitions_app.command("publish")
-def definitions_publish(path: Path, by: str = typer.Option(None, "--by", help="E-mail du concepteur"), as_json: bool = JsonOption) -> None:
+def definitions_publish(
+    path: Path, by: str = typer.Option(None, "--by", help="E-mail du concepteur"), as_json: bool = JsonOption
+) -> None:
     """Publier une définition : nouvelle version (les parcours en cours gardent la leur)."""
     config = settings()
     try:
@@ -195,9 +227,14 @@ def definitions_publish(path: Path, by: str = typer.Option(None, "--by", help="E
         for item in error.errors:
             typer.echo(str(item), err=True)
         finish(1)
-    version, created = q.publish_definition(read_model(config), definition=definition, source=path.read_text(encoding="utf-8"), published_by=by)
-    emit({"id": definition.id, "version": version, "created": created}, as_json,
-         lambda: f"{definition.id} {version}" + ("" if created else " (inchangée : version existante)"))
+    version, created = q.publish_definition(
+        read_model(config), definition=definition, source=path.read_text(encoding="utf-8"), published_by=by
+    )
+    emit(
+        {"id": definition.id, "version": version, "created": created},
+        as_json,
+        lambda: f"{definition.id} {version}" + ("" if created else " (inchangée : version existante)"),
+    )
     finish(0)
 
 
@@ -220,7 +257,13 @@ def territory_load(file: Path, as_json: bool = JsonOption) -> None:
     except InvalidTerritory as error:
         fail(str(error))
     counts = q.load_territory(read_model(config), territory=territory)
-    emit(counts, as_json, lambda: f"Territoire « {territory.name} » chargé : {counts['basins']} bassins, {counts['organisations']} organisations, {counts['users']} utilisateurs")
+    emit(
+        counts,
+        as_json,
+        lambda: (
+            f"Territoire « {territory.name} » chargé : {counts['basins']} bassins, {counts['organisations']} organisations, {counts['users']} utilisateurs"
+        ),
+    )
     finish(0)
 
 
@@ -245,10 +288,15 @@ def pathways_start(
     async def work(config: Settings) -> None:
         service = await service_for(config)
         actor = service.actor_for(by) if by else Actor(user_id="cli", organisation_id=referent, role="caseworker")
-        pathway_id = await service.start_pathway(definition_id=definition, basin_id=basin, referent_org=referent, person=person_data, actor=actor)
+        pathway_id = await service.start_pathway(
+            definition_id=definition, basin_id=basin, referent_org=referent, person=person_data, actor=actor
+        )
         tasks = [t.model_dump(mode="json") for t in q.list_tasks(service.engine, pathway_id=pathway_id)]
-        emit({"pathway_id": pathway_id, "open_tasks": tasks}, as_json,
-             lambda: pathway_id + "".join(f"\n  tâche {t['id']} : {t['title']} ({t['organisation_id']})" for t in tasks))
+        emit(
+            {"pathway_id": pathway_id, "open_tasks": tasks},
+            as_json,
+            lambda: pathway_id + "".join(f"\n  tâche {t['id']} : {t['title']} ({t['organisation_id']})" for t in tasks),
+        )
 
     run_async(work)
 
@@ -263,7 +311,9 @@ def pathways_show(pathway_id: str, as_json: bool = JsonOption) -> None:
 
     def text() -> str:
         p = detail["pathway"]
-        lines = [f"{p['id']} — {p['definition_id']} v{p['definition_version']} — {p['basin_id']} — {p['status']} ({p['sla'] or '-'})"]
+        lines = [
+            f"{p['id']} — {p['definition_id']} v{p['definition_version']} — {p['basin_id']} — {p['status']} ({p['sla'] or '-'})"
+        ]
         lines += [f"  {s['status']:>9}  {s['step_id']}  {s['title']}" for s in detail["steps"]]
         return "\n".join(lines)
 
@@ -275,14 +325,27 @@ def pathways_show(pathway_id: str, as_json: bool = JsonOption) -> None:
 
 
 @tasks_app.command("list")
-def tasks_list(org: str = typer.Option(None, "--org"), status: str = typer.Option("open", "--status", help="open, done, skipped, cancelled"), page: int = typer.Option(1, "--page", min=1), as_json: bool = JsonOption) -> None:
+def tasks_list(
+    org: str = typer.Option(None, "--org"),
+    status: str = typer.Option("open", "--status", help="open, done, skipped, cancelled"),
+    page: int = typer.Option(1, "--page", min=1),
+    as_json: bool = JsonOption,
+) -> None:
     """Lister les tâches (par échéance), d'une organisation ou de toutes."""
     config = settings()
     tasks = q.list_tasks(read_model(config), organisation_id=org, status=status, limit=50, offset=(page - 1) * 50)
     rows = [t.model_dump(mode="json") for t in tasks]
-    emit(rows, as_json, lambda: "\n".join(
-        f"{t['id']}  {t['organisation_id']:<14} {t['sla'] or '-':<9} {(t['due_at'] or '-')[:16]}  {t['title']}" for t in rows
-    ) or "Aucune tâche.")
+    emit(
+        rows,
+        as_json,
+        lambda: (
+            "\n".join(
+                f"{t['id']}  {t['organisation_id']:<14} {t['sla'] or '-':<9} {(t['due_at'] or '-')[:16]}  {t['title']}"
+                for t in rows
+            )
+            or "Aucune tâche."
+        ),
+    )
     finish(0)
 
 
@@ -305,7 +368,11 @@ def tasks_complete(
     async def work(config: Settings) -> None:
         service = await service_for(config)
         result = await service.complete_task(task_id=task_id, actor=service.actor_for(by), outcome=outcome, data=form)
-        emit(result.model_dump(mode="json"), as_json, lambda: result.message + "".join(f"\n  ouvert : {i}" for i in result.opened))
+        emit(
+            result.model_dump(mode="json"),
+            as_json,
+            lambda: result.message + "".join(f"\n  ouvert : {i}" for i in result.opened),
+        )
 
     run_async(work)
 
@@ -314,13 +381,25 @@ def tasks_complete(
 
 
 @escalations_app.command("list")
-def escalations_list(basin: str = typer.Option(None, "--basin"), status: str = typer.Option("open", "--status", help="open, decided, resolved"), as_json: bool = JsonOption) -> None:
+def escalations_list(
+    basin: str = typer.Option(None, "--basin"),
+    status: str = typer.Option("open", "--status", help="open, decided, resolved"),
+    as_json: bool = JsonOption,
+) -> None:
     """Lister les escalades (ordre du jour des GTO)."""
     config = settings()
     rows = [e.model_dump(mode="json") for e in q.list_escalations(read_model(config), basin_id=basin, status=status)]
-    emit(rows, as_json, lambda: "\n".join(
-        f"{e['id']}  {e['basin_id']:<16} niveau {e['level']}  {e['step_id']}  depuis {e['opened_at'][:16]}" for e in rows
-    ) or "Aucune escalade.")
+    emit(
+        rows,
+        as_json,
+        lambda: (
+            "\n".join(
+                f"{e['id']}  {e['basin_id']:<16} niveau {e['level']}  {e['step_id']}  depuis {e['opened_at'][:16]}"
+                for e in rows
+            )
+            or "Aucune escalade."
+        ),
+    )
     finish(0)
 
 
@@ -341,8 +420,14 @@ def escalations_decide(
     async def work(config: Settings) -> None:
         service = await service_for(config)
         result = await service.decide_escalation(
-            escalation_id=escalation_id, actor=service.actor_for(by), action=action, note=note,
-            organisation_id=organisation, extend_by=extend_by, module_id=module, exit_reason=exit_reason,
+            escalation_id=escalation_id,
+            actor=service.actor_for(by),
+            action=action,
+            note=note,
+            organisation_id=organisation,
+            extend_by=extend_by,
+            module_id=module,
+            exit_reason=exit_reason,
         )
         emit(result.model_dump(mode="json"), as_json, lambda: result.message)
 
@@ -353,15 +438,23 @@ def escalations_decide(
 
 
 @app.command()
-def retention(apply: bool = typer.Option(False, "--apply", help="Anonymiser (sinon : simple liste)"), as_json: bool = JsonOption) -> None:
+def retention(
+    apply: bool = typer.Option(False, "--apply", help="Anonymiser (sinon : simple liste)"), as_json: bool = JsonOption
+) -> None:
     """Anonymiser les personnes dont tous les parcours sont clos depuis plus que la durée de conservation."""
     from store.retention import anonymise, expired_persons
 
     engine = read_model(settings())
     expired = expired_persons(engine)
     count = anonymise(engine, person_ids=expired) if apply else 0
-    emit({"expired": len(expired), "anonymised": count}, as_json,
-         lambda: f"{len(expired)} personne(s) à anonymiser" + (f", {count} anonymisée(s)" if apply else " (relancer avec --apply)"))
+    emit(
+        {"expired": len(expired), "anonymised": count},
+        as_json,
+        lambda: (
+            f"{len(expired)} personne(s) à anonymiser"
+            + (f", {count} anonymisée(s)" if apply else " (relancer avec --apply)")
+        ),
+    )
     finish(0)
 
 

@@ -18,11 +18,41 @@ DEMO_PASSWORD = "demo-parcours-74"
 
 DEMO_PATHWAYS = [
     # definition, basin, referent, referent's caseworker, person
-    ("rsa_socio_pro", "annecien", "departement74", "camille.martin@example.org", {"first_name": "Nadia", "last_name": "Fictive", "birth_date": "1988-04-12"}),
-    ("rsa_socio_pro", "chablais", "departement74", "camille.martin@example.org", {"first_name": "Paul", "last_name": "Exemple", "birth_date": "1975-09-30"}),
-    ("jeune_neet_mission_locale", "annecien", "ml_annecy", "sarah.benali@example.org", {"first_name": "Lina", "last_name": "Démo", "birth_date": "2006-02-03"}),
-    ("deld_immersion", "annecien", "ft_annecy", "julien.roux@example.org", {"first_name": "Karim", "last_name": "Essai", "birth_date": "1969-11-21"}),
-    ("boe_cap_emploi", "genevois", "cap_emploi74", None, {"first_name": "Sophie", "last_name": "Modèle", "birth_date": "1981-06-15"}),
+    (
+        "rsa_socio_pro",
+        "annecien",
+        "departement74",
+        "camille.martin@example.org",
+        {"first_name": "Nadia", "last_name": "Fictive", "birth_date": "1988-04-12"},
+    ),
+    (
+        "rsa_socio_pro",
+        "chablais",
+        "departement74",
+        "camille.martin@example.org",
+        {"first_name": "Paul", "last_name": "Exemple", "birth_date": "1975-09-30"},
+    ),
+    (
+        "jeune_neet_mission_locale",
+        "annecien",
+        "ml_annecy",
+        "sarah.benali@example.org",
+        {"first_name": "Lina", "last_name": "Démo", "birth_date": "2006-02-03"},
+    ),
+    (
+        "deld_immersion",
+        "annecien",
+        "ft_annecy",
+        "julien.roux@example.org",
+        {"first_name": "Karim", "last_name": "Essai", "birth_date": "1969-11-21"},
+    ),
+    (
+        "boe_cap_emploi",
+        "genevois",
+        "cap_emploi74",
+        None,
+        {"first_name": "Sophie", "last_name": "Modèle", "birth_date": "1981-06-15"},
+    ),
 ]
 
 
@@ -32,7 +62,9 @@ def load_reference_data(engine: Engine) -> list[tuple[str, int, bool]]:
     published = []
     for path in sorted(CATALOG_DIR.glob("*.yaml")):
         definition = load_file(path)
-        version, created = q.publish_definition(engine, definition=definition, source=path.read_text(encoding="utf-8"), published_by="demo")
+        version, created = q.publish_definition(
+            engine, definition=definition, source=path.read_text(encoding="utf-8"), published_by="demo"
+        )
         published.append((definition.id, version, created))
     return published
 
@@ -45,8 +77,11 @@ async def seed_demo_pathways(service: PathwayService) -> list[str]:
     for definition_id, basin, referent, by, person in DEMO_PATHWAYS:
         actor = service.actor_for(by) if by else service.actor_for("admin@example.org")
         pathway_id = await service.start_pathway(
-            definition_id=definition_id, basin_id=basin, referent_org=referent,
-            person={**person, "consent": True}, actor=actor,
+            definition_id=definition_id,
+            basin_id=basin,
+            referent_org=referent,
+            person={**person, "consent": True},
+            actor=actor,
         )
         started.append(pathway_id)
     return started

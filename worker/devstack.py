@@ -23,7 +23,9 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = settings.temporal_address.rpartition(":")
     server = DevServer(
-        port=int(port), db_file=settings.data_dir / "temporal.db", ui_port=settings.temporal_ui_port,
+        port=int(port),
+        db_file=settings.data_dir / "temporal.db",
+        ui_port=settings.temporal_ui_port,
         log_file=settings.data_dir / "temporal.log",
     )
     say(f"Démarrage du serveur Temporal ({settings.temporal_address}, données : {settings.data_dir}/temporal.db)…")
@@ -34,13 +36,22 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
         if settings.uses_smtp_capture:
             capture = start_capture(engine, port=settings.capture_smtp_port)
             settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": settings.capture_smtp_port})
-            say(f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.public_url}/dev/emails")
+            say(
+                f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.public_url}/dev/emails"
+            )
         published = load_reference_data(engine)
         say("Territoire Haute-Savoie chargé ; catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
         if settings.mode == "dev" and ensure_demo_passwords(engine):
             say(f"Comptes de démonstration : mot de passe « {DEMO_PASSWORD} » (voir le README)")
         worker = build_worker(client, engine=engine, settings=settings)
-        ui = uvicorn.Server(uvicorn.Config(create_app(engine, settings, client=client), host=settings.ui_host, port=settings.ui_port, log_level="warning"))
+        ui = uvicorn.Server(
+            uvicorn.Config(
+                create_app(engine, settings, client=client),
+                host=settings.ui_host,
+                port=settings.ui_port,
+                log_level="warning",
+            )
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -48,11 +59,15 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
         async with worker:
             ui_task = asyncio.create_task(ui.serve())
             if demo:
-                service = PathwayService(client, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit)
+                service = PathwayService(
+                    client, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit
+                )
                 started = await seed_demo_pathways(service)
                 if started:
                     say(f"{len(started)} parcours de démonstration démarrés : {', '.join(started)}")
-            say(f"Parcours est prêt : {settings.public_url}  (Temporal UI : http://127.0.0.1:{settings.temporal_ui_port})")
+            say(
+                f"Parcours est prêt : {settings.public_url}  (Temporal UI : http://127.0.0.1:{settings.temporal_ui_port})"
+            )
             say("Ctrl-C pour arrêter ; au prochain démarrage, chaque parcours reprend où il en était.")
             await stop.wait()
             say("Arrêt en cours…")

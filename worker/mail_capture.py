@@ -23,8 +23,11 @@ class CaptureHandler:
         message = message_from_bytes(envelope.content, policy=policy.default)
         body = message.get_body(preferencelist=("plain", "html"))
         row = models.CapturedEmail(
-            received_at=now(), mail_from=str(envelope.mail_from), recipients=list(envelope.rcpt_tos),
-            subject=str(message["Subject"] or ""), body=body.get_content() if body else "",
+            received_at=now(),
+            mail_from=str(envelope.mail_from),
+            recipients=list(envelope.rcpt_tos),
+            subject=str(message["Subject"] or ""),
+            body=body.get_content() if body else "",
         )
         await asyncio.to_thread(self._store, row)
         return "250 OK"

@@ -24,5 +24,7 @@ def build_worker(client: Client, *, engine: Engine, settings: Settings, task_que
         max_cached_workflows=settings.workflow_cache_size,
         # The sandbox still forbids non-deterministic calls (time, random, I/O) but does not
         # re-import modules for every pathway: a fraction of the memory and CPU per cached run.
-        workflow_runner=SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        ),
     )

@@ -41,7 +41,9 @@ async def connect(address: str, namespace: str = "default") -> Client:
 class DevServer:
     """`temporal server start-dev` with WAL pragmas and Parcours' search attributes."""
 
-    def __init__(self, *, port: int, db_file: Path | None = None, ui_port: int | None = None, log_file: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int, db_file: Path | None = None, ui_port: int | None = None, log_file: Path | None = None
+    ) -> None:
         self.port = port
         self.db_file = db_file
         self.ui_port = ui_port
@@ -54,9 +56,19 @@ class DevServer:
 
     def command(self) -> list[str]:
         command = [
-            temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
-            "--log-level", "error",
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "error",
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
             *dev_server_flags(),
         ]
         if self.db_file is not None:
@@ -74,8 +86,10 @@ class DevServer:
         last_error: Exception | None = None
         while asyncio.get_running_loop().time() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the Temporal dev server exited with status {self.process.returncode}"
-                                   + (f"; see {self.log_file}" if self.log_file else ""))
+                raise RuntimeError(
+                    f"the Temporal dev server exited with status {self.process.returncode}"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
             try:
                 client = await connect(self.address)
                 await client.workflow_service.get_system_info(_system_info_request())

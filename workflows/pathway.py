@@ -58,7 +58,9 @@ COMMIT_ACTIVITY = "commit_pathway"
 NOTIFY_ACTIVITY = "send_notification"
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 # SMTP down means retry with backoff until it is back, never loss.
-NOTIFY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5))
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
+)
 SLA_ORDER: dict[SlaState, int] = {"on_time": 0, "due_soon": 1, "overdue": 2, "escalated": 3}
 MAX_AUTOMATIC_STEPS = 100
 
@@ -93,9 +95,14 @@ class PathwayWorkflow:
     async def run(self, input: PathwayInput) -> PathwayOutcome:
         async with self._lock:
             if input.carried is None:
-                self._record(input.started_by, "pathway_started", None, {
-                    "definition": f"{self.definition.id} v{self.definition.version}",
-                })
+                self._record(
+                    input.started_by,
+                    "pathway_started",
+                    None,
+                    {
+                        "definition": f"{self.definition.id} v{self.definition.version}",
+                    },
+                )
                 self._add_to_follow_up(input.referent_org)
                 self._enter(self.definition.start)
             await self._commit()
@@ -158,7 +165,9 @@ class PathwayWorkflow:
         task = self.definition.task(item.step_id)
         if task.outcome(command.outcome) is None:
             known = ", ".join(o.id for o in task.outcomes)
-            raise reject(f"Issue inconnue « {command.outcome} » pour « {task.title} » (possibles : {known}).", "invalid")
+            raise reject(
+                f"Issue inconnue « {command.outcome} » pour « {task.title} » (possibles : {known}).", "invalid"
+            )
         missing = [f.label for f in task.form if f.required and f.id not in command.filled]
         if missing:
             raise reject("Champ obligatoire manquant : " + ", ".join(f"« {m} »" for m in missing) + ".", "invalid")
@@ -170,9 +179,16 @@ class PathwayWorkflow:
             item = self._check_reassign(command)
             previous = item.organisation_id or ""
             self._reassign(item, command.organisation_id)
-            self._record(command.actor, "task_reassigned", item, {
-                "from": previous, "to": command.organisation_id, **self._note(command.note_id),
-            })
+            self._record(
+                command.actor,
+                "task_reassigned",
+                item,
+                {
+                    "from": previous,
+                    "to": command.organisation_id,
+                    **self._note(command.note_id),
+                },
+            )
             await self._commit()
             return self._result(f"Tâche « {item.title} » réattribuée à {command.organisation_id}.", [item.id])
 
@@ -192,7 +208,9 @@ class PathwayWorkflow:
         async with self._locked():
             self._check_add_module(command)
             opened = self._start_module(command.module_id)
-            self._record(command.actor, "module_added", None, {"module": command.module_id, **self._note(command.note_id)})
+            self._record(
+                command.actor, "module_added", None, {"module": command.module_id, **self._note(command.note_id)}
+            )
             await self._commit()
             module = self.definition.module(command.module_id)
             return self._result(f"Module « {module.title if module else command.module_id} » ajouté.", opened)
@@ -285,7 +303,12 @@ class PathwayWorkflow:
         async with self._locked():
             self._check_close(command)
             self._close_pathway(command.exit_reason)
-            self._record(command.actor, "pathway_closed", None, {"exit_reason": command.exit_reason, **self._note(command.note_id)})
+            self._record(
+                command.actor,
+                "pathway_closed",
+                None,
+                {"exit_reason": command.exit_reason, **self._note(command.note_id)},
+            )
             await self._commit()
             return self._result(f"Parcours clos : {EXIT_REASONS[command.exit_reason]}.", [])
 
@@ -309,9 +332,16 @@ class PathwayWorkflow:
                     other.status, other.decided_at, other.decided_by = "decided", now, command.actor.user_id
                     other.action, other.note_id = command.action, command.note_id
                     self._dirty_escalations.add(other.id)
-            self._record(command.actor, "escalation_decided", item, {
-                "escalation": escalation.id, "action": command.action, **self._note(command.note_id),
-            })
+            self._record(
+                command.actor,
+                "escalation_decided",
+                item,
+                {
+                    "escalation": escalation.id,
+                    "action": command.action,
+                    **self._note(command.note_id),
+                },
+            )
             opened: list[str] = []
             if command.action == "close":
                 assert command.exit_reason is not None
@@ -330,12 +360,21 @@ class PathwayWorkflow:
                     assert command.module_id is not None
                     opened = self._start_module(command.module_id)
                 self._restart_clock(item)
-            self._notify(Notification(
-                key=f"{escalation.id}:decided", kind="escalation_decided", pathway_id=self.input.pathway_id,
-                definition_title=self.definition.title,
-                item_id=item.id, step_title=item.title, organisation_id=item.organisation_id,
-                basin_id=self.input.basin_id, level=escalation.level, due_at=item.due_at, action=command.action,
-            ))
+            self._notify(
+                Notification(
+                    key=f"{escalation.id}:decided",
+                    kind="escalation_decided",
+                    pathway_id=self.input.pathway_id,
+                    definition_title=self.definition.title,
+                    item_id=item.id,
+                    step_title=item.title,
+                    organisation_id=item.organisation_id,
+                    basin_id=self.input.basin_id,
+                    level=escalation.level,
+                    due_at=item.due_at,
+                    action=command.action,
+                )
+            )
             await self._commit()
             return self._result(f"Décision enregistrée ({command.action}).", opened)
 
@@ -351,7 +390,10 @@ class PathwayWorkflow:
             raise reject("Cette escalade a déjà été traitée.")
         actor = command.actor
         if not (actor.role == "admin" or (actor.role == "gto_lead" and actor.basin_id == self.input.basin_id)):
-            raise reject("Seul l'animateur du GTO du bassin (ou la direction du SPIE) peut décider de cette escalade.", "forbidden")
+            raise reject(
+                "Seul l'animateur du GTO du bassin (ou la direction du SPIE) peut décider de cette escalade.",
+                "forbidden",
+            )
         item = self.state.items.get(escalation.item_id)
         if item is None or item.status != "open":
             raise reject("La tâche escaladée n'est plus ouverte.")
@@ -366,7 +408,10 @@ class PathwayWorkflow:
             try:
                 Delay.model_validate(command.extend_by)
             except ValueError:
-                raise reject(f"Prolongation invalide « {command.extend_by} » : écrivez « 5 jours ouvrés » ou une durée ISO 8601.", "invalid") from None
+                raise reject(
+                    f"Prolongation invalide « {command.extend_by} » : écrivez « 5 jours ouvrés » ou une durée ISO 8601.",
+                    "invalid",
+                ) from None
         elif command.action == "add_step":
             self._check_module(command.module_id)
         elif command.action == "close":
@@ -388,7 +433,9 @@ class PathwayWorkflow:
         self._check_active()
         item = self.state.items.get(item_id)
         if item is None:
-            raise reject(f"La tâche « {item_id} » n'est pas ouverte dans ce parcours (déjà traitée, annulée ou inconnue).")
+            raise reject(
+                f"La tâche « {item_id} » n'est pas ouverte dans ce parcours (déjà traitée, annulée ou inconnue)."
+            )
         if item.kind != "task":
             raise reject(f"« {item.title} » n'est pas une tâche humaine.", "invalid")
         return item
@@ -496,8 +543,12 @@ class PathwayWorkflow:
     def _new_item(self, step_id: str, title: str, kind: Any, **extra: Any) -> Item:
         self.state.seq += 1
         item = Item(
-            id=f"{self.input.pathway_id}-{self.state.seq}", step_id=step_id, title=title, kind=kind,
-            opened_at=workflow.now(), **extra,
+            id=f"{self.input.pathway_id}-{self.state.seq}",
+            step_id=step_id,
+            title=title,
+            kind=kind,
+            opened_at=workflow.now(),
+            **extra,
         )
         self.state.items[item.id] = item
         self._dirty_items[item.id] = item
@@ -572,7 +623,7 @@ class PathwayWorkflow:
                 try:
                     await workflow.wait_condition(changed, timeout=timedelta(seconds=delay))
                     continue
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             async with self._lock:
                 if changed() or self.state.status != "active":
@@ -601,8 +652,12 @@ class PathwayWorkflow:
         chain = self.definition.escalation_for(self.definition.task(item.step_id))
         item.escalation_level = level
         escalation = Escalation(
-            id=f"{item.id}-g{item.generation}-n{level}", item_id=item.id, step_id=item.step_id,
-            level=level, to=chain[level - 1].to, opened_at=workflow.now(),
+            id=f"{item.id}-g{item.generation}-n{level}",
+            item_id=item.id,
+            step_id=item.step_id,
+            level=level,
+            to=chain[level - 1].to,
+            opened_at=workflow.now(),
         )
         self.state.escalations[escalation.id] = escalation
         self._dirty_escalations.add(escalation.id)
@@ -643,10 +698,16 @@ class PathwayWorkflow:
 
     def _notification(self, item: Item, kind: Any, level: int) -> Notification:
         return Notification(
-            key=f"{item.id}:g{item.generation}:{kind}:{level}", kind=kind, pathway_id=self.input.pathway_id,
+            key=f"{item.id}:g{item.generation}:{kind}:{level}",
+            kind=kind,
+            pathway_id=self.input.pathway_id,
             definition_title=self.definition.title,
-            item_id=item.id, step_title=item.title, organisation_id=item.organisation_id,
-            basin_id=self.input.basin_id, level=level, due_at=item.due_at,
+            item_id=item.id,
+            step_title=item.title,
+            organisation_id=item.organisation_id,
+            basin_id=self.input.basin_id,
+            level=level,
+            due_at=item.due_at,
         )
 
     def _notify(self, notification: Notification) -> None:
@@ -657,11 +718,17 @@ class PathwayWorkflow:
 
     def _record(self, actor: Actor, action: str, item: Item | None, detail: dict[str, str]) -> None:
         self.state.audit_seq += 1
-        self._audit.append(AuditEntry(
-            id=f"{self.input.pathway_id}-a{self.state.audit_seq}", at=workflow.now(),
-            pathway_id=self.input.pathway_id, actor=actor, action=action,
-            item_id=item.id if item else None, detail=detail,
-        ))
+        self._audit.append(
+            AuditEntry(
+                id=f"{self.input.pathway_id}-a{self.state.audit_seq}",
+                at=workflow.now(),
+                pathway_id=self.input.pathway_id,
+                actor=actor,
+                action=action,
+                item_id=item.id if item else None,
+                detail=detail,
+            )
+        )
 
     def _result(self, message: str, opened: list[str]) -> UpdateResult:
         return UpdateResult(pathway_id=self.input.pathway_id, message=message, opened=opened)
@@ -683,17 +750,30 @@ class PathwayWorkflow:
         sla, stuck_since = self._sla()
         open_steps = sorted({i.step_id for i in self.state.items.values() if i.kind in ("task", "wait")})
         row = PathwayRow(
-            id=self.input.pathway_id, definition_id=self.definition.id,
-            definition_version=self.definition.version or 0, basin_id=self.input.basin_id,
-            referent_org=self.input.referent_org, person_ref=self.input.person_ref, status=self.state.status,
-            current_steps=open_steps, sla=sla, stuck_since=stuck_since, started_at=self.state.started_at,
-            updated_at=now, last_progress_at=self.state.last_progress_at, closed_at=self.state.closed_at,
-            exit_reason=self.state.exit_reason, revision=self.state.revision, organisations=list(self.state.follow_up),
+            id=self.input.pathway_id,
+            definition_id=self.definition.id,
+            definition_version=self.definition.version or 0,
+            basin_id=self.input.basin_id,
+            referent_org=self.input.referent_org,
+            person_ref=self.input.person_ref,
+            status=self.state.status,
+            current_steps=open_steps,
+            sla=sla,
+            stuck_since=stuck_since,
+            started_at=self.state.started_at,
+            updated_at=now,
+            last_progress_at=self.state.last_progress_at,
+            closed_at=self.state.closed_at,
+            exit_reason=self.state.exit_reason,
+            revision=self.state.revision,
+            organisations=list(self.state.follow_up),
         )
         batch = ProjectionBatch(
             pathway=row,
-            items=[ItemRow(pathway_id=row.id, item=i, sla=i.sla(now) if i.kind == "task" and i.status == "open" else None)
-                   for i in self._dirty_items.values()],
+            items=[
+                ItemRow(pathway_id=row.id, item=i, sla=i.sla(now) if i.kind == "task" and i.status == "open" else None)
+                for i in self._dirty_items.values()
+            ],
             escalations=[self.state.escalations[e] for e in sorted(self._dirty_escalations)],
             audit=self._audit,
         )
@@ -703,8 +783,11 @@ class PathwayWorkflow:
         # one transaction) then the SMTP exchange, done by this worker with no round trip through
         # the server. E-mails SMTP refused are retried by a regular activity with backoff.
         unsent: list[str] = await workflow.execute_local_activity(
-            COMMIT_ACTIVITY, CommitBatch(projection=batch, notifications=outbox), result_type=list[str],
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=PROJECTION_RETRY,
+            COMMIT_ACTIVITY,
+            CommitBatch(projection=batch, notifications=outbox),
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=PROJECTION_RETRY,
         )
         # Decided or resolved escalations need no memory beyond the read model.
         for escalation_id in [e.id for e in self.state.escalations.values() if e.status != "open"]:
@@ -719,7 +802,10 @@ class PathwayWorkflow:
     async def _send(self, notification: Notification) -> None:
         """Retry an e-mail SMTP refused, with backoff, until it is delivered (never lost)."""
         await workflow.execute_activity(
-            NOTIFY_ACTIVITY, notification, start_to_close_timeout=timedelta(seconds=60), retry_policy=NOTIFY_RETRY,
+            NOTIFY_ACTIVITY,
+            notification,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=NOTIFY_RETRY,
         )
 
     async def _drain_sends(self) -> None:
@@ -728,9 +814,13 @@ class PathwayWorkflow:
 
     def _upsert_search_attributes(self, steps: list[str], sla: SlaState | None, stuck_since: datetime | None) -> None:
         wanted: dict[str, Any] = {
-            sa.CURRENT_STEPS.name: steps, sa.BASIN.name: self.input.basin_id, sa.SLA.name: sla,
-            sa.STATUS.name: self.state.status, sa.STUCK_SINCE.name: stuck_since,
-            sa.DEFINITION.name: self.definition.id, sa.DEFINITION_VERSION.name: self.definition.version or 0,
+            sa.CURRENT_STEPS.name: steps,
+            sa.BASIN.name: self.input.basin_id,
+            sa.SLA.name: sla,
+            sa.STATUS.name: self.state.status,
+            sa.STUCK_SINCE.name: stuck_since,
+            sa.DEFINITION.name: self.definition.id,
+            sa.DEFINITION_VERSION.name: self.definition.version or 0,
         }
         updates: list[SearchAttributeUpdate[Any]] = []
         for key in sa.ALL:

@@ -86,7 +86,9 @@ class PersonIn(BaseModel):
 
 
 def person_errors(error: ValidationError) -> dict[str, str]:
-    return {".".join(str(p) for p in e["loc"]) or "person": e["msg"].removeprefix("Value error, ") for e in error.errors()}
+    return {
+        ".".join(str(p) for p in e["loc"]) or "person": e["msg"].removeprefix("Value error, ") for e in error.errors()
+    }
 
 
 class PathwayService:
@@ -107,23 +109,32 @@ class PathwayService:
 
     # --- Starting ---------------------------------------------------------------------------
 
-    async def start_pathway(self, *, definition_id: str, basin_id: str, referent_org: str, person: dict[str, Any], actor: Actor) -> str:
+    async def start_pathway(
+        self, *, definition_id: str, basin_id: str, referent_org: str, person: dict[str, Any], actor: Actor
+    ) -> str:
         """Check everything first, then record the person and start the workflow; if the start
         fails the person record is removed (no half-written state)."""
         try:
             person_in = PersonIn.model_validate(person)
         except ValidationError as error:
-            raise ServiceError("Les informations de la personne sont incomplètes ou invalides.", fields=person_errors(error)) from None
+            raise ServiceError(
+                "Les informations de la personne sont incomplètes ou invalides.", fields=person_errors(error)
+            ) from None
         definition = q.latest_definition(self.engine, definition_id=definition_id)
         if definition is None:
             raise ServiceError(f"Parcours inconnu : « {definition_id} » (publiez-le d'abord).", "not_found")
         if definition.status == "retired":
-            raise ServiceError(f"Le parcours « {definition.title} » est retiré : il ne peut plus être démarré.", "conflict")
+            raise ServiceError(
+                f"Le parcours « {definition.title} » est retiré : il ne peut plus être démarré.", "conflict"
+            )
         basin = q.get_basin(self.engine, basin_id=basin_id)
         if basin is None:
             raise ServiceError(f"Bassin inconnu : « {basin_id} ».", "not_found")
         if not definition.runs_in(basin_id):
-            raise ServiceError(f"Le parcours « {definition.title} » n'est pas ouvert sur le bassin {basin.name} (bassins : {', '.join(definition.basins)}).", "conflict")
+            raise ServiceError(
+                f"Le parcours « {definition.title} » n'est pas ouvert sur le bassin {basin.name} (bassins : {', '.join(definition.basins)}).",
+                "conflict",
+            )
         referent = q.get_organisation(self.engine, organisation_id=referent_org)
         if referent is None:
             raise ServiceError(f"Organisation référente inconnue : « {referent_org} ».", "not_found")
@@ -131,7 +142,9 @@ class PathwayService:
             raise ServiceError(f"{referent.name} n'intervient pas sur le bassin {basin.name}.", "conflict")
         parties = self._resolve_parties(definition, basin)
         person_id = q.create_person(
-            self.engine, data={**person_in.model_dump(exclude={"consent"}), "consent_at": q.now()}, created_by=actor.user_id,
+            self.engine,
+            data={**person_in.model_dump(exclude={"consent"}), "consent_at": q.now()},
+            created_by=actor.user_id,
         )
         pathway_id = "P-" + uuid.uuid4().hex[:10].upper()
         try:
@@ -140,17 +153,26 @@ class PathwayService:
             start = WithStartWorkflowOperation(
                 PathwayWorkflow.run,
                 PathwayInput(
-                    pathway_id=pathway_id, definition=definition, basin_id=basin_id, referent_org=referent_org,
-                    person_ref=person_id, parties=parties, started_by=actor, history_event_limit=self.history_event_limit,
+                    pathway_id=pathway_id,
+                    definition=definition,
+                    basin_id=basin_id,
+                    referent_org=referent_org,
+                    person_ref=person_id,
+                    parties=parties,
+                    started_by=actor,
+                    history_event_limit=self.history_event_limit,
                 ),
                 id=pathway_id,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 task_queue=self.task_queue,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(sa.BASIN, basin_id), SearchAttributePair(sa.DEFINITION, definition.id),
-                    SearchAttributePair(sa.DEFINITION_VERSION, definition.version or 0),
-                    SearchAttributePair(sa.STATUS, "active"),
-                ]),
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.BASIN, basin_id),
+                        SearchAttributePair(sa.DEFINITION, definition.id),
+                        SearchAttributePair(sa.DEFINITION_VERSION, definition.version or 0),
+                        SearchAttributePair(sa.STATUS, "active"),
+                    ]
+                ),
             )
             await self.client.execute_update_with_start_workflow(PathwayWorkflow.ready, start_workflow_operation=start)
         except Exception:
@@ -177,7 +199,10 @@ class PathwayService:
                 if q.get_organisation(self.engine, organisation_id=org_id) is None:
                     missing.append(org_id)
         if missing:
-            raise ServiceError(f"Aucune organisation ne dessert le bassin {basin.name} pour : {', '.join(sorted(set(missing)))}.", "conflict")
+            raise ServiceError(
+                f"Aucune organisation ne dessert le bassin {basin.name} pour : {', '.join(sorted(set(missing)))}.",
+                "conflict",
+            )
         return parties
 
     # --- Human work ---------------------------------------------------------------------------
@@ -190,7 +215,10 @@ class PathwayService:
             with session_scope(self.engine) as session:
                 row = session.get(models.DefinitionVersion, key)
                 if row is None:
-                    raise ServiceError(f"Version {pathway.definition_version} du parcours {pathway.definition_id} introuvable.", "not_found")
+                    raise ServiceError(
+                        f"Version {pathway.definition_version} du parcours {pathway.definition_id} introuvable.",
+                        "not_found",
+                    )
                 cached = self._definitions[key] = Definition.model_validate(row.body)
         return cached
 
@@ -206,18 +234,28 @@ class PathwayService:
         if task.status != "open":
             raise ServiceError(f"La tâche « {task.title} » n'est plus ouverte ({task.status}).", "conflict")
         if actor.organisation_id != task.organisation_id and actor.role != "admin":
-            raise ServiceError(f"Votre organisation ({actor.organisation_id}) ne peut pas traiter cette tâche : elle est confiée à {task.organisation_id}.", "forbidden")
+            raise ServiceError(
+                f"Votre organisation ({actor.organisation_id}) ne peut pas traiter cette tâche : elle est confiée à {task.organisation_id}.",
+                "forbidden",
+            )
         definition = self.definition_of(pathway)
         checked = check_submission(definition.task(task.step_id), data)
         if checked.errors:
             raise ServiceError("Le formulaire contient des erreurs.", fields=checked.errors)
         submission_id = (
-            q.save_submission(self.engine, pathway_id=pathway.id, task_id=task_id, data=checked.values, submitted_by=actor.user_id)
-            if checked.values else None
+            q.save_submission(
+                self.engine, pathway_id=pathway.id, task_id=task_id, data=checked.values, submitted_by=actor.user_id
+            )
+            if checked.values
+            else None
         )
         command = CompleteTask(
-            item_id=task_id, actor=actor, outcome=outcome, filled=checked.filled,
-            routing=routing_values(definition, task.step_id, checked.values), submission_id=submission_id,
+            item_id=task_id,
+            actor=actor,
+            outcome=outcome,
+            filled=checked.filled,
+            routing=routing_values(definition, task.step_id, checked.values),
+            submission_id=submission_id,
         )
         try:
             return await self._update(pathway.id, PathwayWorkflow.complete_task, command)
@@ -226,20 +264,32 @@ class PathwayService:
                 q.delete_submission(self.engine, submission_id=submission_id)
             raise
 
-    async def reassign_task(self, *, task_id: str, actor: Actor, organisation_id: str, reason: str | None) -> UpdateResult:
+    async def reassign_task(
+        self, *, task_id: str, actor: Actor, organisation_id: str, reason: str | None
+    ) -> UpdateResult:
         _, pathway = self._task_and_pathway(task_id)
         self._known_organisation(organisation_id)
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
-        return await self._update(pathway.id, PathwayWorkflow.reassign_task, ReassignTask(item_id=task_id, actor=actor, organisation_id=organisation_id, note_id=note_id))
+        return await self._update(
+            pathway.id,
+            PathwayWorkflow.reassign_task,
+            ReassignTask(item_id=task_id, actor=actor, organisation_id=organisation_id, note_id=note_id),
+        )
 
     async def skip_step(self, *, task_id: str, actor: Actor, reason: str | None) -> UpdateResult:
         _, pathway = self._task_and_pathway(task_id)
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
-        return await self._update(pathway.id, PathwayWorkflow.skip_step, SkipStep(item_id=task_id, actor=actor, note_id=note_id))
+        return await self._update(
+            pathway.id, PathwayWorkflow.skip_step, SkipStep(item_id=task_id, actor=actor, note_id=note_id)
+        )
 
-    async def add_module(self, *, pathway_id: str, actor: Actor, module_id: str, reason: str | None = None) -> UpdateResult:
+    async def add_module(
+        self, *, pathway_id: str, actor: Actor, module_id: str, reason: str | None = None
+    ) -> UpdateResult:
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
-        return await self._update(pathway_id, PathwayWorkflow.add_module, AddModule(module_id=module_id, actor=actor, note_id=note_id))
+        return await self._update(
+            pathway_id, PathwayWorkflow.add_module, AddModule(module_id=module_id, actor=actor, note_id=note_id)
+        )
 
     async def pause(self, *, pathway_id: str, actor: Actor, reason: str | None = None) -> UpdateResult:
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
@@ -250,9 +300,22 @@ class PathwayService:
 
     async def close(self, *, pathway_id: str, actor: Actor, exit_reason: str, note: str | None = None) -> UpdateResult:
         note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=pathway_id)
-        return await self._update(pathway_id, PathwayWorkflow.close, ClosePathway(actor=actor, exit_reason=exit_reason, note_id=note_id))
+        return await self._update(
+            pathway_id, PathwayWorkflow.close, ClosePathway(actor=actor, exit_reason=exit_reason, note_id=note_id)
+        )
 
-    async def decide_escalation(self, *, escalation_id: str, actor: Actor, action: str, note: str | None = None, organisation_id: str | None = None, extend_by: str | None = None, module_id: str | None = None, exit_reason: str | None = None) -> UpdateResult:
+    async def decide_escalation(
+        self,
+        *,
+        escalation_id: str,
+        actor: Actor,
+        action: str,
+        note: str | None = None,
+        organisation_id: str | None = None,
+        extend_by: str | None = None,
+        module_id: str | None = None,
+        exit_reason: str | None = None,
+    ) -> UpdateResult:
         with session_scope(self.engine) as session:
             escalation = session.get(models.Escalation, escalation_id)
         if escalation is None:
@@ -265,11 +328,19 @@ class PathwayService:
         note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=escalation.pathway_id)
         try:
             decision = GtoDecision(
-                escalation_id=escalation_id, actor=actor, action=action, organisation_id=organisation_id,  # type: ignore[arg-type]
-                extend_by=extend_by, module_id=module_id, exit_reason=exit_reason, note_id=note_id,
+                escalation_id=escalation_id,
+                actor=actor,
+                action=action,
+                organisation_id=organisation_id,  # type: ignore[arg-type]
+                extend_by=extend_by,
+                module_id=module_id,
+                exit_reason=exit_reason,
+                note_id=note_id,
             )
         except ValidationError:
-            raise ServiceError(f"Décision inconnue « {action} » (possibles : reassign, extend, add_step, close, unblock).") from None
+            raise ServiceError(
+                f"Décision inconnue « {action} » (possibles : reassign, extend, add_step, close, unblock)."
+            ) from None
         return await self._update(escalation.pathway_id, PathwayWorkflow.decide_escalation, decision)
 
     def _known_organisation(self, organisation_id: str) -> None:

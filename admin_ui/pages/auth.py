@@ -47,26 +47,48 @@ def sign_in_page(request: Request, suivant: str | None = None) -> Response:
 
 @router.post("/connexion", dependencies=[Depends(verify_csrf)])
 def sign_in(
-    request: Request, engine: Engine_, email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
+    request: Request,
+    engine: Engine_,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
     suivant: Annotated[str, Form()] = "",
 ) -> Response:
     limiter = request.app.state.sign_in_limiter
     key = f"{email.strip().lower()}|{request.client.host if request.client else ''}"
     if limiter.blocked(key):
-        return render(request, "sign_in.html", status_code=429, title="Connexion", next=suivant, email=email,
-                      error="Trop de tentatives : réessayez dans 15 minutes, ou demandez un lien de connexion par e-mail.")
+        return render(
+            request,
+            "sign_in.html",
+            status_code=429,
+            title="Connexion",
+            next=suivant,
+            email=email,
+            error="Trop de tentatives : réessayez dans 15 minutes, ou demandez un lien de connexion par e-mail.",
+        )
     user = authenticate(engine, email=email, password=password)
     if user is None:
         limiter.failed(key)
-        return render(request, "sign_in.html", status_code=401, title="Connexion", next=suivant, email=email,
-                      error="Adresse e-mail ou mot de passe incorrect.")
+        return render(
+            request,
+            "sign_in.html",
+            status_code=401,
+            title="Connexion",
+            next=suivant,
+            email=email,
+            error="Adresse e-mail ou mot de passe incorrect.",
+        )
     limiter.succeeded(key)
     record_action(engine, user, "signed_in", detail={"method": "password"})
     return _sign_in(request, user.id, user.role, suivant)
 
 
 @router.post("/connexion/lien", dependencies=[Depends(verify_csrf)])
-async def send_link(request: Request, engine: Engine_, settings: Annotated[Settings, Depends(get_settings)], email: Annotated[str, Form()] = "") -> Response:
+async def send_link(
+    request: Request,
+    engine: Engine_,
+    settings: Annotated[Settings, Depends(get_settings)],
+    email: Annotated[str, Form()] = "",
+) -> Response:
     user = q.get_user_by_email(engine, email=email)
     if user is not None and user.active:
         token = create_login_token(engine, user_id=user.id)
@@ -77,8 +99,14 @@ async def send_link(request: Request, engine: Engine_, settings: Annotated[Setti
         try:
             await send_email(settings, to=[user.email], subject="[Parcours] Votre lien de connexion", body=body)
         except (aiosmtplib.SMTPException, OSError):
-            return render(request, "sign_in.html", status_code=503, title="Connexion", email=email,
-                          error="L'envoi de l'e-mail a échoué : réessayez dans un instant.")
+            return render(
+                request,
+                "sign_in.html",
+                status_code=503,
+                title="Connexion",
+                email=email,
+                error="L'envoi de l'e-mail a échoué : réessayez dans un instant.",
+            )
     # The same answer whether or not the address is known: no account enumeration.
     flash(request, "Si cette adresse correspond à un compte, un lien de connexion vient de lui être envoyé.", "info")
     return RedirectResponse("/connexion", status_code=303)

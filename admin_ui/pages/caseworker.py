@@ -111,10 +111,7 @@ NOT_FOUND_TASK = "Cette tâche n'existe pas (ou plus)."
 
 def _is_htmx(request: Request) -> bool:
     """An htmx request that swaps part of the page (not a history restore, which wants it all)."""
-    return (
-        request.headers.get("hx-request") == "true"
-        and request.headers.get("hx-history-restore-request") != "true"
-    )
+    return request.headers.get("hx-request") == "true" and request.headers.get("hx-history-restore-request") != "true"
 
 
 def _redirect(request: Request, url: str) -> Response:
@@ -301,11 +298,7 @@ def _task_context(
     organisations = q.list_organisations(engine)
     names = {o.id: o.name for o in organisations}
     is_open = task.status == "open"
-    submission = (
-        v.get_submission(engine, submission_id=task.submission_id)
-        if task.submission_id and reason
-        else None
-    )
+    submission = v.get_submission(engine, submission_id=task.submission_id) if task.submission_id and reason else None
     return {
         "title": task.title,
         "nav": "inbox",
@@ -322,11 +315,7 @@ def _task_context(
         and (holds or user.organisation_id == pathway.referent_org),
         "may_note": reason is not None,
         "reassign_to": sorted(
-            (
-                o
-                for o in organisations
-                if o.id != task.organisation_id and _serves(o, pathway.basin_id)
-            ),
+            (o for o in organisations if o.id != task.organisation_id and _serves(o, pathway.basin_id)),
             key=lambda o: o.name.lower(),
         ),
         "outcome_label": _outcome_label(step, task.outcome),
@@ -372,9 +361,7 @@ def _read_task_form(step: TaskStep, form: FormData) -> tuple[dict[str, Any], dic
 
 
 @router.get("/taches/{task_id}")
-def task_page(
-    request: Request, engine: Engine_, service: Service, user: User, task_id: str
-) -> Response:
+def task_page(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
     task, pathway = _task_or_404(engine, task_id)
     return render(
         request,
@@ -384,9 +371,7 @@ def task_page(
 
 
 @router.post("/taches/{task_id}", dependencies=CSRF)
-async def complete_task(
-    request: Request, engine: Engine_, service: Service, user: User, task_id: str
-) -> Response:
+async def complete_task(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
     task, pathway = _task_or_404(engine, task_id)
     context = _task_context(request, engine, service, user, task, pathway)
     if task.organisation_id != user.organisation_id:
@@ -402,9 +387,7 @@ async def complete_task(
     chosen = step.outcome(outcome)
     try:
         if chosen is None:
-            raise ServiceError(
-                "Choisissez l'issue de la tâche avec l'un des boutons en bas du formulaire."
-            )
+            raise ServiceError("Choisissez l'issue de la tâche avec l'un des boutons en bas du formulaire.")
         await service.complete_task(task_id=task.id, actor=user.actor, outcome=outcome, data=data)
     except ServiceError as error:
         known = {f.id for f in step.form}
@@ -426,9 +409,7 @@ async def complete_task(
 
 
 @router.post("/taches/{task_id}/reattribuer", dependencies=CSRF)
-async def reassign_task(
-    request: Request, engine: Engine_, service: Service, user: User, task_id: str
-) -> Response:
+async def reassign_task(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
     task, pathway = _task_or_404(engine, task_id)
     context = _task_context(request, engine, service, user, task, pathway)
     form = await request.form()
@@ -437,9 +418,7 @@ async def reassign_task(
     if not organisation_id:
         errors["organisation"] = "Choisissez l'organisation à qui confier la tâche."
     if not reason:
-        errors["motif"] = (
-            "Indiquez le motif de la réattribution : il est partagé avec le groupe de suivi."
-        )
+        errors["motif"] = "Indiquez le motif de la réattribution : il est partagé avec le groupe de suivi."
     retry = {
         **context,
         "reassign": {"organisation": organisation_id, "reason": reason},
@@ -456,9 +435,7 @@ async def reassign_task(
             },
         )
     try:
-        await service.reassign_task(
-            task_id=task.id, actor=user.actor, organisation_id=organisation_id, reason=reason
-        )
+        await service.reassign_task(task_id=task.id, actor=user.actor, organisation_id=organisation_id, reason=reason)
     except ServiceError as error:
         return render(
             request,
@@ -468,23 +445,18 @@ async def reassign_task(
         )
     flash(
         request,
-        f"Tâche « {task.title} » réattribuée à "
-        f"{context['org_names'].get(organisation_id, organisation_id)}.",
+        f"Tâche « {task.title} » réattribuée à {context['org_names'].get(organisation_id, organisation_id)}.",
     )
     return _redirect(request, f"/parcours/{pathway.id}")
 
 
 @router.post("/taches/{task_id}/note", dependencies=CSRF)
-async def task_note(
-    request: Request, engine: Engine_, service: Service, user: User, task_id: str
-) -> Response:
+async def task_note(request: Request, engine: Engine_, service: Service, user: User, task_id: str) -> Response:
     task, pathway = _task_or_404(engine, task_id)
     context = _task_context(request, engine, service, user, task, pathway)
     if not context["may_note"]:
         raise HTTPException(403, "Seul le groupe de suivi du parcours peut y ajouter une note.")
-    return await _save_note(
-        request, engine, user, pathway, context, "caseworker/task.html", f"/taches/{task.id}"
-    )
+    return await _save_note(request, engine, user, pathway, context, "caseworker/task.html", f"/taches/{task.id}")
 
 
 async def _save_note(
@@ -617,9 +589,7 @@ def _start_context(engine: Any, user: Any, basin_id: str | None, **extra: Any) -
 
 
 @router.get("/parcours/nouveau")
-def start_page(
-    request: Request, engine: Engine_, user: User, bassin: str | None = None
-) -> Response:
+def start_page(request: Request, engine: Engine_, user: User, bassin: str | None = None) -> Response:
     return render(request, "caseworker/start.html", **_start_context(engine, user, bassin))
 
 
@@ -647,9 +617,7 @@ def _french_person_error(field: str, message: str) -> str:
 
 
 @router.post("/parcours/nouveau", dependencies=CSRF)
-async def start_pathway(
-    request: Request, engine: Engine_, service: Service, user: User
-) -> Response:
+async def start_pathway(request: Request, engine: Engine_, service: Service, user: User) -> Response:
     form = await request.form()
     values = {name: _text(form, name) for name in (*PERSON_FIELDS, "definition", "basin")}
     values["consent"] = "oui" if form.get("consent") else ""
@@ -743,19 +711,13 @@ def _successor(step: Any) -> str | None:
     return None
 
 
-def _upcoming(
-    definition: Definition, steps: list[models.PathwayStep], pathway: models.Pathway
-) -> list[Any]:
+def _upcoming(definition: Definition, steps: list[models.PathwayStep], pathway: models.Pathway) -> list[Any]:
     """Main-flow steps not yet entered, along the usual path from the open ones."""
     if pathway.status == "closed":
         return []
     main_ids = {s.id for s in definition.steps}
     entered = {s.step_id for s in steps}
-    starts = [
-        s.step_id
-        for s in steps
-        if s.status == "open" and s.track == "main" and s.step_id in main_ids
-    ]
+    starts = [s.step_id for s in steps if s.status == "open" and s.track == "main" and s.step_id in main_ids]
     upcoming: list[Any] = []
     seen: set[str] = set(starts)
     for start in starts:
@@ -829,9 +791,7 @@ def _audit_entries(
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     entries = []
-    for event in sorted(
-        events, key=lambda e: (when(e), _seq(e.id.replace("-a", "-"))), reverse=True
-    )[:200]:
+    for event in sorted(events, key=lambda e: (when(e), _seq(e.id.replace("-a", "-"))), reverse=True)[:200]:
         detail = event.detail or {}
         parts: list[str] = []
         step = steps.get(event.task_id or "")
@@ -851,10 +811,7 @@ def _audit_entries(
             module = definition.module(detail.get("module", ""))
             parts.append(module.title if module else detail.get("module", ""))
         elif event.action == "pathway_closed":
-            parts.append(
-                "motif : "
-                + EXIT_REASONS.get(detail.get("exit_reason", ""), detail.get("exit_reason", ""))
-            )
+            parts.append("motif : " + EXIT_REASONS.get(detail.get("exit_reason", ""), detail.get("exit_reason", "")))
         elif event.action == "pathway_resumed":
             seconds = int(detail.get("paused_seconds", "0") or 0)
             parts.append(
@@ -870,9 +827,7 @@ def _audit_entries(
                 f"{ESCALATION_TARGETS.get(detail.get('to', ''), detail.get('to', ''))}"
             )
         elif event.action == "escalation_decided":
-            parts.append(
-                "décision : " + GTO_ACTIONS.get(detail.get("action", ""), detail.get("action", ""))
-            )
+            parts.append("décision : " + GTO_ACTIONS.get(detail.get("action", ""), detail.get("action", "")))
         elif event.action == "personal_data_viewed":
             parts.append(f"{detail.get('what', '')} ({detail.get('reason', '')})")
         note = notes.get(detail.get("note_id", ""))
@@ -915,18 +870,14 @@ def _pathway_context(
     org_names = organisation_names(engine)
     tasks = {t.id: t for t in history["tasks"]}
     steps = {s.id: s for s in history["steps"]}
-    users = v.users_by_id(
-        engine, {e.actor_user_id for e in history["audit"]} | {n.author_user_id for n in notes}
-    )
+    users = v.users_by_id(engine, {e.actor_user_id for e in history["audit"]} | {n.author_user_id for n in notes})
     open_tasks = [t for t in history["tasks"] if t.status == "open"]
     running_modules = {
         s.track.removeprefix("module:")
         for s in history["steps"]
         if s.status == "open" and s.track.startswith("module:")
     }
-    audit = _audit_entries(
-        definition, history["audit"], steps, {n.id: n for n in notes}, users, org_names
-    )
+    audit = _audit_entries(definition, history["audit"], steps, {n.id: n for n in notes}, users, org_names)
     optional_open = []
     for task in open_tasks:
         try:
@@ -965,9 +916,7 @@ def _pathway_context(
 
 
 @router.get("/parcours/{pathway_id}")
-def pathway_page(
-    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-) -> Response:
+def pathway_page(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
     pathway = _pathway_or_404(engine, pathway_id)
     return render(
         request,
@@ -995,9 +944,7 @@ async def _pathway_action(
         elif values["tache"] not in {t.id for t in context["open_tasks"]}:
             errors["tache"] = "Cette étape n'est plus ouverte dans ce parcours."
         if not values["motif"]:
-            errors["motif"] = (
-                "Indiquez pourquoi l'étape est passée (motif partagé avec le groupe de suivi)."
-            )
+            errors["motif"] = "Indiquez pourquoi l'étape est passée (motif partagé avec le groupe de suivi)."
     if action == "clore" and values["sortie"] not in EXIT_REASONS:
         errors["sortie"] = "Choisissez le motif de sortie."
     retry = {**context, "form": {"action": action, **values}, "action_errors": errors}
@@ -1017,13 +964,9 @@ async def _pathway_action(
                 reason=values["motif"] or None,
             )
         elif action == "passer":
-            result = await service.skip_step(
-                task_id=values["tache"], actor=actor, reason=values["motif"]
-            )
+            result = await service.skip_step(task_id=values["tache"], actor=actor, reason=values["motif"])
         elif action == "suspendre":
-            result = await service.pause(
-                pathway_id=pathway.id, actor=actor, reason=values["motif"] or None
-            )
+            result = await service.pause(pathway_id=pathway.id, actor=actor, reason=values["motif"] or None)
         elif action == "reprendre":
             result = await service.resume(pathway_id=pathway.id, actor=actor)
         else:
@@ -1055,9 +998,7 @@ REFERENT_ACTIONS = {
 
 
 def _referent_action_route(action: str, name: str) -> None:
-    async def route(
-        request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-    ) -> Response:
+    async def route(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
         return await _pathway_action(request, engine, service, user, pathway_id, action)
 
     route.__name__ = route.__qualname__ = name
@@ -1069,9 +1010,7 @@ for _action, _name in REFERENT_ACTIONS.items():
 
 
 @router.post("/parcours/{pathway_id}/notes", dependencies=CSRF)
-async def pathway_note(
-    request: Request, engine: Engine_, service: Service, user: User, pathway_id: str
-) -> Response:
+async def pathway_note(request: Request, engine: Engine_, service: Service, user: User, pathway_id: str) -> Response:
     pathway = _pathway_or_404(engine, pathway_id)
     context = _pathway_context(request, engine, service, user, pathway)
     return await _save_note(

@@ -74,9 +74,7 @@ def version_row(engine: Any, definition_id: str, version: int) -> models.Definit
     with session_scope(engine) as session:
         row = session.get(models.DefinitionVersion, (definition_id, version))
     if row is None:
-        raise HTTPException(
-            404, f"Version {version} de la définition « {definition_id} » introuvable."
-        )
+        raise HTTPException(404, f"Version {version} de la définition « {definition_id} » introuvable.")
     return row
 
 
@@ -125,9 +123,7 @@ def definitions_page(request: Request, engine: Engine_, user: DesignerUser) -> R
     )
 
 
-def render_page(
-    request: Request, template: str, status_code: int = 200, **context: Any
-) -> Response:
+def render_page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     return render(
         request,
         template,
@@ -177,9 +173,7 @@ def step_rows(definition: Definition) -> list[dict[str, Any]]:
         }
         if isinstance(step, ParallelStep):
             row["next"] = [f"→ {step.next}"]
-            row["who"] = (
-                "toutes les branches" if step.completion == "all" else "la première branche"
-            )
+            row["who"] = "toutes les branches" if step.completion == "all" else "la première branche"
             rows.append(row)
             rows.extend(task_row(b, f"branche de {step.id}") for b in step.branches)
             continue
@@ -204,13 +198,9 @@ def counts_of(engine: Any, definition_id: str) -> dict[str, dict[str, Any]]:
 
 
 @router.get("/definitions/{definition_id}/v/{version}")
-def version_page(
-    request: Request, engine: Engine_, user: DesignerUser, definition_id: str, version: int
-) -> Response:
+def version_page(request: Request, engine: Engine_, user: DesignerUser, definition_id: str, version: int) -> Response:
     row = version_row(engine, definition_id, version)
-    return _version_page(
-        request, engine, row, status_values={"status": row.status, "basins": row.basins}
-    )
+    return _version_page(request, engine, row, status_values={"status": row.status, "basins": row.basins})
 
 
 def _version_page(
@@ -255,12 +245,8 @@ def _version_page(
 def version_svg(engine: Engine_, user: DesignerUser, definition_id: str, version: int) -> Response:
     """The drawing alone, to open full size (zoom, print, save)."""
     definition = Definition.model_validate(version_row(engine, definition_id, version).body)
-    svg = render_definition_svg(
-        definition, counts=counts_of(engine, definition_id), dom_id="schema"
-    )
-    return Response(
-        '<?xml version="1.0" encoding="UTF-8"?>\n' + str(svg), media_type="image/svg+xml"
-    )
+    svg = render_definition_svg(definition, counts=counts_of(engine, definition_id), dom_id="schema")
+    return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + str(svg), media_type="image/svg+xml")
 
 
 # --- Diff -----------------------------------------------------------------------------------------
@@ -288,12 +274,8 @@ def diff_summary(old: Definition, new: Definition) -> dict[str, Any]:
         a, b = before[key][1], after[key][1]
         if a != b:
             if isinstance(a.get("branches"), list):  # branches are compared on their own
-                a = {k: v for k, v in a.items() if k != "branches"} | {
-                    "branches": [x["id"] for x in a["branches"]]
-                }
-                b = {k: v for k, v in b.items() if k != "branches"} | {
-                    "branches": [x["id"] for x in b["branches"]]
-                }
+                a = {k: v for k, v in a.items() if k != "branches"} | {"branches": [x["id"] for x in a["branches"]]}
+                b = {k: v for k, v in b.items() if k != "branches"} | {"branches": [x["id"] for x in b["branches"]]}
                 if a == b:
                     continue
             fields = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
@@ -302,9 +284,7 @@ def diff_summary(old: Definition, new: Definition) -> dict[str, Any]:
                     "id": key,
                     "where": after[key][0],
                     "fields": fields,
-                    "title": (a.get("title"), b.get("title"))
-                    if a.get("title") != b.get("title")
-                    else None,
+                    "title": (a.get("title"), b.get("title")) if a.get("title") != b.get("title") else None,
                 }
             )
     top = []
@@ -328,15 +308,9 @@ def diff_summary(old: Definition, new: Definition) -> dict[str, Any]:
                 }
             )
     return {
-        "added": [
-            {"id": k, "where": after[k][0], "title": after[k][1].get("title")}
-            for k in after
-            if k not in before
-        ],
+        "added": [{"id": k, "where": after[k][0], "title": after[k][1].get("title")} for k in after if k not in before],
         "removed": [
-            {"id": k, "where": before[k][0], "title": before[k][1].get("title")}
-            for k in before
-            if k not in after
+            {"id": k, "where": before[k][0], "title": before[k][1].get("title")} for k in before if k not in after
         ],
         "changed": sorted(changed, key=lambda c: list(after).index(c["id"])),
         "top": top,
@@ -349,17 +323,13 @@ def _short_value(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(_short_value(v) for v in value) or "—"
     if isinstance(value, dict):
-        return yaml.safe_dump(
-            value, allow_unicode=True, default_flow_style=True, sort_keys=False
-        ).strip()
+        return yaml.safe_dump(value, allow_unicode=True, default_flow_style=True, sort_keys=False).strip()
     return str(value)
 
 
 def diff_lines(old: str, new: str, old_label: str, new_label: str) -> list[dict[str, str]]:
     lines = []
-    for line in difflib.unified_diff(
-        old.splitlines(), new.splitlines(), old_label, new_label, lineterm="", n=3
-    ):
+    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), old_label, new_label, lineterm="", n=3):
         if line.startswith(("---", "+++")):
             kind = "file"
         elif line.startswith("@@"):
@@ -390,9 +360,7 @@ def diff_page(
     to_version = to_version or rows[-1].version
     from_version = from_version or max(1, to_version - 1)
     if from_version not in by_version or to_version not in by_version:
-        raise HTTPException(
-            404, f"Versions {from_version} ou {to_version} de « {definition_id} » introuvables."
-        )
+        raise HTTPException(404, f"Versions {from_version} ou {to_version} de « {definition_id} » introuvables.")
     old, new = by_version[from_version], by_version[to_version]
     return render_page(
         request,
@@ -403,12 +371,8 @@ def diff_page(
         versions=rows,
         old=old,
         new=new,
-        summary=diff_summary(
-            Definition.model_validate(old.body), Definition.model_validate(new.body)
-        ),
-        lines=diff_lines(
-            old.source, new.source, f"version {old.version}", f"version {new.version}"
-        ),
+        summary=diff_summary(Definition.model_validate(old.body), Definition.model_validate(new.body)),
+        lines=diff_lines(old.source, new.source, f"version {old.version}", f"version {new.version}"),
     )
 
 
@@ -456,8 +420,7 @@ FRENCH = [
     ),
     (
         r"^'(.+)' is not a delay: .*$",
-        "« {0} » n'est pas un délai : écrivez « 10 jours ouvrés » "
-        "ou une durée ISO 8601 (PT30S, PT2H, P3D)",
+        "« {0} » n'est pas un délai : écrivez « 10 jours ouvrés » ou une durée ISO 8601 (PT30S, PT2H, P3D)",
     ),
     (r"^a delay must be positive.*$", "un délai doit être positif"),
     (
@@ -555,11 +518,7 @@ def locate(lines: list[str], error: DefinitionError) -> int | None:
         return None
     # Prefer a step (a line with or near `kind:`) over an outcome with the same id.
     at = next(
-        (
-            i
-            for i in hits
-            if any("kind" in lines[j] for j in range(max(0, i - 2), min(len(lines), i + 3)))
-        ),
+        (i for i in hits if any("kind" in lines[j] for j in range(max(0, i - 2), min(len(lines), i + 3)))),
         hits[0],
     )
     if not path or path == ["id"]:
@@ -567,9 +526,7 @@ def locate(lines: list[str], error: DefinitionError) -> int | None:
     # The step's list item: back to its `- ` line, then follow the field inside it.
     start = at
     while (
-        start > 0
-        and not lines[start].lstrip().startswith("- ")
-        and _indent(lines[start - 1]) >= _indent(lines[at]) - 2
+        start > 0 and not lines[start].lstrip().startswith("- ") and _indent(lines[start - 1]) >= _indent(lines[at]) - 2
     ):
         start -= 1
     end = _block_end(lines, start, len(lines))
@@ -591,9 +548,7 @@ class Checked:
 
 def check_source(engine: Any, source: str) -> Checked:
     if not source.strip():
-        return _read_error(
-            source, "Collez le texte YAML de la définition ou choisissez un fichier."
-        )
+        return _read_error(source, "Collez le texte YAML de la définition ou choisissez un fichier.")
     try:
         definition = parse_text(source, source="définition")
     except InvalidDefinition as invalid:
@@ -617,13 +572,8 @@ def check_source(engine: Any, source: str) -> Checked:
             if item["line"]:
                 where = f"champ {item['field']} : " if item["field"] else ""
                 marked.setdefault(item["line"], []).append(where + item["message"])
-        numbered = [
-            {"n": i + 1, "text": text, "messages": marked.get(i + 1, [])}
-            for i, text in enumerate(text_lines)
-        ]
-        return Checked(
-            source, None, errors, [{"step": k, "errors": v} for k, v in groups.items()], numbered
-        )
+        numbered = [{"n": i + 1, "text": text, "messages": marked.get(i + 1, [])} for i, text in enumerate(text_lines)]
+        return Checked(source, None, errors, [{"step": k, "errors": v} for k, v in groups.items()], numbered)
     latest = None
     rows = all_versions(engine).get(definition.id)
     if rows:
@@ -653,9 +603,7 @@ async def read_source(source: str, fichier: UploadFile | None) -> tuple[str, str
     return source, None
 
 
-async def _check_form(
-    engine: Any, source: str, fichier: UploadFile | None
-) -> tuple[str, Checked]:
+async def _check_form(engine: Any, source: str, fichier: UploadFile | None) -> tuple[str, Checked]:
     """The posted text (uploaded file or pasted text) and its validation report."""
     text, problem = await read_source(source, fichier)
     return text, _read_error(text, problem) if problem else check_source(engine, text)
@@ -672,9 +620,7 @@ def _read_error(source: str, message: str) -> Checked:
 
 
 @router.get("/definitions/nouvelle")
-def new_page(
-    request: Request, engine: Engine_, user: DesignerUser, depuis: str | None = None
-) -> Response:
+def new_page(request: Request, engine: Engine_, user: DesignerUser, depuis: str | None = None) -> Response:
     source = ""
     if depuis:  # start from the latest version of an existing definition
         rows = all_versions(engine).get(depuis)
@@ -721,9 +667,7 @@ async def publish(
             source=text or source,
             checked=checked,
         )
-    version, created = q.publish_definition(
-        engine, definition=checked.definition, source=text, published_by=user.id
-    )
+    version, created = q.publish_definition(engine, definition=checked.definition, source=text, published_by=user.id)
     if created:
         record_action(
             engine,
@@ -733,10 +677,7 @@ async def publish(
         )
         message = f"Version {version} de « {checked.definition.title} » publiée."
     else:
-        message = (
-            f"Contenu identique à la version {version} déjà publiée : "
-            "aucune nouvelle version n'a été créée."
-        )
+        message = f"Contenu identique à la version {version} déjà publiée : aucune nouvelle version n'a été créée."
     flash(request, message, "success" if created else "info")
     return RedirectResponse(f"/definitions/{checked.definition.id}/v/{version}", status_code=303)
 
@@ -797,8 +738,7 @@ def set_status(
     )
     flash(
         request,
-        f"Version {version} : statut « {STATUSES[status].lower()} », "
-        f"{basins_label(chosen, names).lower()}.",
+        f"Version {version} : statut « {STATUSES[status].lower()} », {basins_label(chosen, names).lower()}.",
     )
     return RedirectResponse(f"/definitions/{definition_id}/v/{version}", status_code=303)
 
@@ -862,8 +802,7 @@ async def start_trial(
     if referent is None:
         flash(
             request,
-            "Aucune structure de type département ne dessert ce bassin : "
-            "l'essai ne peut pas démarrer.",
+            "Aucune structure de type département ne dessert ce bassin : l'essai ne peut pas démarrer.",
             "error",
         )
         return back
@@ -872,14 +811,11 @@ async def start_trial(
     except InvalidDefinition as invalid:
         flash(
             request,
-            "La copie d'essai est invalide : "
-            + "; ".join(in_french(e.message) for e in invalid.errors),
+            "La copie d'essai est invalide : " + "; ".join(in_french(e.message) for e in invalid.errors),
             "error",
         )
         return back
-    trial_version, _ = q.publish_definition(
-        engine, definition=trial, source=source, published_by=user.id
-    )
+    trial_version, _ = q.publish_definition(engine, definition=trial, source=source, published_by=user.id)
     try:
         pathway_id = await service.start_pathway(
             definition_id=trial.id,
@@ -971,6 +907,4 @@ def trial_page(request: Request, engine: Engine_, user: DesignerUser, pathway_id
     }
     if request.headers.get("hx-request"):
         return render_page(request, "designer/_trial_live.html", **context)
-    return render_page(
-        request, "designer/trial.html", title=f"Essai {pathway_id}", nav="definitions", **context
-    )
+    return render_page(request, "designer/trial.html", title=f"Essai {pathway_id}", nav="definitions", **context)

@@ -92,9 +92,7 @@ class Lookup:
         key = (definition_id, version)
         if key not in self._definitions:
             if version is None:
-                self._definitions[key] = q.latest_definition(
-                    self.engine, definition_id=definition_id
-                )
+                self._definitions[key] = q.latest_definition(self.engine, definition_id=definition_id)
             else:
                 with session_scope(self.engine) as session:
                     row = session.get(models.DefinitionVersion, (definition_id, version))
@@ -147,13 +145,17 @@ def person_names(engine: Any, user: CurrentUser, pathways: list[models.Pathway],
     with session_scope(engine) as session:
         persons = {
             person.id: person
-            for person in session.exec(select(models.Person).where(col(models.Person.id).in_([p.person_id for p in allowed])))
+            for person in session.exec(
+                select(models.Person).where(col(models.Person.id).in_([p.person_id for p in allowed]))
+            )
         }
     names: dict[str, str] = {}
     for pathway in allowed:
         person = persons.get(pathway.person_id)
         if person is not None:
-            names[pathway.id] = "Personne anonymisée" if person.anonymised_at else f"{person.first_name} {person.last_name}"
+            names[pathway.id] = (
+                "Personne anonymisée" if person.anonymised_at else f"{person.first_name} {person.last_name}"
+            )
     record_views(engine, user, [(pid, what, reasons[pid]) for pid in names])
     return names
 
@@ -188,9 +190,7 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
     basin = basin_of(engine, user)
     lookup = Lookup(engine)
     now = q.now()
-    stuck = views.pathway_list(
-        engine, basin_id=basin.id, stuck_cutoff=stuck_since_cutoff(now), page=max(1, page)
-    )
+    stuck = views.pathway_list(engine, basin_id=basin.id, stuck_cutoff=stuck_since_cutoff(now), page=max(1, page))
     tasks = views.open_tasks_by_pathway(engine, pathway_ids=[p.id for p in stuck.items])
     escalated = open_escalation_counts(engine, [p.id for p in stuck.items])
     names = person_names(engine, user, stuck.items, "tableau de bord GTO (nom de la personne)")
@@ -254,9 +254,7 @@ def heatmaps(engine: Any, basin_id: str, lookup: Lookup) -> list[dict[str, Any]]
                 "id": definition_id,
                 "title": definition.title,
                 "total": sum(e["total"] for e in counts.values()),
-                "svg": render_definition_svg(
-                    definition, counts=counts, dom_id=f"carte-{definition_id}"
-                ),
+                "svg": render_definition_svg(definition, counts=counts, dom_id=f"carte-{definition_id}"),
                 "table": table,
             }
         )
@@ -270,8 +268,7 @@ def trends(engine: Any, basin_id: str, now: datetime) -> dict[str, Any]:
     since = datetime.combine(first, datetime.min.time(), tzinfo=PARIS)
     activity = views.basin_activity(engine, basin_id=basin_id, since=since)
     weeks: list[dict[str, Any]] = [
-        {"start": first + timedelta(days=7 * i), "started": 0, "closed": 0, "escalated": 0}
-        for i in range(TREND_WEEKS)
+        {"start": first + timedelta(days=7 * i), "started": 0, "closed": 0, "escalated": 0} for i in range(TREND_WEEKS)
     ]
     for kind, moments in activity.items():
         for moment in moments:
@@ -279,9 +276,7 @@ def trends(engine: Any, basin_id: str, now: datetime) -> dict[str, Any]:
             if 0 <= index < TREND_WEEKS:
                 weeks[index][kind] += 1
     for week in weeks:
-        week["label"] = "sem. du " + fr_date(
-            datetime.combine(week["start"], datetime.min.time(), tzinfo=PARIS)
-        )
+        week["label"] = "sem. du " + fr_date(datetime.combine(week["start"], datetime.min.time(), tzinfo=PARIS))
     peak: int = max([1] + [w[k] for w in weeks for k in ("started", "closed", "escalated")])
     return {
         "weeks": weeks,
@@ -332,32 +327,22 @@ def trend_svg(weeks: list[dict[str, Any]], peak: int) -> str:
 # --- Escalations --------------------------------------------------------------------------------
 
 
-def escalation_rows(
-    engine: Any, escalations: list[models.Escalation], lookup: Lookup
-) -> list[dict[str, Any]]:
+def escalation_rows(engine: Any, escalations: list[models.Escalation], lookup: Lookup) -> list[dict[str, Any]]:
     tasks = views.tasks_by_id(engine, task_ids=[e.task_id for e in escalations])
     pathways: dict[str, models.Pathway | None] = {}
     rows = []
     for escalation in escalations:
         if escalation.pathway_id not in pathways:
-            pathways[escalation.pathway_id] = q.get_pathway(
-                engine, pathway_id=escalation.pathway_id
-            )
+            pathways[escalation.pathway_id] = q.get_pathway(engine, pathway_id=escalation.pathway_id)
         pathway = pathways[escalation.pathway_id]
         task = tasks.get(escalation.task_id)
-        definition = (
-            lookup.definition(pathway.definition_id, pathway.definition_version)
-            if pathway
-            else None
-        )
+        definition = lookup.definition(pathway.definition_id, pathway.definition_version) if pathway else None
         rows.append(
             {
                 "escalation": escalation,
                 "pathway": pathway,
                 "task": task,
-                "definition": definition.title
-                if definition
-                else (pathway.definition_id if pathway else "—"),
+                "definition": definition.title if definition else (pathway.definition_id if pathway else "—"),
                 "step": task.title if task else lookup.step_title(definition, escalation.step_id),
                 "partner": lookup.org(task.organisation_id if task else None),
                 "waiting_since": task.opened_at if task else escalation.opened_at,
@@ -369,9 +354,7 @@ def escalation_rows(
 
 
 @router.get("/gto/escalades")
-def escalations_page(
-    request: Request, engine: Engine_, user: GtoLead, statut: str = "open", page: int = 1
-) -> Response:
+def escalations_page(request: Request, engine: Engine_, user: GtoLead, statut: str = "open", page: int = 1) -> Response:
     basin = basin_of(engine, user)
     status = statut if statut in ("open", "decided", "resolved", "all") else "open"
     listing = views.escalation_list(
@@ -395,9 +378,7 @@ def escalations_page(
     )
 
 
-def _escalation_of_basin(
-    engine: Any, user: CurrentUser, escalation_id: str
-) -> tuple[models.Basin, models.Escalation]:
+def _escalation_of_basin(engine: Any, user: CurrentUser, escalation_id: str) -> tuple[models.Basin, models.Escalation]:
     basin = basin_of(engine, user)
     with session_scope(engine) as session:
         escalation = session.get(models.Escalation, escalation_id)
@@ -406,8 +387,7 @@ def _escalation_of_basin(
     if escalation.basin_id != basin.id:
         raise HTTPException(
             403,
-            "Cette escalade relève du GTO d'un autre bassin : "
-            "seul son animateur·rice peut la consulter.",
+            "Cette escalade relève du GTO d'un autre bassin : seul son animateur·rice peut la consulter.",
         )
     return basin, escalation
 
@@ -434,27 +414,19 @@ def _escalation_page(
     task = q.get_task(engine, task_id=escalation.task_id)
     name = person_name(engine, user, pathway, "page d'escalade GTO (nom de la personne)")
     decidable = (
-        escalation.status == "open"
-        and pathway.status != "closed"
-        and task is not None
-        and task.status == "open"
+        escalation.status == "open" and pathway.status != "closed" and task is not None and task.status == "open"
     )
     serving = [
         o
         for o in q.list_organisations(engine)
-        if (basin.id in o.basins or "all" in o.basins)
-        and (task is None or o.id != task.organisation_id)
+        if (basin.id in o.basins or "all" in o.basins) and (task is None or o.id != task.organisation_id)
     ]
     decided_by = None
     if escalation.decided_by:
         with session_scope(engine) as session:
             decider = session.get(models.User, escalation.decided_by)
             decided_by = decider.name if decider else escalation.decided_by
-    others = [
-        e
-        for e in q.list_escalations(engine, pathway_id=pathway.id, status=None)
-        if e.id != escalation.id
-    ]
+    others = [e for e in q.list_escalations(engine, pathway_id=pathway.id, status=None) if e.id != escalation.id]
     return render(
         request,
         "gto/escalation.html",
@@ -475,8 +447,7 @@ def _escalation_page(
         timeline=timeline(engine, detail, definition, lookup, with_notes=name is not None),
         steps=with_dates(detail["steps"], "opened_at", "closed_at"),
         follow_up=[
-            {"name": lookup.org(m["organisation_id"]), **m}
-            for m in with_dates(detail["follow_up"], "since", "until")
+            {"name": lookup.org(m["organisation_id"]), **m} for m in with_dates(detail["follow_up"], "since", "until")
         ],
         decidable=decidable,
         decisions=DECISIONS,
@@ -511,18 +482,13 @@ def timeline(
         modules = {m.id: m.title for m in definition.modules}
     notes: dict[str, str] = {}
     if with_notes:
-        note_ids = [
-            e["detail"].get("note_id") for e in detail["audit"] if e["detail"].get("note_id")
-        ]
+        note_ids = [e["detail"].get("note_id") for e in detail["audit"] if e["detail"].get("note_id")]
         if note_ids:
             from sqlmodel import col, select
 
             with session_scope(engine) as session:
                 notes = {
-                    n.id: n.text
-                    for n in session.exec(
-                        select(models.Note).where(col(models.Note.id).in_(note_ids))
-                    )
+                    n.id: n.text for n in session.exec(select(models.Note).where(col(models.Note.id).in_(note_ids)))
                 }
     entries = []
     for event in detail["audit"]:
@@ -538,9 +504,7 @@ def timeline(
             parts.append(f"de {lookup.org(info['from'])} à {lookup.org(info['to'])}")
         if event["action"] == "escalated":
             parts.append(
-                "niveau "
-                + info.get("level", "?")
-                + (" (GTO)" if info.get("to") == "gto" else " (direction du SPIE)")
+                "niveau " + info.get("level", "?") + (" (GTO)" if info.get("to") == "gto" else " (direction du SPIE)")
             )
         if "action" in info:
             parts.append(ACTIONS.get(info["action"], info["action"]))
@@ -567,9 +531,7 @@ def timeline(
 
 
 @router.get("/gto/escalades/{escalation_id}")
-def escalation_page(
-    request: Request, engine: Engine_, user: GtoLead, escalation_id: str
-) -> Response:
+def escalation_page(request: Request, engine: Engine_, user: GtoLead, escalation_id: str) -> Response:
     basin, escalation = _escalation_of_basin(engine, user, escalation_id)
     return _escalation_page(request, engine, user, basin, escalation)
 
@@ -743,9 +705,7 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
                 fr_datetime(row["due_at"]),
                 fr_datetime(escalation.opened_at),
                 row["level"],
-                (pathway.status if pathway else "—")
-                .replace("active", "en cours")
-                .replace("paused", "suspendu"),
+                (pathway.status if pathway else "—").replace("active", "en cours").replace("paused", "suspendu"),
             ]
         )
     filename = f"ordre-du-jour-gto-{basin.id}-{q.now().astimezone(PARIS).date().isoformat()}.csv"
