@@ -72,6 +72,7 @@ class MailerPool:
                 except (aiosmtplib.SMTPException, OSError):
                     await _close(client)
                     raise
+            assert client is not None
             self._idle.put_nowait(client)
 
 

@@ -35,7 +35,7 @@ class CurrentUser:
 
     @property
     def actor(self) -> Actor:
-        return Actor(user_id=self.id, organisation_id=self.organisation_id, role=self.role, basin_id=self.basin_id)  # type: ignore[arg-type]
+        return Actor(user_id=self.id, organisation_id=self.organisation_id, role=self.role, basin_id=self.basin_id)
 
     @property
     def role_label(self) -> str:

@@ -88,7 +88,7 @@ def parse_delay(text: str) -> dict[str, float | int]:
 
 @lru_cache(maxsize=64)
 def _compute_holidays(year: int) -> frozenset[date]:
-    return frozenset(holidays.France(years=year).keys())
+    return frozenset(holidays.country_holidays("FR", years=year).keys())
 
 
 # Computed at import, outside any workflow sandbox (the holidays library reads the locale, which

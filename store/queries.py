@@ -172,7 +172,9 @@ def list_definitions(engine: Engine) -> list[models.DefinitionVersion]:
     with session_scope(engine) as session:
         return list(
             session.exec(
-                select(models.DefinitionVersion).order_by(models.DefinitionVersion.id, models.DefinitionVersion.version)
+                select(models.DefinitionVersion).order_by(
+                    col(models.DefinitionVersion.id), col(models.DefinitionVersion.version)
+                )
             )
         )
 
@@ -320,7 +322,7 @@ def list_escalations(
             query = query.where(models.Escalation.status == status)
         if pathway_id:
             query = query.where(models.Escalation.pathway_id == pathway_id)
-        query = query.order_by(models.Escalation.opened_at, models.Escalation.id).offset(offset).limit(limit)
+        query = query.order_by(col(models.Escalation.opened_at), models.Escalation.id).offset(offset).limit(limit)
         return list(session.exec(query))
 
 
@@ -329,7 +331,7 @@ def list_notifications(engine: Engine, *, pathway_id: str | None = None) -> list
         query = select(models.Notification)
         if pathway_id:
             query = query.where(models.Notification.pathway_id == pathway_id)
-        return list(session.exec(query.order_by(models.Notification.created_at)))
+        return list(session.exec(query.order_by(col(models.Notification.created_at))))
 
 
 def count_pathways(engine: Engine) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from store import models
 from store.db import session_scope
@@ -29,7 +29,7 @@ def expired_persons(engine: Engine, *, at: datetime | None = None) -> list[str]:
         candidates = [person for person, expired in by_person.items() if expired]
         anonymised = {
             p.id
-            for p in session.exec(select(models.Person).where(models.Person.id.in_(candidates)))  # type: ignore[union-attr]
+            for p in session.exec(select(models.Person).where(col(models.Person.id).in_(candidates)))
             if p.anonymised_at is not None
         }
     return sorted(set(candidates) - anonymised)
@@ -51,7 +51,7 @@ def anonymise(engine: Engine, *, person_ids: list[str], actor_user_id: str = "sy
             person.anonymised_at = now()
             session.add(person)
             for model in (models.Note, models.Submission):
-                for row in session.exec(select(model).where(model.pathway_id.in_(pathway_ids))):  # type: ignore[attr-defined]
+                for row in session.exec(select(model).where(col(model.pathway_id).in_(pathway_ids))):
                     session.delete(row)
             for pathway_id in pathway_ids:
                 session.add(

@@ -42,7 +42,7 @@ def _page(query: Any, count_query: Any, session: Any, page: int, size: int) -> t
 def stuck_clause(cutoff: datetime) -> Any:
     """Open and (overdue, escalated, or no progress since `cutoff`)."""
     return and_(
-        models.Pathway.status != "closed",
+        col(models.Pathway.status) != "closed",
         or_(col(models.Pathway.sla).in_(["overdue", "escalated"]), col(models.Pathway.last_progress_at) < cutoff),
     )
 
@@ -151,7 +151,7 @@ def escalation_list(
     if status:
         where.append(models.Escalation.status == status)
     with session_scope(engine) as session:
-        query = select(models.Escalation).where(*where).order_by(models.Escalation.opened_at, models.Escalation.id)
+        query = select(models.Escalation).where(*where).order_by(col(models.Escalation.opened_at), models.Escalation.id)
         rows, total = _page(
             query, select(func.count()).select_from(models.Escalation).where(*where), session, page, size
         )
@@ -172,7 +172,7 @@ def step_counts(
         rows = session.exec(
             select(models.Task.definition_id, models.Task.step_id, models.Task.sla, func.count())
             .where(*where)
-            .group_by(models.Task.definition_id, models.Task.step_id, models.Task.sla)
+            .group_by(col(models.Task.definition_id), col(models.Task.step_id), col(models.Task.sla))
         ).all()
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for definition, step, sla, count in rows:

@@ -198,16 +198,16 @@ def definitions_validate(paths: list[Path], as_json: bool = JsonOption) -> None:
     else:
         for item in valid:
             typer.echo(f"OK {item['file']} ({item['id']})")
-        for error in errors:
+        for problem in errors:
             typer.echo(
                 " : ".join(
                     filter(
                         None,
                         [
-                            error["file"],
-                            error["step"] and f"step '{error['step']}'",
-                            error["field"] and f"field '{error['field']}'",
-                            error["message"],
+                            problem["file"],
+                            problem["step"] and f"step '{problem['step']}'",
+                            problem["field"] and f"field '{problem['field']}'",
+                            problem["message"],
                         ],
                     )
                 )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -110,7 +111,5 @@ class DevServer:
             self.process.wait()
 
 
-def _system_info_request() -> object:
-    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-
+def _system_info_request() -> GetSystemInfoRequest:
     return GetSystemInfoRequest()

@@ -105,7 +105,7 @@ class PathwayService:
         user = q.get_user_by_email(self.engine, email=email)
         if user is None or not user.active:
             raise ServiceError(f"Utilisateur inconnu : {email}", "forbidden")
-        return Actor(user_id=user.id, organisation_id=user.organisation_id, role=user.role, basin_id=user.basin_id)  # type: ignore[arg-type]
+        return Actor(user_id=user.id, organisation_id=user.organisation_id, role=user.role, basin_id=user.basin_id)
 
     # --- Starting ---------------------------------------------------------------------------
 
@@ -331,7 +331,7 @@ class PathwayService:
                 escalation_id=escalation_id,
                 actor=actor,
                 action=action,
-                organisation_id=organisation_id,  # type: ignore[arg-type]
+                organisation_id=organisation_id,
                 extend_by=extend_by,
                 module_id=module_id,
                 exit_reason=exit_reason,
