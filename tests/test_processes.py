@@ -236,32 +236,16 @@ def test_set_password_from_the_cli_then_sign_in(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'parcours.db'}"
     env = base_env(PARCOURS_DATABASE_URL=url, PARCOURS_DATA_DIR=str(tmp_path))
     cli(env, "territory", "load", str(ROOT / "definitions/territory/haute-savoie.yaml"))
-    short = subprocess.run(
-        [PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"],
-        env=env,
-        input="court\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def set_password(email: str, password: str) -> subprocess.CompletedProcess[str]:
+        command = [PARCOURS, "users", "set-password", email, "--password-stdin"]
+        return subprocess.run(command, env=env, input=password + "\n", capture_output=True, text=True, timeout=60)
+
+    short = set_password("lea.dupont@example.org", "court")
     assert short.returncode == 1 and "au moins 12 caractères" in short.stderr
-    unknown = subprocess.run(
-        [PARCOURS, "users", "set-password", "personne@example.org", "--password-stdin"],
-        env=env,
-        input="un mot de passe assez long\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    unknown = set_password("personne@example.org", "un mot de passe assez long")
     assert unknown.returncode == 1 and "utilisateur inconnu" in unknown.stderr
-    done = subprocess.run(
-        [PARCOURS, "users", "set-password", "lea.dupont@example.org", "--password-stdin"],
-        env=env,
-        input="un mot de passe assez long\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = set_password("lea.dupont@example.org", "un mot de passe assez long")
     assert done.returncode == 0, done.stderr
     engine = make_engine(url)
     user = authenticate(engine, email="lea.dupont@example.org", password="un mot de passe assez long")
