@@ -1,4 +1,9 @@
 # One image for every Parcours process (worker, admin UI, setup): same code everywhere.
+FROM node:20-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -10,5 +15,7 @@ COPY store store
 COPY worker worker
 COPY admin_ui admin_ui
 RUN pip install --no-cache-dir .
-ENV PARCOURS_MODE=prod
+COPY --from=assets /assets/node_modules/@gouvfr/dsfr/dist /app/assets/@gouvfr/dsfr/dist
+COPY --from=assets /assets/node_modules/htmx.org/dist /app/assets/htmx.org/dist
+ENV PARCOURS_MODE=prod PARCOURS_ASSETS_DIR=/app/assets
 CMD ["parcours", "worker"]

@@ -82,9 +82,10 @@ def create_app(
         same_site="lax",
         https_only=settings.mode == "prod",
     )
+    assets = settings.assets_dir or NODE_MODULES
     for name, folder in (
-        ("dsfr", NODE_MODULES / "@gouvfr" / "dsfr" / "dist"),
-        ("htmx", NODE_MODULES / "htmx.org" / "dist"),
+        ("dsfr", assets / "@gouvfr" / "dsfr" / "dist"),
+        ("htmx", assets / "htmx.org" / "dist"),
     ):
         if folder.exists():
             app.mount(f"/static/{name}", StaticFiles(directory=folder), name=name)

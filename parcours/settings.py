@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     ui_port: int = Field(8000, ge=1, le=65535)
     capture_smtp_port: int = Field(2525, ge=1, le=65535)
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    # Where npm put @gouvfr/dsfr and htmx.org (default: node_modules next to the code).
+    assets_dir: Path | None = None
     # Continue-as-new once a run's history grows past this many events (at a step boundary).
     history_event_limit: int = Field(2000, ge=100)
     # Open pathways kept in a worker's memory; beyond it a timer firing must replay a history first.
