@@ -104,3 +104,5 @@ def load_territory(path: str | Path) -> Territory:
 
 DEMO_TERRITORY = Path(__file__).parent / "territory" / "haute-savoie.yaml"
 CATALOG_DIR = Path(__file__).parent / "catalog"
+DEMO_DIR = Path(__file__).parent / "demo"
+"""Definitions loaded only by the dev stack's demo (very short delays)."""

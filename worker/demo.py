@@ -7,7 +7,7 @@ import logging
 from sqlalchemy.engine import Engine
 
 from definitions.loader import load_file
-from definitions.territory import CATALOG_DIR, DEMO_TERRITORY, load_territory
+from definitions.territory import CATALOG_DIR, DEMO_DIR, DEMO_TERRITORY, load_territory
 from store import queries as q
 from workflows.service import PathwayService
 
@@ -47,6 +47,13 @@ DEMO_PATHWAYS = [
         {"first_name": "Karim", "last_name": "Essai", "birth_date": "1969-11-21"},
     ),
     (
+        "demo_escalade",
+        "annecien",
+        "departement74",
+        "camille.martin@example.org",
+        {"first_name": "Hugo", "last_name": "Démonstration", "birth_date": "1990-01-01"},
+    ),
+    (
         "boe_cap_emploi",
         "genevois",
         "cap_emploi74",
@@ -56,11 +63,12 @@ DEMO_PATHWAYS = [
 ]
 
 
-def load_reference_data(engine: Engine) -> list[tuple[str, int, bool]]:
+def load_reference_data(engine: Engine, *, demo_definitions: bool = False) -> list[tuple[str, int, bool]]:
     """Territory and catalog, idempotently (re-publishing unchanged files creates nothing)."""
     q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
     published = []
-    for path in sorted(CATALOG_DIR.glob("*.yaml")):
+    paths = sorted(CATALOG_DIR.glob("*.yaml")) + (sorted(DEMO_DIR.glob("*.yaml")) if demo_definitions else [])
+    for path in paths:
         definition = load_file(path)
         version, created = q.publish_definition(
             engine, definition=definition, source=path.read_text(encoding="utf-8"), published_by="demo"

@@ -39,7 +39,7 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
             say(
                 f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.public_url}/dev/emails"
             )
-        published = load_reference_data(engine)
+        published = load_reference_data(engine, demo_definitions=demo)
         say("Territoire Haute-Savoie chargé ; catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
         if settings.mode == "dev" and ensure_demo_passwords(engine):
             say(f"Comptes de démonstration : mot de passe « {DEMO_PASSWORD} » (voir le README)")
