@@ -64,6 +64,10 @@ EXIT_REASONS: dict[str, str] = {
 }
 
 
+TRIAL_SUFFIX = "_essai"
+"""Suffix of the trial copies designers start with short delays: never offered to caseworkers."""
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -559,3 +559,14 @@ async def test_start_pathway_validates_inline_then_starts(web: Web) -> None:
     assert status == 200 and f"Parcours {pathway_id} démarré" in html and "Jeanne DURAND" in html
     assert valid_nir() in html, "the Département reads the NIR"
     assert "Décider l&#39;orientation" in html
+
+
+async def test_trial_copies_are_never_offered_to_caseworkers(web: Web) -> None:
+    from tests.flows import timed
+
+    web.parcours.publish(timed(definition_id="atelier_essai"))
+    web.parcours.publish(timed(definition_id="atelier"))
+    async with await web.signed_in("camille.martin@example.org") as client:
+        select = await client.get("/parcours/nouveau/definitions", params={"bassin": "annecien"})
+    assert select.status_code == 200
+    assert 'value="atelier"' in select.text and "atelier_essai" not in select.text

@@ -31,6 +31,7 @@ from admin_ui.web import (
 )
 from definitions.schema import (
     EXIT_REASONS,
+    TRIAL_SUFFIX,
     DecisionStep,
     Definition,
     FormField,
@@ -565,7 +566,11 @@ def _startable(engine: Any, basin_id: str | None) -> list[models.DefinitionVersi
     """Latest versions, active or experimental, whose basins include the chosen one."""
     if not basin_id:
         return []
-    rows = [r for r in v.latest_definition_rows(engine) if r.status in ("active", "experimental")]
+    rows = [
+        r
+        for r in v.latest_definition_rows(engine)
+        if r.status in ("active", "experimental") and not r.id.endswith(TRIAL_SUFFIX)
+    ]
     return [r for r in rows if Definition.model_validate(r.body).runs_in(basin_id)]
 
 

@@ -30,6 +30,7 @@ from admin_ui.pages.gto import parse_when, step_titles
 from admin_ui.web import basin_names, flash, organisation_names, render
 from definitions.loader import DefinitionError, InvalidDefinition, content_hash, parse_text
 from definitions.schema import (
+    TRIAL_SUFFIX,
     DecisionStep,
     Definition,
     EndStep,
@@ -49,7 +50,6 @@ STATUSES = {"experimental": "Expérimentale", "active": "Active", "retired": "Re
 STATUS_BADGES = {"experimental": "fr-badge--new", "active": "fr-badge--success", "retired": ""}
 SECONDS_PER_WORKING_DAY = 10
 """Trial runs: one working day lasts this many seconds."""
-TRIAL_SUFFIX = "_essai"
 MAX_SOURCE = 512 * 1024
 NOTIFICATION_KINDS = {
     "task_assigned": "Nouvelle tâche",
