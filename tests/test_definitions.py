@@ -4,18 +4,13 @@ reports the right step, field and message (plain sync tests, no servers)."""
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the project is not installed in the venv
-    sys.path.insert(0, str(ROOT))
-
-from definitions.loader import (  # noqa: E402
+from definitions.loader import (
     DefinitionError,
     InvalidDefinition,
     json_schema,
@@ -23,8 +18,8 @@ from definitions.loader import (  # noqa: E402
     parse_data,
     parse_text,
 )
-from definitions.schema import SOFT_SKILLS, Definition, TaskStep  # noqa: E402
-from definitions.territory import (  # noqa: E402
+from definitions.schema import SOFT_SKILLS, Definition, TaskStep
+from definitions.territory import (
     CATALOG_DIR,
     DEMO_TERRITORY,
     InvalidTerritory,

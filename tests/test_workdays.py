@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the project is not installed in the venv
-    sys.path.insert(0, str(ROOT))
-
-from definitions.durations import (  # noqa: E402
+from definitions.durations import (
     PARIS,
     Delay,
     add_working_days,
