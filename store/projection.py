@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from store import models
 from workflows.model import ProjectionBatch
@@ -39,11 +39,6 @@ def _upsert(
         columns = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
         statement = statement.on_conflict_do_update(index_elements=keys, set_=columns, where=update_where)
     connection.execute(statement)
-
-
-def apply_batch(engine: Engine, batch: ProjectionBatch) -> None:
-    with engine.begin() as connection:
-        apply_batch_in(connection, batch)
 
 
 def apply_batch_in(connection: Connection, batch: ProjectionBatch) -> None:

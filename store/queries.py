@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from definitions.loader import content_hash
 from definitions.schema import Definition
 from definitions.territory import Territory
-from store import models
+from store import models, views
 from store.db import session_scope
 
 DIRECTION_EMAIL = "direction_email"
@@ -110,16 +110,6 @@ def organisation_serving(engine: Engine, *, org_type: str, basin_id: str) -> mod
         if org.type == org_type and (basin_id in org.basins or "all" in org.basins):
             return org
     return None
-
-
-def users_of(engine: Engine, *, organisation_id: str | None = None, gto_basin: str | None = None) -> list[models.User]:
-    with session_scope(engine) as session:
-        query = select(models.User).where(models.User.active == True)  # noqa: E712
-        if organisation_id is not None:
-            query = query.where(models.User.organisation_id == organisation_id)
-        if gto_basin is not None:
-            query = query.where(models.User.role == "gto_lead", models.User.basin_id == gto_basin)
-        return list(session.exec(query.order_by(models.User.email)))
 
 
 # --- Definitions --------------------------------------------------------------------------
@@ -293,15 +283,9 @@ def list_tasks(
     limit: int = 50,
     offset: int = 0,
 ) -> list[models.Task]:
+    where = views.task_filters(organisation_id=organisation_id, status=status, pathway_id=pathway_id)
     with session_scope(engine) as session:
-        query = select(models.Task)
-        if organisation_id:
-            query = query.where(models.Task.organisation_id == organisation_id)
-        if status:
-            query = query.where(models.Task.status == status)
-        if pathway_id:
-            query = query.where(models.Task.pathway_id == pathway_id)
-        query = query.order_by(col(models.Task.due_at).asc().nulls_last(), models.Task.id).offset(offset).limit(limit)
+        query = select(models.Task).where(*where).order_by(*views.tasks_by_deadline()).offset(offset).limit(limit)
         return list(session.exec(query))
 
 
@@ -314,15 +298,15 @@ def list_escalations(
     limit: int = 50,
     offset: int = 0,
 ) -> list[models.Escalation]:
+    where = views.escalation_filters(basin_id=basin_id, status=status, pathway_id=pathway_id)
     with session_scope(engine) as session:
-        query = select(models.Escalation)
-        if basin_id:
-            query = query.where(models.Escalation.basin_id == basin_id)
-        if status:
-            query = query.where(models.Escalation.status == status)
-        if pathway_id:
-            query = query.where(models.Escalation.pathway_id == pathway_id)
-        query = query.order_by(col(models.Escalation.opened_at), models.Escalation.id).offset(offset).limit(limit)
+        query = (
+            select(models.Escalation)
+            .where(*where)
+            .order_by(*views.escalations_oldest_first())
+            .offset(offset)
+            .limit(limit)
+        )
         return list(session.exec(query))
 
 

@@ -47,6 +47,47 @@ def stuck_clause(cutoff: datetime) -> Any:
     )
 
 
+def task_filters(
+    *,
+    organisation_id: str | None = None,
+    status: str | None = None,
+    basin_id: str | None = None,
+    definition_id: str | None = None,
+    sla: str | None = None,
+    pathway_id: str | None = None,
+) -> list[Any]:
+    """WHERE clauses for the given task filters (None: no filter)."""
+    values = {
+        models.Task.organisation_id: organisation_id,
+        models.Task.status: status,
+        models.Task.basin_id: basin_id,
+        models.Task.definition_id: definition_id,
+        models.Task.sla: sla,
+        models.Task.pathway_id: pathway_id,
+    }
+    return [column == value for column, value in values.items() if value]
+
+
+def tasks_by_deadline() -> tuple[Any, ...]:
+    """Deadline first, tasks without one last."""
+    return (col(models.Task.due_at).asc().nulls_last(), models.Task.id)
+
+
+def escalation_filters(
+    *, basin_id: str | None = None, status: str | None = None, pathway_id: str | None = None
+) -> list[Any]:
+    values = {
+        models.Escalation.basin_id: basin_id,
+        models.Escalation.status: status,
+        models.Escalation.pathway_id: pathway_id,
+    }
+    return [column == value for column, value in values.items() if value]
+
+
+def escalations_oldest_first() -> tuple[Any, ...]:
+    return (col(models.Escalation.opened_at), models.Escalation.id)
+
+
 def task_inbox(
     engine: Engine,
     *,
@@ -59,19 +100,11 @@ def task_inbox(
     size: int = DEFAULT_PAGE_SIZE,
 ) -> Paged[models.Task]:
     """Tasks sorted by deadline (no deadline last)."""
-    where = []
-    if organisation_id:
-        where.append(models.Task.organisation_id == organisation_id)
-    if status:
-        where.append(models.Task.status == status)
-    if basin_id:
-        where.append(models.Task.basin_id == basin_id)
-    if definition_id:
-        where.append(models.Task.definition_id == definition_id)
-    if sla:
-        where.append(models.Task.sla == sla)
+    where = task_filters(
+        organisation_id=organisation_id, status=status, basin_id=basin_id, definition_id=definition_id, sla=sla
+    )
     with session_scope(engine) as session:
-        query = select(models.Task).where(*where).order_by(col(models.Task.due_at).asc().nulls_last(), models.Task.id)
+        query = select(models.Task).where(*where).order_by(*tasks_by_deadline())
         rows, total = _page(query, select(func.count()).select_from(models.Task).where(*where), session, page, size)
     return Paged(rows, max(1, page), size, total)
 
@@ -145,13 +178,9 @@ def escalation_list(
     page: int = 1,
     size: int = DEFAULT_PAGE_SIZE,
 ) -> Paged[models.Escalation]:
-    where: list[Any] = []
-    if basin_id:
-        where.append(models.Escalation.basin_id == basin_id)
-    if status:
-        where.append(models.Escalation.status == status)
+    where = escalation_filters(basin_id=basin_id, status=status)
     with session_scope(engine) as session:
-        query = select(models.Escalation).where(*where).order_by(col(models.Escalation.opened_at), models.Escalation.id)
+        query = select(models.Escalation).where(*where).order_by(*escalations_oldest_first())
         rows, total = _page(
             query, select(func.count()).select_from(models.Escalation).where(*where), session, page, size
         )
