@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import func, select
 
 from definitions.durations import add_working_days
 from store import models
@@ -69,19 +68,13 @@ def stuck_since_cutoff(now: datetime) -> datetime:
     return add_working_days(now, -STUCK_AFTER_WORKING_DAYS)
 
 
-def is_stuck(engine: Engine, pathway: models.Pathway, now: datetime | None = None) -> bool:
+def is_stuck(pathway: models.Pathway, now: datetime | None = None) -> bool:
     """Escalated, overdue, or no progress for STUCK_AFTER_WORKING_DAYS working days."""
     if pathway.status == "closed":
         return False
+    # An open escalation always shows as SLA "escalated" (the workflow's worst task state), so
+    # this is the same rule as store.views.stuck_clause, which lists the stuck pathways.
     if pathway.sla in ("overdue", "escalated"):
-        return True
-    with session_scope(engine) as session:
-        open_escalations = session.exec(
-            select(func.count())
-            .select_from(models.Escalation)
-            .where(models.Escalation.pathway_id == pathway.id, models.Escalation.status == "open")
-        ).one()
-    if open_escalations:
         return True
     progress = pathway.last_progress_at
     if progress is None:
@@ -103,7 +96,7 @@ def access_reason(engine: Engine, user: CurrentUser, pathway: models.Pathway) ->
     organisation is in the follow-up group; GTO leads for their basin's stuck pathways."""
     if user.role == "caseworker" and in_follow_up(engine, pathway_id=pathway.id, organisation_id=user.organisation_id):
         return "groupe de suivi"
-    if user.role == "gto_lead" and user.basin_id == pathway.basin_id and is_stuck(engine, pathway):
+    if user.role == "gto_lead" and user.basin_id == pathway.basin_id and is_stuck(pathway):
         return "GTO du bassin"
     return None
 

@@ -104,12 +104,17 @@ def list_organisations(engine: Engine) -> list[models.Organisation]:
         return list(session.exec(select(models.Organisation).order_by(models.Organisation.id)))
 
 
+def serving_by_type(organisations: list[models.Organisation], *, basin_id: str) -> dict[str, models.Organisation]:
+    """For each organisation type, the one serving a basin (first by id, for a stable choice)."""
+    serving: dict[str, models.Organisation] = {}
+    for org in sorted(organisations, key=lambda o: o.id):
+        if basin_id in org.basins or "all" in org.basins:
+            serving.setdefault(org.type, org)
+    return serving
+
+
 def organisation_serving(engine: Engine, *, org_type: str, basin_id: str) -> models.Organisation | None:
-    """The organisation of a type serving a basin (first by id, for a stable choice)."""
-    for org in list_organisations(engine):
-        if org.type == org_type and (basin_id in org.basins or "all" in org.basins):
-            return org
-    return None
+    return serving_by_type(list_organisations(engine), basin_id=basin_id).get(org_type)
 
 
 # --- Definitions --------------------------------------------------------------------------

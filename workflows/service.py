@@ -184,19 +184,23 @@ class PathwayService:
         return pathway_id
 
     def _resolve_parties(self, definition: Definition, basin: models.Basin) -> dict[str, str]:
+        """Each `partner:<type>` role to the organisation serving the basin (one read of the
+        organisations, whatever the number of roles)."""
+        organisations = q.list_organisations(self.engine)
+        serving = q.serving_by_type(organisations, basin_id=basin.id)
+        known = {org.id for org in organisations}
         parties: dict[str, str] = {}
         missing: list[str] = []
         for task in definition.all_tasks():
-            if task.role.startswith("partner:") and task.role not in parties:
+            if task.role.startswith("partner:"):
                 org_type = task.role.removeprefix("partner:")
-                org = q.organisation_serving(self.engine, org_type=org_type, basin_id=basin.id)
-                if org is None:
-                    missing.append(org_type)
+                if org_type in serving:
+                    parties[task.role] = serving[org_type].id
                 else:
-                    parties[task.role] = org.id
+                    missing.append(org_type)
             elif task.role.startswith("organisation:"):
                 org_id = task.role.removeprefix("organisation:")
-                if q.get_organisation(self.engine, organisation_id=org_id) is None:
+                if org_id not in known:
                     missing.append(org_id)
         if missing:
             raise ServiceError(
