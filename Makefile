@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean histories
 
 run: setup
 	$(BIN)/parcours dev
@@ -28,6 +28,11 @@ node_modules/.installed: package.json package-lock.json
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy definitions workflows activities store worker admin_ui parcours
+
+# Record a release's pathway histories for the replay test: `make histories RELEASE=v1.1.0`
+# (a git tag; CODE=. records the working tree instead of a checkout of the tag).
+histories: setup
+	$(BIN)/python tests/histories/record.py --release $(RELEASE) $(if $(CODE),--code $(CODE))
 
 bench: setup
 	$(BIN)/python bench/engine.py

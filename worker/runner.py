@@ -22,9 +22,12 @@ def build_worker(client: Client, *, engine: Engine, settings: Settings, task_que
         max_concurrent_activities=100,
         max_concurrent_workflow_tasks=100,
         max_cached_workflows=settings.workflow_cache_size,
-        # The sandbox still forbids non-deterministic calls (time, random, I/O) but does not
-        # re-import modules for every pathway: a fraction of the memory and CPU per cached run.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-        ),
+        workflow_runner=workflow_runner(),
     )
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the worker and the replay tests share."""
+    # The sandbox still forbids non-deterministic calls (time, random, I/O) but does not
+    # re-import modules for every pathway: a fraction of the memory and CPU per cached run.
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
