@@ -6,7 +6,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY parcours parcours
 COPY definitions definitions
 COPY workflows workflows
@@ -14,7 +15,7 @@ COPY activities activities
 COPY store store
 COPY worker worker
 COPY admin_ui admin_ui
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps .
 COPY --from=assets /assets/node_modules/@gouvfr/dsfr/dist /app/assets/@gouvfr/dsfr/dist
 COPY --from=assets /assets/node_modules/htmx.org/dist /app/assets/htmx.org/dist
 ENV PARCOURS_MODE=prod PARCOURS_ASSETS_DIR=/app/assets

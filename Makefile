@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test setup lint bench clean histories
+.PHONY: run test setup lint bench clean histories lock
 
 run: setup
 	$(BIN)/parcours dev
@@ -13,11 +13,20 @@ test: setup
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Dependencies come from the lockfile (exact versions and hashes), the project itself on top.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# Re-resolve the lockfiles after changing dependencies in pyproject.toml (see README).
+LOCK = $(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 --quiet
+lock: $(VENV)/.installed
+	$(BIN)/pip install --quiet uv
+	$(LOCK) $(UPGRADE) -o requirements.lock
+	$(LOCK) $(UPGRADE) --extra dev -o requirements-dev.lock
 
 # The French State design system and htmx, served by the admin UI as static files.
 # --ignore-scripts: the DSFR's post-install script expects a DSFR project scaffold.
