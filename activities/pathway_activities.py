@@ -18,13 +18,14 @@ from temporalio import activity
 
 from activities.emails import render_email
 from activities.mailer import MailerPool
+from definitions.calendar import WorkCalendar, work_calendar
 from parcours.settings import Settings
 from store import models
 from store import queries as q
 from store.db import session_scope, writer_pool_size
 from store.projection import apply_batch_in
-from workflows.model import CommitBatch, Notification
-from workflows.pathway import COMMIT_ACTIVITY, NOTIFY_ACTIVITY
+from workflows.model import CalendarRequest, CommitBatch, Notification
+from workflows.pathway import CALENDAR_ACTIVITY, COMMIT_ACTIVITY, NOTIFY_ACTIVITY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +62,16 @@ class PathwayActivities:
         row = await self._in_db(self._record, notification)
         if row.status != "sent" and not await self._deliver(row):
             raise RuntimeError(f"SMTP refused e-mail {notification.key}: {row.last_error}")
+
+    @activity.defn(name=CALENDAR_ACTIVITY)
+    async def work_calendar(self, request: CalendarRequest) -> WorkCalendar:
+        """A run's working calendar from the holidays library, computed outside the workflow;
+        working hours kept from the run's previous calendar, else this worker's settings."""
+        return work_calendar(
+            request.first_year,
+            opens=request.opens or self.settings.day_opens,
+            closes=request.closes or self.settings.day_closes,
+        )
 
     def _write(self, batch: CommitBatch) -> list[models.Notification]:
         with self.engine.begin() as connection:

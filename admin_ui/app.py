@@ -20,7 +20,7 @@ from temporalio.client import Client
 
 from admin_ui import api
 from admin_ui.deps import LoginRequired, is_api, optional_user
-from admin_ui.pages import admin, auth, caseworker, designer, gto
+from admin_ui.pages import admin, auth, caseworker, designer, gto, migrations
 from admin_ui.security import RateLimiter
 from admin_ui.web import render
 from parcours.settings import Settings
@@ -44,9 +44,7 @@ def service_factory(
                 from worker.temporal_server import connect
 
                 temporal = client or await connect(settings.temporal_address, settings.temporal_namespace)
-                state["service"] = PathwayService(
-                    temporal, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit
-                )
+                state["service"] = PathwayService.from_settings(temporal, engine, settings)
             return state["service"]
 
     return get
@@ -93,7 +91,7 @@ def create_app(
             log.warning("front-end assets missing in %s: run `make setup` (npm install)", folder)
     app.mount("/static/app", StaticFiles(directory=Path(__file__).parent / "static"), name="app")
 
-    for router in (auth.router, caseworker.router, gto.router, designer.router, admin.router):
+    for router in (auth.router, caseworker.router, gto.router, designer.router, admin.router, migrations.router):
         app.include_router(router)
     app.include_router(api.router, prefix="/api")
 

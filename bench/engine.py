@@ -52,7 +52,8 @@ from definitions.loader import parse_text  # noqa: E402
 from definitions.territory import DEMO_TERRITORY, load_territory  # noqa: E402
 from store import models  # noqa: E402
 from store import queries as q  # noqa: E402
-from store.db import create_tables, make_engine  # noqa: E402
+from store.db import make_engine  # noqa: E402
+from store.migrations import upgrade_to_head  # noqa: E402
 from worker.temporal_server import DevServer, free_port  # noqa: E402
 from workflows.service import PathwayService  # noqa: E402
 
@@ -563,7 +564,7 @@ async def run(args: argparse.Namespace, children: Children) -> int:
 
     database_url = f"sqlite:///{tmp / 'parcours.db'}"
     engine = make_engine(database_url)
-    create_tables(engine)
+    upgrade_to_head(engine)
     q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
     q.publish_definition(
         engine, definition=parse_text(FOUR_TASKS, source="bench"), source=FOUR_TASKS, published_by="bench"

@@ -44,7 +44,8 @@ from definitions.territory import DEMO_TERRITORY, load_territory  # noqa: E402
 from parcours.settings import Settings  # noqa: E402
 from store import models  # noqa: E402
 from store import queries as q  # noqa: E402
-from store.db import create_tables, make_engine  # noqa: E402
+from store.db import make_engine  # noqa: E402
+from store.migrations import upgrade_to_head  # noqa: E402
 from worker.temporal_server import DevServer, free_port  # noqa: E402
 from workflows.service import PathwayService  # noqa: E402
 
@@ -73,7 +74,7 @@ def p50_p95(values: list[float]) -> str:
 
 
 def prepare_read_model(engine: Engine) -> None:
-    create_tables(engine)
+    upgrade_to_head(engine)
     q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
     for email in (CASEWORKER, GTO_LEAD):
         set_password(engine, email=email, password=PASSWORD)

@@ -8,10 +8,14 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays
 from pydantic import BaseModel, model_validator
+
+if TYPE_CHECKING:
+    from definitions.calendar import WorkCalendar
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -53,18 +57,23 @@ class Delay(BaseModel):
             return f"{self.working_days} jour{'s' if self.working_days > 1 else ''} ouvré{'s' if self.working_days > 1 else ''}"
         return f"{self.seconds:g} s"
 
-    def add_to(self, moment: datetime) -> datetime:
-        """moment + this delay."""
+    def add_to(self, moment: datetime, calendar: WorkCalendar | None = None) -> datetime:
+        """moment + this delay, in working days of `calendar` (a run's own) or of the installed
+        `holidays` library (runs started on 1.0.0, which have no calendar)."""
         if self.seconds is not None:
             return moment + timedelta(seconds=self.seconds)
         assert self.working_days is not None
+        if calendar is not None:
+            return calendar.add_working_days(moment, self.working_days)
         return add_working_days(moment, self.working_days)
 
-    def subtract_from(self, moment: datetime) -> datetime:
+    def subtract_from(self, moment: datetime, calendar: WorkCalendar | None = None) -> datetime:
         """moment - this delay."""
         if self.seconds is not None:
             return moment - timedelta(seconds=self.seconds)
         assert self.working_days is not None
+        if calendar is not None:
+            return calendar.add_working_days(moment, -self.working_days)
         return add_working_days(moment, -self.working_days)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,6 +39,10 @@ class Settings(BaseSettings):
     ui_port: int = Field(8000, ge=1, le=65535)
     capture_smtp_port: int = Field(2525, ge=1, le=65535)
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    # Working hours (Europe/Paris): working-day deadlines end at closing time; reminders, overdue
+    # notices and escalations of working-day clocks go out between opening and closing.
+    day_opens: time = time(8, 30)
+    day_closes: time = time(18, 0)
     # Where npm put @gouvfr/dsfr and htmx.org (default: node_modules next to the code).
     assets_dir: Path | None = None
     # Continue-as-new once a run's history grows past this many events (at a step boundary).
@@ -49,6 +54,14 @@ class Settings(BaseSettings):
     def _refuse_default_secret_in_prod(self) -> Settings:
         if self.mode == "prod" and self.secret_key == DEFAULT_SECRET:
             raise ValueError("PARCOURS_SECRET_KEY must be set to a real secret when PARCOURS_MODE=prod")
+        return self
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> Settings:
+        if self.day_opens >= self.day_closes:
+            raise ValueError(
+                f"PARCOURS_DAY_OPENS ({self.day_opens:%H:%M}) must be before PARCOURS_DAY_CLOSES ({self.day_closes:%H:%M})"
+            )
         return self
 
     @property

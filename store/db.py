@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 
 def normalise_url(url: str) -> str:
@@ -42,12 +42,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def create_tables(engine: Engine) -> None:
-    from store import models  # noqa: F401  (registers the tables)
-
-    SQLModel.metadata.create_all(engine)
-
-
 def writer_pool_size(engine: Engine) -> int:
     """SQLite takes one writer at a time: more threads would only wait on its lock."""
     return 1 if engine.dialect.name == "sqlite" else 8
@@ -55,10 +49,9 @@ def writer_pool_size(engine: Engine) -> int:
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
-    """One engine per URL per process, tables created on first use."""
-    engine = make_engine(url)
-    create_tables(engine)
-    return engine
+    """One engine per URL per process. It creates no tables: the schema comes from the Alembic
+    revisions (`store.migrations.upgrade_to_head`, run by `parcours setup` and `parcours dev`)."""
+    return make_engine(url)
 
 
 @contextmanager

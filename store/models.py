@@ -264,3 +264,25 @@ class LoginToken(SQLModel, table=True):
     created_at: datetime | None = _when()
     expires_at: datetime | None = _when()
     used_at: datetime | None = _when()
+
+
+class DefinitionMigration(SQLModel, table=True):
+    """Running pathways moved to a newer version of their definition: prepared by a designer (with
+    its dry run), confirmed and run by an administrator, with its progress and per-pathway report."""
+
+    __tablename__ = "definition_migration"
+
+    id: str = Field(primary_key=True)
+    definition_id: str = Field(index=True)
+    from_versions: list[int] = _json()
+    to_version: int
+    step_map: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    basin_id: str | None = None
+    prepared_by: str
+    prepared_at: datetime | None = _when()
+    status: str = Field(default="prepared", index=True)
+    confirmed_by: str | None = None
+    confirmed_at: datetime | None = _when()
+    finished_at: datetime | None = _when()
+    counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
@@ -27,7 +30,9 @@ from definitions.loader import load_file, parse_text
 from definitions.territory import CATALOG_DIR, DEMO_TERRITORY, load_territory
 from parcours.settings import Settings
 from store import queries as q
-from store.db import create_tables, make_engine
+from store.db import make_engine
+from store.migrations import upgrade_to_head
+from tests.releases import v1_0_0_checkout  # noqa: F401  (a fixture for every module)
 from worker.runner import build_worker
 from worker.temporal_server import DevServer, free_port
 from workflows.service import PathwayService
@@ -42,6 +47,8 @@ _exit_status: list[int] = []
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _exit_status.append(int(exitstatus))
+    for template in _sqlite_template:
+        shutil.rmtree(template.parent, ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)
@@ -129,17 +136,59 @@ def mail_sink() -> Iterator[MailSink]:
 # --- Read model ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session, dropped at the end."""
-    name = f"parcours_test_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def fresh_postgres_database(prefix: str = "parcours_test") -> Iterator[str]:
+    """An empty PostgreSQL database (its URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, migrated to head once, dropped at the end."""
+    with fresh_postgres_database() as url:
+        engine = make_engine(url)
+        upgrade_to_head(engine)
+        engine.dispose()
+        yield url
+
+
+_sqlite_template: list[Path] = []
+
+
+def sqlite_template() -> Path:
+    """A SQLite read model migrated to head once per session; tests get copies of it."""
+    if not _sqlite_template:
+        path = Path(tempfile.mkdtemp(prefix="parcours-template-")) / "parcours.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade_to_head(engine)
+        with engine.begin() as connection:  # everything in the main file, nothing left in the WAL
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+        _sqlite_template.append(path)
+    return _sqlite_template[0]
+
+
+def prepare_read_model(database_url: str) -> None:
+    """A read model at head: a copy of the session's template for a new SQLite file, else the
+    migrations (a no-op on a database already at head, like the session's PostgreSQL one)."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(sqlite_template(), path)
+            return
+    engine = make_engine(database_url)
+    upgrade_to_head(engine)
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite"])
@@ -151,13 +200,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         engine = make_engine(url)
         from sqlmodel import SQLModel
 
-        create_tables(engine)
-        with engine.begin() as connection:  # a clean read model per test
+        with engine.begin() as connection:  # a clean read model per test (schema migrated once per session)
             for table in reversed(SQLModel.metadata.sorted_tables):
                 connection.execute(table.delete())
         engine.dispose()
         return url
-    return f"sqlite:///{tmp_path / 'parcours.db'}"
+    url = f"sqlite:///{tmp_path / 'parcours.db'}"
+    prepare_read_model(url)
+    return url
 
 
 # --- A running Parcours -------------------------------------------------------------------
@@ -214,8 +264,8 @@ def make_parcours(client: Client, mail_sink: MailSink, database_url: str) -> Par
         smtp_port=mail_sink.port,
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
     )
+    prepare_read_model(database_url)
     engine = make_engine(database_url)
-    create_tables(engine)
     q.load_territory(engine, territory=load_territory(DEMO_TERRITORY))
     for path in sorted(CATALOG_DIR.glob("*.yaml")):
         q.publish_definition(engine, definition=load_file(path), source=path.read_text(), published_by="test")

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from store import models
 from store.db import make_engine, session_scope
-from tests.conftest import MailSink, Parcours, eventually
+from tests.conftest import MailSink, Parcours, eventually, prepare_read_model
 from tests.flows import timed
 from worker.temporal_server import DevServer, free_port
 
@@ -235,6 +235,10 @@ def test_set_password_from_the_cli_then_sign_in(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'parcours.db'}"
     env = base_env(PARCOURS_DATABASE_URL=url, PARCOURS_DATA_DIR=str(tmp_path))
+    refused = cli(env, "territory", "load", str(ROOT / "definitions/territory/haute-savoie.yaml"), check=False)
+    assert refused.returncode == 1 and "lancez `parcours setup`" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    prepare_read_model(url)  # what `parcours setup` does to the read model
     cli(env, "territory", "load", str(ROOT / "definitions/territory/haute-savoie.yaml"))
 
     def set_password(email: str, password: str) -> subprocess.CompletedProcess[str]:

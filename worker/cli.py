@@ -20,6 +20,7 @@ from definitions.territory import InvalidTerritory, load_territory
 from parcours.settings import ConfigError, Settings, load_settings
 from store import queries as q
 from store.db import engine_for
+from store.migrations import SchemaError, require_head, upgrade_to_head
 from workflows.model import Actor
 from workflows.service import PathwayService, ServiceError
 
@@ -64,7 +65,24 @@ def settings() -> Settings:
 
 
 def read_model(config: Settings) -> Engine:
-    return engine_for(config.resolved_database_url)
+    """The read model, refused unless its schema is at this code's revision (`parcours setup` migrates)."""
+    engine = engine_for(config.resolved_database_url)
+    try:
+        require_head(engine)
+    except SchemaError as error:
+        fail(str(error))
+    return engine
+
+
+def migrated_read_model(config: Settings) -> Engine:
+    """The read model brought to this code's revision (setup only), saying from which revision to which."""
+    engine = engine_for(config.resolved_database_url)
+    try:
+        upgrade = upgrade_to_head(engine)
+    except SchemaError as error:
+        fail(str(error))
+    typer.echo(upgrade.describe())
+    return engine
 
 
 def emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
@@ -98,9 +116,7 @@ async def service_for(config: Settings) -> PathwayService:
             f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.",
             "conflict",
         ) from None
-    return PathwayService(
-        client, read_model(config), task_queue=config.task_queue, history_event_limit=config.history_event_limit
-    )
+    return PathwayService.from_settings(client, read_model(config), config)
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -126,11 +142,11 @@ def worker() -> None:
     from worker.temporal_server import connect
 
     async def work(config: Settings) -> None:
+        engine = read_model(config)  # an outdated read model stops the worker before anything else
         try:
             client = await connect(config.temporal_address, config.temporal_namespace)
         except RuntimeError:
             raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address}", "conflict") from None
-        engine = read_model(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,7 +163,7 @@ def worker() -> None:
 def setup(
     demo_territory: bool = typer.Option(True, help="Charger le territoire et le catalogue de démonstration"),
 ) -> None:
-    """Préparer un cluster : attributs de recherche Temporal, tables, territoire et catalogue."""
+    """Préparer un cluster : attributs de recherche Temporal, migration de la base de lecture, territoire et catalogue."""
     from worker.demo import load_reference_data
     from worker.temporal_server import connect
     from workflows.search_attributes import ensure_registered
@@ -159,7 +175,7 @@ def setup(
             raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address}", "conflict") from None
         added = await ensure_registered(client, config.temporal_namespace)
         typer.echo(f"Attributs de recherche : {', '.join(added) if added else 'déjà enregistrés'}")
-        engine = read_model(config)
+        engine = migrated_read_model(config)
         if demo_territory:
             published = load_reference_data(engine)
             typer.echo("Catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
@@ -321,6 +337,83 @@ def pathways_show(pathway_id: str, as_json: bool = JsonOption) -> None:
     finish(0)
 
 
+@pathways_app.command("migrate")
+def pathways_migrate(
+    definition: str = typer.Option(..., "--definition", help="Identifiant de la définition"),
+    to_version: int = typer.Option(..., "--to-version", min=1, help="Version cible (publiée)"),
+    mapping: list[str] = typer.Option(
+        [], "--map", help="ancienne_etape=nouvelle_etape (répétable) : où vont les étapes renommées ou retirées"
+    ),
+    basin: str = typer.Option(None, "--basin", help="Seulement les parcours de ce bassin"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Montrer ce qui serait fait, sans rien changer"),
+    by: str = typer.Option(None, "--by", help="E-mail de l'administrateur (sinon : l'opérateur système)"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Déplacer les parcours en cours vers une nouvelle version de leur définition (délais conservés)."""
+    from workflows import migrate as mig
+
+    try:
+        step_map = mig.parse_step_map(mapping)
+    except ServiceError as error:
+        fail(error.message)
+
+    def progress(report: mig.MigrationReport) -> None:
+        if not as_json:
+            c = report.counts
+            typer.echo(
+                f"  tour {report.rounds} : {c['moved']} déplacé(s), {c['refused']} refusé(s), "
+                f"{c['failed']} en échec, {c['ready']} en attente",
+                err=True,
+            )
+
+    async def work(config: Settings) -> None:
+        if dry_run:  # the read model only: no Temporal needed, nothing written
+            report = mig.plan(
+                read_model(config), definition_id=definition, to_version=to_version, step_map=step_map, basin_id=basin
+            )
+        else:
+            service = await service_for(config)
+            report = await mig.migrate(
+                service,
+                definition_id=definition,
+                to_version=to_version,
+                step_map=step_map,
+                basin_id=basin,
+                actor=service.actor_for(by) if by else mig.OPERATOR,
+                on_progress=progress,
+            )
+
+        def text() -> str:
+            c = report.counts
+            head = (
+                f"{'Simulation — ' if dry_run else ''}{definition} vers la version {to_version} : "
+                f"{c['total']} parcours en cours sur une autre version"
+            )
+            lines = [head]
+            for move in report.pathways:
+                landing = ", ".join(
+                    f"{lg['from']} → {lg['to']}" if lg["from"] != lg["to"] else lg["to"] for lg in move.landings
+                )
+                where = ", ".join(move.where) or "—"
+                state = {"ready": "déplaçable", "moved": "déplacé", "refused": "refusé", "failed": "en échec"}
+                line = f"  {move.pathway_id}  v{move.from_version}  {move.basin_id:<12} {where}  [{state[move.status]}]"
+                if move.status in ("ready", "moved") and landing:
+                    line += f"  → {landing}"
+                lines.append(line)
+                lines += [f"      {reason}" for reason in move.reasons + move.notes]
+            if dry_run:
+                lines.append(f"{c['ready']} déplaçable(s), {c['refused']} refusé(s) ; rien n'a été modifié.")
+            else:
+                lines.append(f"{c['moved']} déplacé(s), {c['refused']} refusé(s), {c['failed']} en échec.")
+            return "\n".join(lines)
+
+        emit({**report.as_dict(), "dry_run": dry_run}, as_json, text)
+        if not dry_run and report.counts["failed"]:
+            raise ServiceError(f"{report.counts['failed']} parcours n'ont pas pu être déplacés : relancez la commande.")
+
+    run_async(work)
+
+
 # --- Tasks ----------------------------------------------------------------------------------
 
 
@@ -434,6 +527,32 @@ def escalations_decide(
     run_async(work)
 
 
+# --- Patches of the interpreter -------------------------------------------------------------
+
+
+@app.command()
+def patches(as_json: bool = JsonOption) -> None:
+    """Parcours en cours par patch de l'interpréteur : un patch se retire quand plus aucun n'est « sans »."""
+    from worker.temporal_server import connect
+    from workflows.patches import running_per_patch
+
+    async def work(config: Settings) -> None:
+        try:
+            client = await connect(config.temporal_address, config.temporal_namespace)
+        except RuntimeError:
+            raise ServiceError(f"serveur Temporal injoignable à {config.temporal_address}", "conflict") from None
+        usage = await running_per_patch(client, task_queue=config.task_queue)
+        emit(
+            [vars(u) for u in usage],
+            as_json,
+            lambda: "\n".join(
+                f"{u.patch_id}  avec : {u.running_with}  sans : {u.running_without}  — {u.description}" for u in usage
+            ),
+        )
+
+    run_async(work)
+
+
 # --- Retention ------------------------------------------------------------------------------
 
 
@@ -456,6 +575,36 @@ def retention(
         ),
     )
     finish(0)
+
+
+# --- Rebuild --------------------------------------------------------------------------------
+
+
+@app.command()
+def rebuild(
+    force: bool = typer.Option(False, "--force", help="Compléter une base qui contient déjà des données"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Reconstruire la base de lecture des parcours en cours depuis Temporal (rien n'est supprimé)."""
+    from workflows.rebuild import RebuildRefused, RebuildSummary
+    from workflows.rebuild import rebuild as rebuild_read_model
+
+    def progress(done: int, total: int) -> None:
+        typer.echo(f"Parcours {done}/{total}", err=True)
+
+    async def work(config: Settings) -> None:
+        service = await service_for(config)
+        try:
+            summary: RebuildSummary = await rebuild_read_model(
+                service.client, service.engine, force=force, progress=progress, task_queue=config.task_queue
+            )
+        except RebuildRefused as error:
+            raise ServiceError(error.message, "conflict") from None
+        emit(summary.as_dict(), as_json, summary.text)
+        if summary.failed:
+            finish(1)
+
+    run_async(work)
 
 
 # --- Users ----------------------------------------------------------------------------------

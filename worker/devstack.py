@@ -12,6 +12,7 @@ import uvicorn
 from admin_ui.app import create_app
 from parcours.settings import Settings
 from store.db import engine_for
+from store.migrations import upgrade_to_head
 from worker.demo import DEMO_PASSWORD, ensure_demo_passwords, load_reference_data, seed_demo_pathways
 from worker.mail_capture import start_capture
 from worker.runner import build_worker
@@ -33,6 +34,7 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
     capture = None
     try:
         engine = engine_for(settings.resolved_database_url)
+        say(upgrade_to_head(engine).describe())  # a SchemaError (RuntimeError) stops the stack with its message
         if settings.uses_smtp_capture:
             capture = start_capture(engine, port=settings.capture_smtp_port)
             settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": settings.capture_smtp_port})
@@ -59,9 +61,7 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
         async with worker:
             ui_task = asyncio.create_task(ui.serve())
             if demo:
-                service = PathwayService(
-                    client, engine, task_queue=settings.task_queue, history_event_limit=settings.history_event_limit
-                )
+                service = PathwayService.from_settings(client, engine, settings)
                 started = await seed_demo_pathways(service)
                 if started:
                     say(f"{len(started)} parcours de démonstration démarrés : {', '.join(started)}")

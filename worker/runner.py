@@ -18,7 +18,7 @@ def build_worker(client: Client, *, engine: Engine, settings: Settings, task_que
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[PathwayWorkflow],
-        activities=[activities.commit, activities.send_notification],
+        activities=[activities.commit, activities.send_notification, activities.work_calendar],
         max_concurrent_activities=100,
         max_concurrent_workflow_tasks=100,
         max_cached_workflows=settings.workflow_cache_size,

@@ -3,11 +3,12 @@ id; free text (notes, reasons, form answers) lives in the read model and is refe
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from definitions.calendar import WorkCalendar
 from definitions.schema import Definition
 
 UserRole = Literal["caseworker", "gto_lead", "designer", "admin", "system"]
@@ -119,6 +120,9 @@ class PathwayInput(BaseModel):
     started_by: Actor
     history_event_limit: int = 2000
     carried: PathwayState | None = None
+    calendar: WorkCalendar | None = Field(
+        None, description="working days and hours, as data (None: a run started on 1.0.0, library holidays)"
+    )
 
 
 class PathwayOutcome(BaseModel):
@@ -183,6 +187,16 @@ class GtoDecision(BaseModel):
     extend_by: str | None = Field(None, description="a delay, e.g. '5 working days' or 'PT30S'")
     module_id: str | None = None
     exit_reason: str | None = None
+    note_id: str | None = None
+
+
+class MigrateDefinition(BaseModel):
+    """Move the pathway to a newer version of its definition; `step_map` names, old step -> new
+    step, where open items of steps renamed or removed land (see definitions/migration.py)."""
+
+    definition: Definition
+    step_map: dict[str, str] = Field(default_factory=dict)
+    actor: Actor
     note_id: str | None = None
 
 
@@ -254,6 +268,14 @@ class Notification(BaseModel):
     level: int = 0
     due_at: datetime | None = None
     action: str | None = None
+
+
+class CalendarRequest(BaseModel):
+    """Ask the worker for a working calendar from `first_year` on (at continue-as-new)."""
+
+    first_year: int
+    opens: time | None = None
+    closes: time | None = None
 
 
 class CommitBatch(BaseModel):

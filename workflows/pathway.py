@@ -15,7 +15,9 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from definitions.calendar import WorkCalendar
     from definitions.durations import Delay
+    from definitions.migration import Landing, MigrationInputError, MigrationPlan, module_position, plan_migration
     from definitions.schema import (
         EXIT_REASONS,
         DecisionStep,
@@ -30,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         Actor,
         AddModule,
         AuditEntry,
+        CalendarRequest,
         ClosePathway,
         CommitBatch,
         CompleteTask,
@@ -38,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         Item,
         ItemRow,
         ItemStatus,
+        MigrateDefinition,
         Notification,
         PathwayInput,
         PathwayOutcome,
@@ -53,9 +57,11 @@ with workflow.unsafe.imports_passed_through():
         TimerEvent,
         UpdateResult,
     )
+    from workflows.patches import CALENDAR_AT_CONTINUE_AS_NEW, WORKING_HOURS
 
 COMMIT_ACTIVITY = "commit_pathway"
 NOTIFY_ACTIVITY = "send_notification"
+CALENDAR_ACTIVITY = "work_calendar"
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 # SMTP down means retry with backoff until it is back, never loss.
 NOTIFY_RETRY = RetryPolicy(
@@ -88,6 +94,7 @@ class PathwayWorkflow:
         self._sends: set[asyncio.Task[None]] = set()
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._search_values: dict[str, Any] = {}
+        self._patches: set[str] = set()
 
     # --- Run ---------------------------------------------------------------------------------
 
@@ -109,7 +116,11 @@ class PathwayWorkflow:
             self._ready = True
         for item_id in list(self.state.items):
             self._start_watcher(item_id)
-        await workflow.wait_condition(lambda: self.state.status == "closed" or self._history_is_long())
+        await workflow.wait_condition(
+            lambda: self.state.status == "closed" or self._history_is_long() or self._migrated
+        )
+        if self.state.status != "closed":
+            await self._refresh_calendar()
         # An update may arrive while e-mails drain: finish it too, so that nothing it changed,
         # projected or sent is lost, and its caller gets its answer, before the run ends.
         while True:
@@ -118,10 +129,34 @@ class PathwayWorkflow:
                 break
             await self._drain_sends()
         if self.state.status != "closed":
-            workflow.continue_as_new(input.model_copy(update={"carried": self.state}))
+            # The definition is the run's own (a migration swaps it; unchanged otherwise).
+            workflow.continue_as_new(
+                self.input.model_copy(update={"carried": self.state, "definition": self.definition})
+            )
         return PathwayOutcome(
             pathway_id=input.pathway_id, exit_reason=self.state.exit_reason, closed_at=self.state.closed_at
         )
+
+    async def _refresh_calendar(self) -> None:
+        """Before continuing as new: a run started on 1.0.0 gets a calendar, and a calendar about
+        to run out is renewed (computed by the worker, so it reaches the next run as data)."""
+        calendar = self.input.calendar
+        year = workflow.now().year
+        if calendar is not None and calendar.covers(year + 1):
+            return
+        if not self._patched(CALENDAR_AT_CONTINUE_AS_NEW):
+            return
+        renewed: WorkCalendar = await workflow.execute_local_activity(
+            CALENDAR_ACTIVITY,
+            CalendarRequest(
+                first_year=year,
+                opens=calendar.opens if calendar else None,
+                closes=calendar.closes if calendar else None,
+            ),
+            result_type=WorkCalendar,
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        self.input = self.input.model_copy(update={"calendar": renewed})
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -279,9 +314,18 @@ class PathwayWorkflow:
             self._check_resume(command)
             assert self.state.paused_since is not None
             shift = workflow.now() - self.state.paused_since
+            calendar = self._calendar()
             for item in self.state.items.values():
-                item.due_at = item.due_at + shift if item.due_at else None
-                item.schedule = [e.model_copy(update={"at": e.at + shift}) for e in item.schedule]
+                if calendar is not None and self._on_working_days(item):
+                    # Working-day clocks lose only the working time the pause covered.
+                    worked = calendar.working_time_between(self.state.paused_since, workflow.now())
+                    item.due_at = calendar.add_working_time(item.due_at, worked) if item.due_at else None
+                    item.schedule = [
+                        e.model_copy(update={"at": calendar.add_working_time(e.at, worked)}) for e in item.schedule
+                    ]
+                else:
+                    item.due_at = item.due_at + shift if item.due_at else None
+                    item.schedule = [e.model_copy(update={"at": e.at + shift}) for e in item.schedule]
             self.state.status = "active"
             self.state.paused_since = None
             self._touch_open_items()
@@ -354,7 +398,7 @@ class PathwayWorkflow:
                 assert command.extend_by is not None
                 delay = Delay.model_validate(command.extend_by)
                 due = max(now, item.due_at or now)
-                self._restart_clock(item, due=delay.add_to(due))
+                self._restart_clock(item, due=self._deadline(delay, due))
             else:
                 if command.action == "add_step":
                     assert command.module_id is not None
@@ -380,6 +424,12 @@ class PathwayWorkflow:
 
     @decide_escalation.validator
     def _validate_decision(self, command: GtoDecision) -> None:
+        # A new refusal lives in the validator only: validators do not run on replay, so a
+        # decision 1.0.0 accepted on a paused pathway still replays through the handler.
+        if self.state.status == "paused":
+            raise reject(
+                "Le parcours est suspendu : la structure référente doit le reprendre avant une décision du GTO."
+            )
         self._check_decision(command)
 
     def _check_decision(self, command: GtoDecision) -> tuple[Escalation, Item]:
@@ -417,6 +467,104 @@ class PathwayWorkflow:
         elif command.action == "close":
             self._check_exit_reason(command.exit_reason)
         return escalation, item
+
+    # --- Moving to another version of the definition -------------------------------------------
+    # A new update (old histories never call it): open items land on the new version's steps with
+    # their ids, deadlines, schedules, fired events and generations (clocks are kept), then the run
+    # continues as new on the new definition.
+
+    _migrated: bool = False
+    """Set once a migration is committed: the run then continues as new on the new definition."""
+
+    @workflow.update
+    async def migrate_definition(self, command: MigrateDefinition) -> UpdateResult:
+        async with self._locked():
+            plan = self._check_migration(command)
+            new = command.definition
+            landings = {(lg.step_id, lg.kind, lg.track): lg for lg in plan.landings}
+            # Compute everything first, then mutate: a handler never half-applies.
+            moved: list[tuple[Item, Landing]] = []
+            for item in self.state.items.values():
+                landing = landings.get((item.step_id, item.kind, item.track))
+                if landing is None:
+                    if item.kind in ("task", "wait", "group"):
+                        raise ApplicationError(f"no landing for open item {item.id}", non_retryable=True)
+                    continue
+                moved.append((item, landing))
+            results = {plan.results_map.get(k, k): v for k, v in self.state.results.items()}
+            modules = dict(self.state.modules)
+            for item, landing in moved:
+                if item.kind == "task" and item.track.startswith("module:"):
+                    module_id = item.track.removeprefix("module:")
+                    modules[module_id] = module_position(new, module_id, landing.to_step)
+            chains = {
+                item.id: len(new.escalation_for(new.task(landing.to_step)))
+                for item, landing in moved
+                if item.kind == "task"
+            }
+            previous = self.definition
+            for item, landing in moved:
+                renamed = item.step_id != landing.to_step
+                item.step_id, item.title, item.group = landing.to_step, landing.title, landing.group
+                if item.id in chains:  # escalation levels the new version no longer has are dropped
+                    item.schedule = [e for e in item.schedule if e.kind != "escalation" or e.n <= chains[item.id]]
+                item.revision += 1
+                self._dirty_items[item.id] = item
+                if renamed:
+                    for escalation in self.state.escalations.values():
+                        if escalation.item_id == item.id:
+                            escalation.step_id = landing.to_step
+                            self._dirty_escalations.add(escalation.id)
+            self.state.results, self.state.modules = results, modules
+            self.definition = new
+            self.input = self.input.model_copy(update={"definition": new})
+            self._record(
+                command.actor,
+                "definition_migrated",
+                None,
+                {
+                    "from": f"{previous.id} v{previous.version}",
+                    "to": f"{new.id} v{new.version}",
+                    **self._note(command.note_id),
+                },
+            )
+            self._migrated = True
+            await self._commit()
+            return self._result(
+                f"Parcours déplacé de la version {previous.version} à la version {new.version} de « {new.title} ».",
+                [item.id for item, _ in moved],
+            )
+
+    @migrate_definition.validator
+    def _validate_migration(self, command: MigrateDefinition) -> None:
+        self._check_migration(command)
+
+    def _check_migration(self, command: MigrateDefinition) -> MigrationPlan:
+        if command.actor.role not in ("admin", "system"):
+            raise reject("Seul un administrateur peut déplacer un parcours vers une autre version.", "forbidden")
+        if self.state.status == "closed":
+            raise reject("Le parcours est clos : il reste sur sa version.")
+        new = command.definition
+        if new.id != self.definition.id:
+            raise reject(
+                f"La version cible est celle d'un autre parcours (« {new.id} », et non « {self.definition.id} »).",
+                "invalid",
+            )
+        if (new.version or 0) <= (self.definition.version or 0):
+            raise reject(
+                f"Le parcours est déjà sur la version {self.definition.version} : "
+                f"la version {new.version} n'est pas plus récente."
+            )
+        if self._migrated:
+            raise reject("Le parcours vient de changer de version : réessayez dans un instant.")
+        open_items = [(i.step_id, i.kind, i.track) for i in self.state.items.values()]
+        try:
+            plan = plan_migration(self.definition, new, command.step_map, open_items)
+        except MigrationInputError as error:
+            raise reject(error.message, error.kind) from None
+        if not plan.ok:
+            raise reject(" ".join(plan.refusals))
+        return plan
 
     # --- Checks shared by validators and handlers ---------------------------------------------
 
@@ -473,7 +621,7 @@ class PathwayWorkflow:
             return [group.id] + [self._open_task_item(b, track=track, group=step.id) for b in step.branches]
         if isinstance(step, WaitStep):
             wait = self._new_item(step.id, step.title, "wait")
-            wait.due_at = step.duration.add_to(wait.opened_at)
+            wait.due_at = step.duration.add_to(wait.opened_at, self._calendar())
             wait.schedule = [TimerEvent(at=wait.due_at, kind="wait_over")]
             self._start_watcher(wait.id)
             return [wait.id]
@@ -588,13 +736,44 @@ class PathwayWorkflow:
         task = self.definition.task(item.step_id)
         start = workflow.now()
         if due is None:
-            due = task.deadline.add_to(start) if task.deadline else None
+            due = self._deadline(task.deadline, start) if task.deadline else None
         item.due_at = due
-        item.schedule = _schedule(task, self.definition.escalation_for(task), start, due)
+        item.schedule = _schedule(task, self.definition.escalation_for(task), start, due, self._calendar())
         item.fired = [e.key for e in item.schedule if e.at < start]
         self._dirty_items[item.id] = item
         if new_assignment:
             self._notify(self._notification(item, "task_assigned", 0))
+
+    def _calendar(self) -> WorkCalendar | None:
+        """The run's calendar if it follows the working-hours rules; None for a run started on
+        1.0.0 (wall-clock deadlines from the installed holidays library, until continue-as-new)."""
+        if self.input.calendar is None or not self._patched(WORKING_HOURS):
+            return None
+        return self.input.calendar
+
+    def _deadline(self, delay: Delay, start: datetime) -> datetime:
+        """N working days end at the closing time of the N-th working day; ISO delays are exact."""
+        calendar = self._calendar()
+        if calendar is not None and delay.working_days is not None:
+            return calendar.deadline(start, delay.working_days)
+        return delay.add_to(start)
+
+    def _on_working_days(self, item: Item) -> bool:
+        """Whether an item's clock counts working days (its deadline or duration is in them)."""
+        if item.kind == "task":
+            deadline = self.definition.task(item.step_id).deadline
+            return deadline is not None and deadline.working_days is not None
+        step = self.definition.step(item.step_id)
+        return isinstance(step, WaitStep) and step.duration.working_days is not None
+
+    def _patched(self, patch_id: str) -> bool:
+        """`workflow.patched`, and the run lists the patches it took in `ParcoursPatches`."""
+        if not workflow.patched(patch_id):
+            return False
+        if patch_id not in self._patches:
+            self._patches.add(patch_id)
+            workflow.upsert_search_attributes([sa.PATCHES.value_set(sorted(self._patches))])
+        return True
 
     def _start_watcher(self, item_id: str) -> None:
         if item_id not in self._watchers:
@@ -848,19 +1027,23 @@ class _ReadyLock:
         self.owner._lock.release()
 
 
-def _schedule(task: TaskStep, chain: list[Any], start: datetime, due: datetime | None) -> list[TimerEvent]:
-    """Timer events of a task: reminders, 'due soon', the deadline, then each escalation level."""
+def _schedule(
+    task: TaskStep, chain: list[Any], start: datetime, due: datetime | None, calendar: WorkCalendar | None = None
+) -> list[TimerEvent]:
+    """Timer events of a task: reminders, 'due soon', the deadline, then each escalation level.
+    With a calendar, a working-day task's events go out within working hours (else at the next
+    opening); an ISO task's stay exact, whatever the hour."""
     if due is None:
         return []
     events: list[TimerEvent] = []
     before: list[datetime] = []
     for n, reminder in enumerate(task.reminders):
         if reminder.before is not None:
-            at = reminder.before.subtract_from(due)
+            at = reminder.before.subtract_from(due, calendar)
             before.append(at)
         else:
             assert reminder.after is not None
-            at = reminder.after.add_to(due)
+            at = reminder.after.add_to(due, calendar)
         events.append(TimerEvent(at=at, kind="reminder", n=n))
     # "Due soon" from the earliest reminder before the deadline, else the last fifth of the delay.
     due_soon = min(before) if before else due - (due - start) / 5
@@ -868,6 +1051,8 @@ def _schedule(task: TaskStep, chain: list[Any], start: datetime, due: datetime |
     events.append(TimerEvent(at=due, kind="overdue"))
     at = due
     for level, step in enumerate(chain, start=1):
-        at = step.after.add_to(at)
+        at = step.after.add_to(at, calendar)
         events.append(TimerEvent(at=at, kind="escalation", n=level))
+    if calendar is not None and task.deadline is not None and task.deadline.working_days is not None:
+        events = [e.model_copy(update={"at": calendar.next_open(e.at)}) for e in events]
     return events

@@ -14,7 +14,12 @@ STUCK_SINCE = SearchAttributeKey.for_datetime("ParcoursStuckSince")
 DEFINITION = SearchAttributeKey.for_keyword("ParcoursDefinition")
 DEFINITION_VERSION = SearchAttributeKey.for_int("ParcoursDefinitionVersion")
 
+PATCHES = SearchAttributeKey.for_keyword_list("ParcoursPatches")
+
 ALL = (CURRENT_STEPS, BASIN, SLA, STATUS, STUCK_SINCE, DEFINITION, DEFINITION_VERSION)
+"""Refreshed at every commit."""
+REGISTERED = (*ALL, PATCHES)
+"""Every attribute the workflow sets: `ParcoursPatches` is set when a run takes a patch."""
 
 _CLI_TYPES = {
     "KEYWORD_LIST": "KeywordList",
@@ -27,7 +32,7 @@ _CLI_TYPES = {
 def dev_server_flags() -> list[str]:
     """`--search-attribute Name=Type` flags for `temporal server start-dev`."""
     flags = []
-    for key in ALL:
+    for key in REGISTERED:
         flags += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type.name]}"]
     return flags
 
@@ -40,7 +45,7 @@ async def ensure_registered(client: Client, namespace: str) -> list[str]:
     existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     missing = {
         key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
-        for key in ALL
+        for key in REGISTERED
         if key.name not in existing.custom_attributes
     }
     if missing:

@@ -5,7 +5,7 @@ workflow an update and report its answer. Shared so every entry point says the s
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -16,8 +16,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from definitions.calendar import DEFAULT_CLOSES, DEFAULT_OPENS, PARIS, work_calendar
 from definitions.forms import check_submission, routing_values
 from definitions.schema import Definition
+from parcours.settings import Settings
 from store import models
 from store import queries as q
 from store.db import session_scope
@@ -92,12 +94,33 @@ def person_errors(error: ValidationError) -> dict[str, str]:
 
 
 class PathwayService:
-    def __init__(self, client: Client, engine: Engine, *, task_queue: str, history_event_limit: int = 2000) -> None:
+    def __init__(
+        self,
+        client: Client,
+        engine: Engine,
+        *,
+        task_queue: str,
+        history_event_limit: int = 2000,
+        opens: time = DEFAULT_OPENS,
+        closes: time = DEFAULT_CLOSES,
+    ) -> None:
         self.client = client
         self.engine = engine
         self.task_queue = task_queue
         self.history_event_limit = history_event_limit
+        self.opens, self.closes = opens, closes
         self._definitions: dict[tuple[str, int], Definition] = {}
+
+    @classmethod
+    def from_settings(cls, client: Client, engine: Engine, settings: Settings) -> PathwayService:
+        return cls(
+            client,
+            engine,
+            task_queue=settings.task_queue,
+            history_event_limit=settings.history_event_limit,
+            opens=settings.day_opens,
+            closes=settings.day_closes,
+        )
 
     # --- Who acts ---------------------------------------------------------------------------
 
@@ -161,6 +184,7 @@ class PathwayService:
                     parties=parties,
                     started_by=actor,
                     history_event_limit=self.history_event_limit,
+                    calendar=work_calendar(q.now().astimezone(PARIS).year, opens=self.opens, closes=self.closes),
                 ),
                 id=pathway_id,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

@@ -59,6 +59,7 @@ def checkout(tag: str, target: Path) -> Path:
 
 # --- The scenarios ----------------------------------------------------------------------------
 
+
 async def record(out: Path) -> None:
     from aiosmtpd.controller import Controller
     from sqlalchemy.engine import Engine
@@ -160,7 +161,8 @@ async def record(out: Path) -> None:
             item_id = await self.task(step_id)
             filled = list(routing)
             await self.update(
-                "complete_task", CompleteTask(item_id=item_id, actor=actor, outcome=outcome, filled=filled, routing=routing)
+                "complete_task",
+                CompleteTask(item_id=item_id, actor=actor, outcome=outcome, filled=filled, routing=routing),
             )
 
         async def until(self, check: Callable[[PathwayState], bool], what: str, timeout: float = 60) -> PathwayState:
@@ -189,7 +191,7 @@ async def record(out: Path) -> None:
                 (out / f"{name}.json").write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
                 written.append(name)
 
-    from workflows.model import AddModule, ClosePathway, GtoDecision, PauseClock, ReassignTask, ResumeClock, SkipStep
+    from workflows.model import AddModule, GtoDecision, PauseClock, ReassignTask, ResumeClock, SkipStep
 
     scenarios: list[tuple[str, Callable[[], Awaitable[Run]]]] = []
 
