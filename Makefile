@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test setup lint bench clean histories lock
+.PHONY: run test setup lint bench clean histories lock mutants
 
 run: setup
 	$(BIN)/parcours dev
@@ -42,6 +42,10 @@ lint: setup
 # (a git tag; CODE=. records the working tree instead of a checkout of the tag).
 histories: setup
 	$(BIN)/python tests/histories/record.py --release $(RELEASE) $(if $(CODE),--code $(CODE))
+
+# The curated mutation score (on demand, too slow for CI): see bench/mutants.py.
+mutants: setup
+	$(BIN)/python bench/mutants.py
 
 bench: setup
 	$(BIN)/python bench/engine.py

@@ -24,8 +24,14 @@ from store import models
 from store import queries as q
 from store.db import session_scope, writer_pool_size
 from store.projection import apply_batch_in
-from workflows.model import CalendarRequest, CommitBatch, Notification
-from workflows.pathway import CALENDAR_ACTIVITY, COMMIT_ACTIVITY, NOTIFY_ACTIVITY
+from workflows.contract import (
+    CALENDAR_ACTIVITY,
+    COMMIT_ACTIVITY,
+    NOTIFY_ACTIVITY,
+    CalendarRequest,
+    CommitBatch,
+    Notification,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from definitions.durations import add_working_days
 from store import models
 from store import queries as q
 from store.db import session_scope
-from workflows.model import Actor
+from workflows.contract import Actor
 
 STUCK_AFTER_WORKING_DAYS = 10
 """A pathway with no progress for this many working days counts as stuck on the GTO dashboard."""

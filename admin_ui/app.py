@@ -24,7 +24,8 @@ from admin_ui.pages import admin, auth, caseworker, designer, gto, migrations
 from admin_ui.security import RateLimiter
 from admin_ui.web import render
 from parcours.settings import Settings
-from workflows.service import PathwayService, ServiceError
+from services.errors import ServiceError
+from services.pathways import PathwayService
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def service_factory(
     async def get() -> PathwayService:
         async with lock:
             if "service" not in state:
-                from worker.temporal_server import connect
+                from services.temporal import connect
 
                 temporal = client or await connect(settings.temporal_address, settings.temporal_namespace)
                 state["service"] = PathwayService.from_settings(temporal, engine, settings)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from admin_ui.access import CurrentUser, load_user
 from admin_ui.security import user_id_from_api_token
 from parcours.settings import Settings
-from workflows.service import PathwayService
+from services.pathways import PathwayService
 
 
 class LoginRequired(Exception):

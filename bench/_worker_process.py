@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 from temporalio.worker import Worker  # noqa: E402
 
 from parcours.settings import Settings  # noqa: E402
-from worker.temporal_server import connect  # noqa: E402
+from services.temporal import connect  # noqa: E402
 
 
 async def main() -> None:

@@ -50,12 +50,12 @@ from temporalio.client import Client  # noqa: E402
 from bench.baseline import BaselineWorkflow  # noqa: E402
 from definitions.loader import parse_text  # noqa: E402
 from definitions.territory import DEMO_TERRITORY, load_territory  # noqa: E402
+from services.pathways import PathwayService  # noqa: E402
 from store import models  # noqa: E402
 from store import queries as q  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.migrations import upgrade_to_head  # noqa: E402
 from worker.temporal_server import DevServer, free_port  # noqa: E402
-from workflows.service import PathwayService  # noqa: E402
 
 ACTOR_EMAIL = "camille.martin@example.org"  # caseworker of departement74, the referent below
 BASIN, REFERENT = "annecien", "departement74"

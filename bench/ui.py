@@ -42,12 +42,12 @@ from bench.engine import Children, CountingSink, pct, say  # noqa: E402
 from definitions.loader import parse_text  # noqa: E402
 from definitions.territory import DEMO_TERRITORY, load_territory  # noqa: E402
 from parcours.settings import Settings  # noqa: E402
+from services.pathways import PathwayService  # noqa: E402
 from store import models  # noqa: E402
 from store import queries as q  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.migrations import upgrade_to_head  # noqa: E402
 from worker.temporal_server import DevServer, free_port  # noqa: E402
-from workflows.service import PathwayService  # noqa: E402
 
 PASSWORD = "mot-de-passe-bench-2026"
 CASEWORKER, GTO_LEAD = "camille.martin@example.org", "lea.dupont@example.org"

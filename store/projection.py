@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, and_, update
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from store import models
-from workflows.model import ProjectionBatch
+from workflows.contract import ProjectionBatch
 
 
 def _table(model: Any) -> Table:
@@ -88,6 +88,7 @@ def apply_batch_in(connection: Connection, batch: ProjectionBatch) -> None:
             .where(and_(members.c.pathway_id == row.id, members.c.until.is_(None)))
             .values(until=row.closed_at)
         )
+    moved_away = _organisations_losing_a_task(connection, batch)
     items = [r.item for r in batch.items]
     _upsert(
         connection,
@@ -136,6 +137,8 @@ def apply_batch_in(connection: Connection, batch: ProjectionBatch) -> None:
         ],
         keys=["id"],
     )
+    if row.status != "closed":
+        _update_follow_up(connection, batch, moved_away)
     _upsert(
         connection,
         models.Escalation,
@@ -178,3 +181,56 @@ def apply_batch_in(connection: Connection, batch: ProjectionBatch) -> None:
         keys=["id"],
         ignore=True,
     )
+
+
+def _organisations_losing_a_task(connection: Connection, batch: ProjectionBatch) -> set[str]:
+    """The organisations that held, before this batch, a task the batch gives to another one
+    (a reassignment), read before the tasks are upserted."""
+    assigned = {r.item.id: r.item.organisation_id for r in batch.items if r.item.kind == "task"}
+    if not assigned:
+        return set()
+    tasks = _table(models.Task)
+    held = connection.execute(select(tasks.c.id, tasks.c.organisation_id).where(tasks.c.id.in_(list(assigned)))).all()
+    return {organisation for task_id, organisation in held if organisation != assigned[task_id]}
+
+
+def _update_follow_up(connection: Connection, batch: ProjectionBatch, moved_away: set[str]) -> None:
+    """An organisation whose last open task moved to another one leaves the follow-up group
+    (`until`); one given an open task again rejoins it. The referent organisation always stays."""
+    row = batch.pathway
+    members, tasks = _table(models.FollowUpMember), _table(models.Task)
+    for organisation_id in sorted(moved_away - {row.referent_org}):
+        still_open = connection.execute(
+            select(func.count())
+            .select_from(tasks)
+            .where(
+                tasks.c.pathway_id == row.id,
+                tasks.c.organisation_id == organisation_id,
+                tasks.c.status == "open",
+            )
+        ).scalar_one()
+        if not still_open:
+            connection.execute(
+                update(members)
+                .where(
+                    members.c.pathway_id == row.id,
+                    members.c.organisation_id == organisation_id,
+                    members.c.until.is_(None),
+                )
+                .values(until=row.updated_at)
+            )
+    holders = {
+        r.item.organisation_id
+        for r in batch.items
+        if r.item.kind == "task" and r.item.status == "open" and r.item.organisation_id
+    }
+    if holders:
+        connection.execute(
+            update(members)
+            .where(
+                members.c.pathway_id == row.id,
+                members.c.organisation_id.in_(sorted(holders)),
+                members.c.until.is_not(None),
+            )
+            .values(since=row.updated_at, until=None)
+        )

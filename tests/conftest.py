@@ -29,13 +29,13 @@ from temporalio.client import Client
 from definitions.loader import load_file, parse_text
 from definitions.territory import CATALOG_DIR, DEMO_TERRITORY, load_territory
 from parcours.settings import Settings
+from services.pathways import PathwayService
 from store import queries as q
 from store.db import make_engine
 from store.migrations import upgrade_to_head
 from tests.releases import v1_0_0_checkout  # noqa: F401  (a fixture for every module)
 from worker.runner import build_worker
 from worker.temporal_server import DevServer, free_port
-from workflows.service import PathwayService
 
 T = TypeVar("T")
 PG_ADMIN_URL = os.environ.get("PARCOURS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -93,7 +93,7 @@ async def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
 
 @pytest.fixture(scope="session")
 async def client(temporal_server: DevServer) -> Client:
-    from worker.temporal_server import connect
+    from services.temporal import connect
 
     return await connect(temporal_server.address)
 

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from definitions.loader import parse_text
 from definitions.migration import MigrationInputError, plan_migration
+from services.errors import ServiceError
 from store import definition_migrations as dm
 from store import models
 from store import queries as q
@@ -24,10 +25,10 @@ from store.db import session_scope
 from tests.conftest import Parcours, Web, csrf_of, eventually
 from tests.test_processes import base_env, cli
 from worker.temporal_server import DevServer
-from workflows import migrate as mig
-from workflows.model import SYSTEM, MigrateDefinition
+from services import migration as mig
+from workflows.contract import SYSTEM
+from workflows.model import MigrateDefinition
 from workflows.pathway import PathwayWorkflow
-from workflows.service import ServiceError
 
 CAMILLE = "camille.martin@example.org"  # caseworker, departement74 (referent)
 JULIEN = "julien.roux@example.org"  # caseworker, ft_annecy

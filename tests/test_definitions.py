@@ -464,8 +464,35 @@ def test_json_schema_lists_step_kinds() -> None:
     assert "steps" in schema["properties"]
 
 
-def test_soft_skills_referential_has_fourteen_items() -> None:
-    assert len(SOFT_SKILLS) == 14
+def test_a_soft_skills_grid_without_a_list_assesses_france_travail_s_fourteen_skills() -> None:
+    """What a caseworker is asked to assess when a definition does not pick the skills: every
+    item of France Travail's savoir-être referential, by its French label, in this order."""
+    step = TaskStep.model_validate(
+        {
+            "kind": "task",
+            "id": "bilan",
+            "title": "Bilan",
+            "role": "referent",
+            "form": [{"id": "grille", "label": "Savoir-être", "type": "soft_skills"}],
+            "outcomes": [{"id": "fait", "label": "Fait", "next": "fin"}],
+        }
+    )
+    assert [SOFT_SKILLS[s] for s in step.form[0].assessed_skills] == [
+        "Autonomie",
+        "Capacité à fédérer",
+        "Capacité d'adaptation",
+        "Capacité de décision",
+        "Curiosité",
+        "Force de proposition",
+        "Gestion du stress",
+        "Persévérance",
+        "Prise de recul",
+        "Réactivité",
+        "Rigueur",
+        "Sens de l'organisation",
+        "Sens de la communication",
+        "Travail en équipe",
+    ]
 
 
 # --- Territory errors -------------------------------------------------------------------------

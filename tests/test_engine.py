@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.errors import ServiceError
 from store import queries as q
 from tests.conftest import Parcours, eventually
 from tests.flows import flow
-from workflows.service import ServiceError
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -25,7 +25,8 @@ async def test_a_pathway_runs_through_every_step_kind(parcours: Parcours) -> Non
     assert accueil.organisation_id == "departement74"
     mails = await eventually(lambda: parcours.mail.about(pathway_id), what="task assigned e-mail")
     assert "Nouvelle tâche : Accueil" in mails[0]["Subject"]
-    assert "contact@departement74" in mails[0]["To"] or "departement" in mails[0]["To"]
+    assert str(mails[0]["To"]) == "insertion@departement74.example.org"  # the organisation's mailbox
+    assert str(mails[0]["X-Envelope-To"]) == "insertion@departement74.example.org"  # and nobody else
 
     camille, julien = parcours.service.actor_for(CAMILLE), parcours.service.actor_for(JULIEN)
     with pytest.raises(ServiceError, match="ne peut pas traiter") as denied:

@@ -68,7 +68,9 @@ async def test_one_time_link_by_email_signs_in_once(web: Web) -> None:
         assert link
         signed = await client.get(link.group(0))
         assert signed.status_code == 303 and signed.headers["location"] == "/taches"
-        assert (await client.get("/taches")).status_code in (200, 404)  # signed in (page content tested elsewhere)
+        inbox = await client.get("/taches")
+        assert inbox.status_code == 200 and "<h1>Tâches de Mission Locale du bassin annécien</h1>" in inbox.text
+        assert "Sarah Benali · Mission Locale du bassin annécien" in inbox.text  # signed in as Sarah
     async with web.client() as other:
         reused = await other.get(link.group(0))
         assert reused.headers["location"] == "/connexion"

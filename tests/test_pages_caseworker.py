@@ -567,6 +567,6 @@ async def test_trial_copies_are_never_offered_to_caseworkers(web: Web) -> None:
     web.parcours.publish(timed(definition_id="atelier_essai"))
     web.parcours.publish(timed(definition_id="atelier"))
     async with await web.signed_in("camille.martin@example.org") as client:
-        select = await client.get("/parcours/nouveau/definitions", params={"bassin": "annecien"})
+        select = await client.get("/parcours/nouveau/definitions", params={"basin": "annecien"})
     assert select.status_code == 200
     assert 'value="atelier"' in select.text and "atelier_essai" not in select.text

@@ -15,16 +15,16 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from admin_ui.access import stuck_since_cutoff
+from services.rebuild import RebuildRefused, fetch, running_pathways
+from services.rebuild import rebuild as rebuild_read_model
+from services.rebuild_writes import Superseded, write_pathway
 from store import models, views
 from store import queries as q
 from store.db import session_scope
-from store.rebuild import Superseded, write_pathway
 from tests.conftest import MailSink, Parcours, eventually, make_parcours
 from tests.flows import fast, flow, timed
 from tests.test_processes import base_env, cli
 from worker.temporal_server import DevServer
-from workflows.rebuild import RebuildRefused, fetch, running_pathways
-from workflows.rebuild import rebuild as rebuild_read_model
 
 CAMILLE = "camille.martin@example.org"  # caseworker, departement74 (referent)
 BASIN = "annecien"

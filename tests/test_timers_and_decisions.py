@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from services.pathways import PathwayService, ServiceError
 from store import queries as q
 from tests.conftest import Parcours, eventually
 from tests.flows import LOOP, fast, flow, timed
-from workflows.service import PathwayService, ServiceError
 
 CAMILLE = "camille.martin@example.org"  # caseworker, departement74 (referent)
 JULIEN = "julien.roux@example.org"  # caseworker, ft_annecy
@@ -584,12 +584,3 @@ async def test_search_attributes_find_escalated_pathways_without_personal_data(p
     for personal in ("Alex", "Test"):
         assert personal not in text, f"personal data {personal!r} in the workflow history"
     assert_no_duplicate_mail(parcours, pathway_id)
-
-
-# A sanity check for the helper above: decoded payloads are searched, not just their base64.
-def test_history_text_decodes_payloads() -> None:
-    encoded = base64.b64encode(b'{"first_name": "Alex"}').decode()
-    doc = json.dumps(
-        {"events": [{"input": {"payloads": [{"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": encoded}]}}]}
-    )
-    assert "Alex" in _history_text(doc)

@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from definitions.calendar import PARIS, WorkCalendar, work_calendar
+from services.errors import ServiceError
 from store import queries as q
 from tests import replay_capture
 from tests.conftest import Parcours, eventually
@@ -23,7 +24,6 @@ from worker.runner import workflow_runner
 from workflows import search_attributes as sa
 from workflows.patches import WORKING_HOURS
 from workflows.pathway import PathwayWorkflow
-from workflows.service import ServiceError
 
 V1 = Path(__file__).parent / "histories" / "v1.0.0"
 CAMILLE = "camille.martin@example.org"
@@ -101,9 +101,9 @@ async def test_a_different_holiday_table_installed_replays_to_the_same_deadlines
 
 def injected(monkeypatch: pytest.MonkeyPatch, calendar: WorkCalendar) -> None:
     """New pathways get this calendar instead of the one computed from the holidays library."""
-    import workflows.service
+    import services.pathways
 
-    monkeypatch.setattr(workflows.service, "work_calendar", lambda *a, **k: calendar)
+    monkeypatch.setattr(services.pathways, "work_calendar", lambda *a, **k: calendar)
 
 
 DEUX_JOURS = """
@@ -180,7 +180,7 @@ async def test_running_pathways_are_counted_per_patch(parcours: Parcours, monkey
 
     parcours.publish(DEUX_JOURS)
     await parcours.start("deux_jours")  # a new run: takes the working-hours patch
-    monkeypatch.setattr("workflows.service.work_calendar", lambda *a, **k: None)
+    monkeypatch.setattr("services.pathways.work_calendar", lambda *a, **k: None)
     await parcours.start("deux_jours")  # as 1.0.0 started them: no calendar, the old branch
 
     async def counts() -> dict[str, tuple[int, int]] | None:
@@ -214,13 +214,13 @@ steps:
 async def test_a_pathway_started_without_a_calendar_gets_one_at_its_next_continue_as_new(
     parcours: Parcours, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workflows.service import PathwayService
+    from services.pathways import PathwayService
 
     service = PathwayService(
         parcours.client, parcours.engine, task_queue=parcours.settings.task_queue, history_event_limit=100
     )
     parcours.publish(LOOP_IN_WORKING_DAYS)
-    monkeypatch.setattr("workflows.service.work_calendar", lambda *a, **k: None)  # as 1.0.0 started it
+    monkeypatch.setattr("services.pathways.work_calendar", lambda *a, **k: None)  # as 1.0.0 started it
     pathway_id = await service.start_pathway(
         definition_id="boucle_ouvree",
         basin_id="annecien",

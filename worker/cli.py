@@ -18,11 +18,12 @@ from sqlalchemy.engine import Engine
 from definitions.loader import InvalidDefinition, json_schema, load_file
 from definitions.territory import InvalidTerritory, load_territory
 from parcours.settings import ConfigError, Settings, load_settings
+from services.errors import ServiceError
+from services.pathways import PathwayService
 from store import queries as q
 from store.db import engine_for
 from store.migrations import SchemaError, require_head, upgrade_to_head
-from workflows.model import Actor
-from workflows.service import PathwayService, ServiceError
+from workflows.contract import Actor
 
 app = typer.Typer(
     help="Parcours : parcours d'insertion multi-partenaires sur Temporal.", no_args_is_help=True, add_completion=False
@@ -107,7 +108,7 @@ def run_async(work: Callable[[Settings], Coroutine[Any, Any, None]]) -> NoReturn
 
 
 async def service_for(config: Settings) -> PathwayService:
-    from worker.temporal_server import connect
+    from services.temporal import connect
 
     try:
         client = await connect(config.temporal_address, config.temporal_namespace)
@@ -138,8 +139,8 @@ def dev(no_demo: bool = typer.Option(False, "--no-demo", help="Sans parcours de 
 @app.command()
 def worker() -> None:
     """Lancer un worker (production : plusieurs, même code) jusqu'à SIGTERM / Ctrl-C."""
+    from services.temporal import connect
     from worker.runner import build_worker
-    from worker.temporal_server import connect
 
     async def work(config: Settings) -> None:
         engine = read_model(config)  # an outdated read model stops the worker before anything else
@@ -164,8 +165,8 @@ def setup(
     demo_territory: bool = typer.Option(True, help="Charger le territoire et le catalogue de démonstration"),
 ) -> None:
     """Préparer un cluster : attributs de recherche Temporal, migration de la base de lecture, territoire et catalogue."""
+    from services.temporal import connect
     from worker.demo import load_reference_data
-    from worker.temporal_server import connect
     from workflows.search_attributes import ensure_registered
 
     async def work(config: Settings) -> None:
@@ -350,7 +351,7 @@ def pathways_migrate(
     as_json: bool = JsonOption,
 ) -> None:
     """Déplacer les parcours en cours vers une nouvelle version de leur définition (délais conservés)."""
-    from workflows import migrate as mig
+    from services import migration as mig
 
     try:
         step_map = mig.parse_step_map(mapping)
@@ -533,7 +534,7 @@ def escalations_decide(
 @app.command()
 def patches(as_json: bool = JsonOption) -> None:
     """Parcours en cours par patch de l'interpréteur : un patch se retire quand plus aucun n'est « sans »."""
-    from worker.temporal_server import connect
+    from services.temporal import connect
     from workflows.patches import running_per_patch
 
     async def work(config: Settings) -> None:
@@ -586,8 +587,8 @@ def rebuild(
     as_json: bool = JsonOption,
 ) -> None:
     """Reconstruire la base de lecture des parcours en cours depuis Temporal (rien n'est supprimé)."""
-    from workflows.rebuild import RebuildRefused, RebuildSummary
-    from workflows.rebuild import rebuild as rebuild_read_model
+    from services.rebuild import RebuildRefused, RebuildSummary
+    from services.rebuild import rebuild as rebuild_read_model
 
     def progress(done: int, total: int) -> None:
         typer.echo(f"Parcours {done}/{total}", err=True)

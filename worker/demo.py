@@ -8,8 +8,8 @@ from sqlalchemy.engine import Engine
 
 from definitions.loader import load_file
 from definitions.territory import CATALOG_DIR, DEMO_DIR, DEMO_TERRITORY, load_territory
+from services.pathways import PathwayService
 from store import queries as q
-from workflows.service import PathwayService
 
 log = logging.getLogger(__name__)
 

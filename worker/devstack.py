@@ -11,13 +11,13 @@ import uvicorn
 
 from admin_ui.app import create_app
 from parcours.settings import Settings
+from services.pathways import PathwayService
 from store.db import engine_for
 from store.migrations import upgrade_to_head
 from worker.demo import DEMO_PASSWORD, ensure_demo_passwords, load_reference_data, seed_demo_pathways
 from worker.mail_capture import start_capture
 from worker.runner import build_worker
 from worker.temporal_server import DevServer
-from workflows.service import PathwayService
 
 
 async def run_dev(settings: Settings, *, demo: bool = True) -> None:

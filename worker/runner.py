@@ -26,7 +26,15 @@ def build_worker(client: Client, *, engine: Engine, settings: Settings, task_que
     )
 
 
-DETERMINISTIC_MODULES = ("pydantic", "pydantic_core", "annotated_types", "definitions", "workflows.model")
+DETERMINISTIC_MODULES = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "definitions",
+    "workflows.model",
+    "workflows.contract",
+    "workflows.projection",
+)
 """Imported once, outside the sandbox, and shared by every run: known to be deterministic (models
 and pure functions). Everything else a workflow imports is re-imported in the sandbox, where
 Temporal's default restrictions refuse the clock, randomness and I/O."""

@@ -27,47 +27,48 @@ with workflow.unsafe.imports_passed_through():
         WaitStep,
     )
     from workflows import search_attributes as sa
-    from workflows.model import (
+    from workflows.contract import (
+        CALENDAR_ACTIVITY,
+        COMMIT_ACTIVITY,
+        NOTIFY_ACTIVITY,
         SYSTEM,
         Actor,
-        AddModule,
         AuditEntry,
         CalendarRequest,
-        ClosePathway,
         CommitBatch,
-        CompleteTask,
         Escalation,
-        GtoDecision,
         Item,
         ItemRow,
         ItemStatus,
-        MigrateDefinition,
         Notification,
+        ProjectionBatch,
+        SlaState,
+        TimerEvent,
+    )
+    from workflows.model import (
+        AddModule,
+        ClosePathway,
+        CompleteTask,
+        GtoDecision,
+        MigrateDefinition,
         PathwayInput,
         PathwayOutcome,
-        PathwayRow,
         PathwayState,
         PauseClock,
-        ProjectionBatch,
         ReassignTask,
         ResumeClock,
         SkipStep,
-        SlaState,
         StepResult,
-        TimerEvent,
         UpdateResult,
     )
     from workflows.patches import CALENDAR_AT_CONTINUE_AS_NEW, WORKING_HOURS
+    from workflows.projection import pathway_row
 
-COMMIT_ACTIVITY = "commit_pathway"
-NOTIFY_ACTIVITY = "send_notification"
-CALENDAR_ACTIVITY = "work_calendar"
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 # SMTP down means retry with backoff until it is back, never loss.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
 )
-SLA_ORDER: dict[SlaState, int] = {"on_time": 0, "due_soon": 1, "overdue": 2, "escalated": 3}
 MAX_AUTOMATIC_STEPS = 100
 
 
@@ -912,41 +913,12 @@ class PathwayWorkflow:
     def _result(self, message: str, opened: list[str]) -> UpdateResult:
         return UpdateResult(pathway_id=self.input.pathway_id, message=message, opened=opened)
 
-    def _sla(self) -> tuple[SlaState | None, datetime | None]:
-        now = workflow.now()
-        tasks = [i for i in self.state.items.values() if i.kind == "task"]
-        if not tasks:
-            return None, None
-        worst = max((i.sla(now) for i in tasks), key=lambda s: SLA_ORDER[s])
-        late = [i.due_at for i in tasks if i.due_at and i.due_at <= now]
-        return worst, min(late) if late else None
-
     async def _commit(self) -> None:
         """Project what changed into the read model (before any update returns), then send the
         e-mails it implies and refresh the search attributes."""
         self.state.revision += 1
         now = workflow.now()
-        sla, stuck_since = self._sla()
-        open_steps = sorted({i.step_id for i in self.state.items.values() if i.kind in ("task", "wait")})
-        row = PathwayRow(
-            id=self.input.pathway_id,
-            definition_id=self.definition.id,
-            definition_version=self.definition.version or 0,
-            basin_id=self.input.basin_id,
-            referent_org=self.input.referent_org,
-            person_ref=self.input.person_ref,
-            status=self.state.status,
-            current_steps=open_steps,
-            sla=sla,
-            stuck_since=stuck_since,
-            started_at=self.state.started_at,
-            updated_at=now,
-            last_progress_at=self.state.last_progress_at,
-            closed_at=self.state.closed_at,
-            exit_reason=self.state.exit_reason,
-            revision=self.state.revision,
-            organisations=list(self.state.follow_up),
-        )
+        row = pathway_row(self.input, self.state, now=now)
         batch = ProjectionBatch(
             pathway=row,
             items=[
@@ -976,7 +948,7 @@ class PathwayWorkflow:
                 task = asyncio.create_task(self._send(notification))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)
-        self._upsert_search_attributes(open_steps, sla, stuck_since)
+        self._upsert_search_attributes(row.current_steps, row.sla, row.stuck_since)
 
     async def _send(self, notification: Notification) -> None:
         """Retry an e-mail SMTP refused, with backoff, until it is delivered (never lost)."""

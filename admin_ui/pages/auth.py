@@ -21,8 +21,13 @@ router = APIRouter(include_in_schema=False)
 
 
 def _safe_next(target: str | None) -> str | None:
-    """Only local paths: never an open redirect."""
-    return target if target and target.startswith("/") and not target.startswith("//") else None
+    """Only local paths: never an open redirect. Browsers read a backslash as a slash, so
+    `/\\evil.example` would leave the site as `//evil.example` does."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(c) < 32 or ord(c) == 127 for c in target):
+        return None
+    return target
 
 
 def _sign_in(request: Request, user_id: str, role: str, target: str | None) -> Response:

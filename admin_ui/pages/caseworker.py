@@ -39,10 +39,11 @@ from definitions.schema import (
     TaskStep,
     WaitStep,
 )
+from services.errors import ServiceError
+from services.pathways import PathwayService, PersonIn, person_errors
 from store import models
 from store import queries as q
 from store import views as v
-from workflows.service import PathwayService, PersonIn, ServiceError, person_errors
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_roles("caseworker"))])
 CSRF = [Depends(verify_csrf)]
@@ -594,8 +595,9 @@ def _start_context(engine: Any, user: Any, basin_id: str | None, **extra: Any) -
 
 
 @router.get("/parcours/nouveau")
-def start_page(request: Request, engine: Engine_, user: User, bassin: str | None = None) -> Response:
-    return render(request, "caseworker/start.html", **_start_context(engine, user, bassin))
+def start_page(request: Request, engine: Engine_, user: User, basin: str | None = None) -> Response:
+    """The start form; `basin` (the select's name, as in the form posted) filters the definitions."""
+    return render(request, "caseworker/start.html", **_start_context(engine, user, basin))
 
 
 @router.get("/parcours/nouveau/definitions")
@@ -603,11 +605,11 @@ def start_definitions(
     request: Request,
     engine: Engine_,
     user: User,
-    bassin: str | None = None,
+    basin: str | None = None,
     definition: str | None = None,
 ) -> Response:
-    """htmx: the definition select for the chosen basin."""
-    context = _start_context(engine, user, bassin)
+    """htmx: the definition select for the chosen basin (the select named `basin`)."""
+    context = _start_context(engine, user, basin)
     return render(
         request,
         "caseworker/_definition_select.html",

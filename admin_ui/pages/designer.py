@@ -38,10 +38,10 @@ from definitions.schema import (
     TaskStep,
     WaitStep,
 )
+from services.errors import ServiceError
 from store import models, views
 from store import queries as q
 from store.db import session_scope
-from workflows.service import ServiceError
 
 router = APIRouter(include_in_schema=False)
 DesignerUser = Annotated[CurrentUser, Depends(require_roles("designer", "admin"))]

@@ -38,10 +38,10 @@ from admin_ui.web import (
 )
 from definitions.durations import PARIS, Delay
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
+from services.errors import ServiceError
 from store import models, views
 from store import queries as q
 from store.db import session_scope
-from workflows.service import ServiceError
 
 router = APIRouter(include_in_schema=False)
 GtoLead = Annotated[CurrentUser, Depends(require_roles("gto_lead"))]

@@ -1,7 +1,7 @@
 """Moving running pathways to a newer version of their definition, in two hands: the designer
 prepares a migration from a version's page (target version, step map, optional basin) and sees its
 dry run; an administrator confirms it and follows its progress. The work itself is
-`workflows.migrate`, which the CLI calls too."""
+`services.migration`, which the CLI calls too."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from admin_ui.access import CurrentUser, record_action
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
 from admin_ui.pages.designer import all_versions, user_names
 from admin_ui.web import basin_names, flash, render
+from services import migration as mig
+from services.errors import ServiceError
+from services.pathways import PathwayService
 from store import definition_migrations as dm
 from store import models
 from store import queries as q
-from workflows import migrate as mig
-from workflows.model import Actor
-from workflows.service import PathwayService, ServiceError
+from workflows.contract import Actor
 
 router = APIRouter(include_in_schema=False)
 DesignerUser = Annotated[CurrentUser, Depends(require_roles("designer", "admin"))]

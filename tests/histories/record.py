@@ -71,7 +71,7 @@ async def record(out: Path) -> None:
     from store.db import make_engine
     from worker.runner import build_worker
     from worker.temporal_server import DevServer, free_port
-    from workflows.model import Actor, PathwayInput, PathwayState, UpdateResult
+    from workflows.model import Actor, PathwayInput, PathwayState, UpdateResult  # 1.0.0 has no contract module
 
     territory = load_territory(DEMO_TERRITORY)
 

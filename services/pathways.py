@@ -20,12 +20,13 @@ from definitions.calendar import DEFAULT_CLOSES, DEFAULT_OPENS, PARIS, work_cale
 from definitions.forms import check_submission, routing_values
 from definitions.schema import Definition
 from parcours.settings import Settings
+from services.errors import ServiceError
 from store import models
 from store import queries as q
 from store.db import session_scope
 from workflows import search_attributes as sa
+from workflows.contract import Actor
 from workflows.model import (
-    Actor,
     AddModule,
     ClosePathway,
     CompleteTask,
@@ -38,21 +39,6 @@ from workflows.model import (
     UpdateResult,
 )
 from workflows.pathway import PathwayWorkflow
-
-
-class ServiceError(Exception):
-    """A request refused, with a French message and an HTTP-like kind
-    (invalid, forbidden, not_found, conflict); `fields` locates form errors."""
-
-    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409}
-
-    def __init__(self, message: str, kind: str = "invalid", fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message, self.kind, self.fields = message, kind, fields or {}
-
-    @property
-    def status(self) -> int:
-        return self.STATUS.get(self.kind, 400)
 
 
 class PersonIn(BaseModel):

@@ -1,6 +1,6 @@
 """`parcours rebuild`: recreate the read model of running pathways from Temporal, the source of
 truth, into an empty or damaged database. Each pathway's state comes from its `state_view` query,
-its input from the first event of its current run; store.rebuild writes them. Never deletes."""
+its input from the first event of its current run; services.rebuild_writes writes them. Never deletes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from store import rebuild as store_rebuild
+from services import rebuild_writes as store_rebuild
 from workflows.model import PathwayInput, PathwayState
 
 RUNNING = "WorkflowType = 'PathwayWorkflow' AND ExecutionStatus = 'Running'"

@@ -17,17 +17,10 @@ from sqlalchemy.engine import Connection, Engine
 from definitions.loader import content_hash
 from store import models
 from store.projection import apply_batch_in
-from workflows.model import (
-    ItemRow,
-    PathwayInput,
-    PathwayRow,
-    PathwayState,
-    ProjectionBatch,
-    SlaState,
-)
+from workflows.contract import ItemRow, ProjectionBatch
+from workflows.model import PathwayInput, PathwayState
+from workflows.projection import pathway_row
 
-# Same order as the workflow's: the pathway shows its worst task's state.
-SLA_ORDER: dict[SlaState, int] = {"on_time": 0, "due_soon": 1, "overdue": 2, "escalated": 3}
 PUBLISHED_BY = "rebuild"
 PLACEHOLDER_FIRST_NAME = "Personne"
 PLACEHOLDER_LAST_NAME = "à ré-identifier"
@@ -52,34 +45,7 @@ def projection_for(input: PathwayInput, state: PathwayState, *, now: datetime) -
     """The batch `PathwayWorkflow._commit` would write if every open item had changed. SLA states
     are computed at `now`, or when the clocks stopped for a paused pathway."""
     clock = state.paused_since or now
-    tasks = [i for i in state.items.values() if i.kind == "task"]
-    sla: SlaState | None = None
-    stuck_since: datetime | None = None
-    if tasks:
-        worst: SlaState = max((i.sla(clock) for i in tasks), key=SLA_ORDER.__getitem__)
-        sla = worst
-        late = [i.due_at for i in tasks if i.due_at and i.due_at <= clock]
-        stuck_since = min(late) if late else None
-    definition = input.definition
-    row = PathwayRow(
-        id=input.pathway_id,
-        definition_id=definition.id,
-        definition_version=definition.version or 0,
-        basin_id=input.basin_id,
-        referent_org=input.referent_org,
-        person_ref=input.person_ref,
-        status=state.status,
-        current_steps=sorted({i.step_id for i in state.items.values() if i.kind in ("task", "wait")}),
-        sla=sla,
-        stuck_since=stuck_since,
-        started_at=state.started_at,
-        updated_at=now,
-        last_progress_at=state.last_progress_at,
-        closed_at=state.closed_at,
-        exit_reason=state.exit_reason,
-        revision=state.revision,
-        organisations=list(state.follow_up),
-    )
+    row = pathway_row(input, state, now=now, at=clock)
     return ProjectionBatch(
         pathway=row,
         items=[

@@ -18,11 +18,13 @@ from temporalio.service import RPCError
 
 from definitions.migration import MigrationInputError, check_map, plan_migration, step_ids
 from definitions.schema import Definition
+from services.errors import ServiceError
+from services.pathways import PathwayService
 from store import definition_migrations as dm
 from store import queries as q
-from workflows.model import Actor, MigrateDefinition
+from workflows.contract import Actor
+from workflows.model import MigrateDefinition
 from workflows.pathway import PathwayWorkflow
-from workflows.service import PathwayService, ServiceError
 
 BATCH_SIZE = 20
 ROUNDS = 3
