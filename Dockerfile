@@ -18,5 +18,6 @@ COPY admin_ui admin_ui
 RUN pip install --no-cache-dir --no-deps .
 COPY --from=assets /assets/node_modules/@gouvfr/dsfr/dist /app/assets/@gouvfr/dsfr/dist
 COPY --from=assets /assets/node_modules/htmx.org/dist /app/assets/htmx.org/dist
+COPY --from=assets /assets/node_modules/elkjs/lib/elk.bundled.js /app/assets/elkjs/lib/elk.bundled.js
 ENV PARCOURS_MODE=prod PARCOURS_ASSETS_DIR=/app/assets
 CMD ["parcours", "worker"]

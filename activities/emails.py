@@ -11,29 +11,13 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from definitions.durations import PARIS
+from parcours import presenters
+from parcours.presenters import GTO_ACTIONS
 
-MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
-ACTIONS = {
-    "reassign": "la tâche est confiée à une autre organisation",
-    "extend": "le délai est prolongé",
-    "add_step": "une étape est ajoutée au parcours",
-    "close": "le parcours est clos",
-    "unblock": "la situation est débloquée, le délai repart",
-}
+SUBJECT_MAX = 150
+"""Longer subjects (a long step title) are cut, with an ellipsis."""
+ACTIONS = {action: gto.done for action, gto in GTO_ACTIONS.items()}
+"""What each GTO decision did, as the e-mails say it (the labels live in parcours.presenters)."""
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -46,11 +30,8 @@ _env = Environment(
 
 
 def french_datetime(moment: datetime | None) -> str:
-    """'3 décembre 2026 à 14 h 05' in Europe/Paris."""
-    if moment is None:
-        return "sans échéance"
-    local = moment.astimezone(PARIS)
-    return f"{local.day} {MONTHS[local.month - 1]} {local.year} à {local.hour} h {local.minute:02d}"
+    """'3 décembre 2026 à 14 h 05' in Europe/Paris (the one formatter of parcours.presenters)."""
+    return presenters.french_datetime(moment, empty="sans échéance")
 
 
 _env.filters["french_datetime"] = french_datetime
@@ -67,4 +48,10 @@ def render_email(kind: str, context: dict[str, Any]) -> RenderedEmail:
     context = {"actions": ACTIONS, **context}
     text = _env.get_template(f"{kind}.txt.j2").render(**context)
     subject, _, body = text.partition("\n")
-    return RenderedEmail(subject=subject.removeprefix("Subject:").strip(), body=body.lstrip("\n"))
+    return RenderedEmail(subject=trim_subject(subject.removeprefix("Subject:")), body=body.lstrip("\n"))
+
+
+def trim_subject(subject: str) -> str:
+    """One line, single spaces, at most SUBJECT_MAX characters."""
+    line = " ".join(subject.split())
+    return line if len(line) <= SUBJECT_MAX else line[: SUBJECT_MAX - 1].rstrip() + "…"

@@ -57,7 +57,7 @@ class PathwayActivities:
         rows = await self._in_db(self._write, batch)
         unsent = []
         for row in rows:
-            if row.status != "sent" and not await self._deliver(row):
+            if row.status == "pending" and not await self._deliver(row):
                 unsent.append(row.key)
         return unsent
 
@@ -66,7 +66,7 @@ class PathwayActivities:
         """Send a recorded e-mail unless already sent. SMTP errors propagate: Temporal retries
         with backoff until the server is back."""
         row = await self._in_db(self._record, notification)
-        if row.status != "sent" and not await self._deliver(row):
+        if row.status == "pending" and not await self._deliver(row):
             raise RuntimeError(f"SMTP refused e-mail {notification.key}: {row.last_error}")
 
     @activity.defn(name=CALENDAR_ACTIVITY)
@@ -97,17 +97,23 @@ class PathwayActivities:
         if existing is not None:
             return existing
         recipients, context = self._recipients_and_context(session, notification)
-        rendered = render_email(notification.kind, context)
         row = models.Notification(
             key=notification.key,
             kind=notification.kind,
             pathway_id=notification.pathway_id,
             task_id=notification.item_id,
             recipients=recipients,
-            subject=rendered.subject,
-            body=rendered.body,
+            subject="",
+            body="",
             created_at=q.now(),
         )
+        try:
+            rendered = render_email(notification.kind, context)
+            row.subject, row.body = rendered.subject, rendered.body
+        except Exception as error:  # a template or data error: this e-mail fails, the commit goes on
+            log.error("e-mail %s could not be built (%s): marked failed", notification.key, type(error).__name__)
+            row.status, row.subject = "failed", f"(e-mail non construit : {notification.kind})"
+            row.last_error = f"construction impossible : {type(error).__name__}: {error}"[:500]
         session.add(row)
         return row
 

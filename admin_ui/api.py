@@ -13,9 +13,9 @@ escalations of every basin. Every read of a person's data is written to the audi
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -23,15 +23,23 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from admin_ui import access
 from admin_ui.access import CurrentUser
-from admin_ui.deps import Engine_, Service, User, require_roles, verify_csrf
-from admin_ui.security import API_TOKEN_SECONDS, api_token, authenticate
-from definitions.loader import DefinitionError, InvalidDefinition, parse_data, parse_text
-from definitions.schema import Definition
-from store import models, views
-from store import queries as q
-from store.db import session_scope
+from admin_ui.deps import Engine_, Service, User, client_of, require_roles, verify_csrf
+from definitions.loader import InvalidDefinition
+from services import definitions as service_definitions
+from services import identity, reading
+from services.identity import API_TOKEN_SECONDS, SignInRefused
+from store import views
+from store.models import (
+    DefinitionVersionPublic,
+    EscalationPublic,
+    PathwayPublic,
+    PathwayStepPublic,
+    PersonPublic,
+    Public,
+    TaskPublic,
+    UserPublic,
+)
 from workflows.model import UpdateResult
 
 T = TypeVar("T")
@@ -43,18 +51,8 @@ router = APIRouter()  # each route carries its tag (the groups of /docs)
 
 
 # --- Models ---------------------------------------------------------------------------------
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """SQLite gives back naive datetimes: the read model stores UTC."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-When = Annotated[datetime | None, AfterValidator(_utc)]
-
-
-class Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+# What the API answers for a read-model row is that table's `XPublic` (store/models.py), built
+# from the same `XBase` as the table; only compositions and requests are declared here.
 
 
 class ErrorOut(BaseModel):
@@ -71,7 +69,8 @@ class RefusedOut(BaseModel):
 class DefinitionProblem(BaseModel):
     step: str | None
     field: str | None
-    message: str
+    message: str = Field(description="in French")
+    line: int | None = Field(None, description="the line of the YAML (or JSON) source")
 
 
 class InvalidDefinitionOut(BaseModel):
@@ -88,6 +87,8 @@ class Page(BaseModel, Generic[T]):
 
 
 class TokenIn(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     email: str = Field(max_length=320, examples=["camille.martin@example.org"])
     password: str = Field(max_length=1024)
 
@@ -98,24 +99,12 @@ class TokenOut(BaseModel):
     expires_in: int = Field(API_TOKEN_SECONDS, description="seconds")
 
 
-class MeOut(Out):
-    id: str
-    email: str
-    name: str
-    role: str
-    organisation_id: str
+class MeOut(UserPublic):
+    """The user's public fields (never the password's hash or the sessions' version), with the
+    organisation's name and type."""
+
     organisation_name: str
     organisation_type: str
-    basin_id: str | None
-
-
-class DefinitionOut(Out):
-    id: str
-    version: int
-    title: str
-    status: str
-    basins: list[str]
-    published_at: When = None
 
 
 class PublishedOut(BaseModel):
@@ -124,13 +113,44 @@ class PublishedOut(BaseModel):
     created: bool = Field(description="false when the same content was already the latest version")
 
 
-class PathwayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+ID_MAX, TEXT_MAX, ANSWER_MAX, ANSWER_ITEMS, NUMBER_MAX = 100, 5000, 10_000, 200, 10**15
 
-    definition_id: str = Field(examples=["rsa_socio_pro"])
-    basin: str = Field(examples=["annecien"])
-    referent_org: str = Field(description="the referent organisation: your own", examples=["departement74"])
-    person: dict[str, Any] = Field(
+
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Answers as plain JSON: finite, bounded numbers and bounded strings, however nested (Python's
+    JSON parser accepts NaN, Infinity and 1e999; they would reach the workflow): else a 422."""
+
+    def check(item: Any, depth: int) -> None:
+        if depth > 5:
+            raise ValueError("réponses trop imbriquées")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("nombre non fini (NaN ou infini) refusé")
+        if isinstance(item, int | float) and not isinstance(item, bool) and abs(item) > NUMBER_MAX:
+            raise ValueError(f"nombre trop grand (au plus {NUMBER_MAX:.0e})")
+        if isinstance(item, str) and len(item) > ANSWER_MAX:
+            raise ValueError(f"texte de plus de {ANSWER_MAX} caractères")
+        if isinstance(item, dict | list) and len(item) > ANSWER_ITEMS:
+            raise ValueError(f"plus de {ANSWER_ITEMS} éléments")
+        for child in item.items() if isinstance(item, dict) else item if isinstance(item, list) else ():
+            for part in child if isinstance(child, tuple) else (child,):
+                check(part, depth + 1)
+
+    check(value, 0)
+    return value
+
+
+PlainJson = Annotated[dict[str, Any], AfterValidator(_plain_json)]
+
+
+class PathwayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    definition_id: str = Field(max_length=ID_MAX, examples=["rsa_socio_pro"])
+    basin: str = Field(max_length=ID_MAX, examples=["annecien"])
+    referent_org: str = Field(
+        max_length=ID_MAX, description="the referent organisation: your own", examples=["departement74"]
+    )
+    person: PlainJson = Field(
         description="first_name, last_name, birth_date, email, phone, nir, france_travail_id, "
         "and consent (must be true)",
         examples=[
@@ -148,102 +168,59 @@ class PathwayStartedOut(BaseModel):
     pathway_id: str
 
 
-class PathwayOut(Out):
-    """A pathway without personal data (the person is only shown by GET /api/pathways/{id})."""
-
-    id: str
-    definition_id: str
-    definition_version: int
-    basin_id: str
-    referent_org: str
-    status: str
-    current_steps: list[str]
-    sla: str | None
-    stuck_since: When = None
-    started_at: When = None
-    updated_at: When = None
-    last_progress_at: When = None
-    closed_at: When = None
-    exit_reason: str | None
-
-
-class StepOut(Out):
-    id: str
-    step_id: str
-    title: str
-    kind: str
-    track: str
-    status: str
-    opened_at: When = None
-    closed_at: When = None
-    outcome: str | None
-
-
-class TaskOut(Out):
-    id: str
-    pathway_id: str
-    step_id: str
-    title: str
-    definition_id: str
-    basin_id: str
+class FollowUpOut(Public):
+    # Not a FollowUpMember family: its key is (pathway_id, organisation_id), in that order, and
+    # pathway_id is not shown here; a base without it would reorder the key.
     organisation_id: str
-    status: str
-    sla: str | None
-    due_at: When = None
-    opened_at: When = None
-    closed_at: When = None
-    escalation_level: int
-    outcome: str | None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
-class EscalationOut(Out):
+class AnonymisedPersonOut(BaseModel):
     id: str
-    pathway_id: str
-    task_id: str
-    step_id: str
-    basin_id: str
-    level: int
-    to: str
-    status: str
-    opened_at: When = None
-    decided_at: When = None
-    decided_by: str | None
-    action: str | None
-
-
-class FollowUpOut(Out):
-    organisation_id: str
-    since: When = None
-    until: When = None
+    first_name: str
+    last_name: str
+    anonymised: Literal[True]
 
 
 class PathwayDetailOut(BaseModel):
-    pathway: PathwayOut
+    pathway: PathwayPublic
     access_reason: str = Field(description="why you may read this pathway (traced in the audit log)")
-    person: dict[str, Any] | None = Field(description="the person, NIR masked unless your organisation may read it")
-    steps: list[StepOut]
-    tasks: list[TaskOut]
-    escalations: list[EscalationOut]
+    # Left to right: an anonymised person would also pass as a PersonPublic with empty fields.
+    person: AnonymisedPersonOut | PersonPublic | None = Field(
+        description="the person, NIR masked unless your organisation may read it", union_mode="left_to_right"
+    )
+    steps: list[PathwayStepPublic]
+    tasks: list[TaskPublic]
+    escalations: list[EscalationPublic]
     follow_up: list[FollowUpOut]
 
 
 class CompleteIn(BaseModel):
-    outcome: str = Field(examples=["fait"])
-    data: dict[str, Any] = Field(default_factory=dict, description="the task's form answers, by field id")
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    outcome: str = Field(max_length=ID_MAX, examples=["fait"])
+    data: PlainJson = Field(default_factory=dict, description="the task's form answers, by field id")
 
 
 class ReassignIn(BaseModel):
-    organisation: str = Field(examples=["ml_annecy"])
-    reason: str | None = Field(None, max_length=5000)
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    organisation: str = Field(max_length=ID_MAX, examples=["ml_annecy"])
+    reason: str | None = Field(None, max_length=TEXT_MAX)
 
 
 class DecisionIn(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     action: Literal["reassign", "extend", "add_step", "close", "unblock"]
-    note: str | None = Field(None, max_length=5000)
-    organisation: str | None = Field(None, description="reassign: the organisation to give the task to")
-    extend_by: str | None = Field(None, description="extend: e.g. '5 working days' or 'PT1H'")
-    module_id: str | None = Field(None, description="add_step: a module of the pathway's definition")
-    exit_reason: str | None = Field(None, description="close: emploi_durable, formation, abandon…")
+    note: str | None = Field(None, max_length=TEXT_MAX)
+    organisation: str | None = Field(
+        None, max_length=ID_MAX, description="reassign: the organisation to give the task to"
+    )
+    extend_by: str | None = Field(None, max_length=ID_MAX, description="extend: e.g. '5 working days' or 'PT1H'")
+    module_id: str | None = Field(None, max_length=ID_MAX, description="add_step: a module of the pathway's definition")
+    exit_reason: str | None = Field(None, max_length=ID_MAX, description="close: emploi_durable, formation, abandon…")
 
 
 class ActionOut(BaseModel):
@@ -301,20 +278,8 @@ signed_in = APIRouter(
 )
 
 
-def _page(paged: views.Paged[Any], model: type[Out]) -> dict[str, Any]:
+def _page(paged: views.Paged[Any], model: type[BaseModel]) -> dict[str, Any]:
     return paged.as_dict([model.model_validate(row) for row in paged.items])
-
-
-def _gto_basin(user: CurrentUser, basin: str | None) -> str:
-    """A GTO lead's basin, refusing any other one."""
-    if user.basin_id is None:
-        raise HTTPException(403, "Aucun bassin n'est rattaché à votre compte d'animateur·rice GTO.")
-    if basin is not None and basin != user.basin_id:
-        raise HTTPException(
-            403,
-            f"Vous animez le GTO du bassin « {user.basin_id} » : le bassin « {basin} » ne vous est pas ouvert.",
-        )
-    return user.basin_id
 
 
 def _result(result: UpdateResult) -> ActionOut:
@@ -336,21 +301,15 @@ def _result(result: UpdateResult) -> ActionOut:
 def create_token(body: TokenIn, request: Request, engine: Engine_) -> TokenOut:
     """Exchange an e-mail and password for a bearer token (valid 12 hours). After 5 failures for
     the same address from the same client, sign-in is refused for 15 minutes (429)."""
-    limiter = request.app.state.sign_in_limiter
-    key = f"{body.email.strip().lower()}|{request.client.host if request.client else ''}"
-    if limiter.blocked(key):
-        raise HTTPException(
-            429,
-            "Trop de tentatives de connexion : réessayez dans 15 minutes.",
-            headers={"Retry-After": str(int(limiter.window))},
+    settings = request.app.state.settings
+    try:
+        token = identity.sign_in_for_api(
+            engine, settings, email=body.email, password=body.password, client=client_of(request)
         )
-    user = authenticate(engine, email=body.email, password=body.password)
-    if user is None:
-        limiter.failed(key)
-        raise HTTPException(401, "Adresse e-mail ou mot de passe incorrect.", headers={"WWW-Authenticate": "Bearer"})
-    limiter.succeeded(key)
-    access.record_action(engine, user, "signed_in", detail={"method": "api_token"})
-    return TokenOut(access_token=api_token(request.app.state.settings.secret_key, user.id))
+    except SignInRefused as refused:
+        headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else {"WWW-Authenticate": "Bearer"}
+        raise HTTPException(refused.status, refused.message, headers=headers) from None
+    return TokenOut(access_token=token)
 
 
 @signed_in.get("/me", response_model=MeOut, tags=["Authentification"])
@@ -362,13 +321,10 @@ def me(user: User) -> MeOut:
 # --- Definitions ------------------------------------------------------------------------------
 
 
-@signed_in.get("/definitions", response_model=list[DefinitionOut], tags=["Définitions"])
-def list_definitions(user: User, engine: Engine_) -> list[DefinitionOut]:
+@signed_in.get("/definitions", response_model=list[DefinitionVersionPublic], tags=["Définitions"])
+def list_definitions(user: User, engine: Engine_) -> list[DefinitionVersionPublic]:
     """The latest version of every published definition."""
-    latest: dict[str, models.DefinitionVersion] = {}
-    for row in q.list_definitions(engine):  # ordered by id, version
-        latest[row.id] = row
-    return [DefinitionOut.model_validate(row) for row in latest.values()]
+    return [DefinitionVersionPublic.model_validate(row) for row in service_definitions.latest_versions(engine)]
 
 
 @signed_in.post(
@@ -414,42 +370,17 @@ async def publish_definition(request: Request, response: Response, user: Designe
         raise HTTPException(413, "Définition trop volumineuse (1 Mo au plus).")
     try:
         text = raw.decode("utf-8")
-        definition = _parse_definition(text, is_json)
     except UnicodeDecodeError:
-        return _invalid_definition([DefinitionProblem(step=None, field=None, message="the body is not UTF-8 text")])
+        problem = DefinitionProblem(step=None, field=None, message="le corps n'est pas un texte UTF-8", line=None)
+        return _invalid_definition([problem])
+    try:
+        published = service_definitions.publish(engine, user.actor, text, source="api", is_json=is_json)
     except InvalidDefinition as error:
         return _invalid_definition(
-            [DefinitionProblem(step=e.step, field=e.field, message=e.message) for e in error.errors]
+            [DefinitionProblem(step=e.step, field=e.field, message=e.message, line=e.line) for e in error.errors]
         )
-    version, created = q.publish_definition(engine, definition=definition, source=text, published_by=user.email)
-    if created:
-        access.record_action(
-            engine,
-            user,
-            "definition_published",
-            detail={"definition": definition.id, "version": str(version)},
-        )
-    response.status_code = 201 if created else 200
-    return PublishedOut(id=definition.id, version=version, created=created)
-
-
-def _parse_definition(text: str, is_json: bool) -> Definition:
-    if not is_json:
-        return parse_text(text, source="api")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidDefinition(
-            [
-                DefinitionError(
-                    "api",
-                    None,
-                    None,
-                    f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
-                )
-            ]
-        ) from None
-    return parse_data(data, source="api")
+    response.status_code = 201 if published.created else 200
+    return PublishedOut(id=published.definition.id, version=published.version, created=published.created)
 
 
 def _invalid_definition(problems: list[DefinitionProblem]) -> JSONResponse:
@@ -480,12 +411,6 @@ async def start_pathway(
 ) -> PathwayStartedOut:
     """Start a pathway for a person (caseworkers, with their own organisation as referent).
     The person's consent to share with the follow-up group is required."""
-    if body.referent_org != user.organisation_id:
-        raise HTTPException(
-            403,
-            "Vous ne pouvez démarrer un parcours qu'avec votre organisation "
-            f"({user.organisation_id}) comme structure référente.",
-        )
     pathway_id = await service.start_pathway(
         definition_id=body.definition_id,
         basin_id=body.basin,
@@ -497,39 +422,34 @@ async def start_pathway(
     return PathwayStartedOut(pathway_id=pathway_id)
 
 
-@signed_in.get("/pathways", response_model=Page[PathwayOut], tags=["Parcours"], responses=DENIED)
+@signed_in.get("/pathways", response_model=Page[PathwayPublic], tags=["Parcours"], responses=DENIED)
 def list_pathways(
     user: CaseworkerOrGto,
     engine: Engine_,
     basin: Annotated[str | None, Query(description="a basin id")] = None,
     stuck: Annotated[bool | None, Query(description="true: only stuck pathways (always on for GTO leads)")] = None,
     definition: Annotated[str | None, Query(description="a definition id")] = None,
-    status: Annotated[Literal["active", "paused", "closed"] | None, Query()] = None,
+    status: Annotated[
+        Literal["open", "active", "paused", "closed"] | None,
+        Query(description="open: active or paused; closed: the closed pathways you may still read"),
+    ] = None,
     page: Annotated[int, Query(ge=1)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
-    """Caseworkers: the pathways their organisation follows (active follow-up group member).
-    GTO leads: the stuck pathways of their basin only. No personal data in this list."""
-    follow_up_org: str | None = None
-    if user.role == "gto_lead":
-        basin = _gto_basin(user, basin)
-        if stuck is False:
-            raise HTTPException(403, "Le GTO ne voit que les parcours bloqués de son bassin.")
-        stuck = True
-    else:
-        follow_up_org = user.organisation_id
-    cutoff = access.stuck_since_cutoff(q.now()) if stuck else None
-    paged = views.pathway_list(
+    """Caseworkers: the pathways their organisation may read (open ones while in the follow-up
+    group; closed ones it followed when they closed, until anonymised). GTO leads: the stuck
+    pathways of their basin only. No personal data in this list."""
+    paged = reading.pathways(
         engine,
+        user,
         basin_id=basin,
+        stuck=stuck,
         definition_id=definition,
         status=status,
-        stuck_cutoff=cutoff,
-        follow_up_org=follow_up_org,
         page=page,
         size=size,
     )
-    return _page(paged, PathwayOut)
+    return _page(paged, PathwayPublic)
 
 
 @signed_in.get(
@@ -541,30 +461,17 @@ def list_pathways(
 def get_pathway(pathway_id: str, user: User, engine: Engine_) -> PathwayDetailOut:
     """A pathway with its timeline, tasks, escalations, follow-up group and person, for those
     who need to know: caseworkers of a follow-up group organisation, the basin's GTO lead while
-    the pathway is stuck. Each read is traced in the audit log."""
-    pathway = q.get_pathway(engine, pathway_id=pathway_id)
-    if pathway is None:
-        raise HTTPException(404, f"Parcours inconnu : « {pathway_id} ».")
-    reason = access.access_reason(engine, user, pathway)
-    if reason is None:
-        raise HTTPException(
-            403,
-            "Vous n'avez pas accès à ce parcours : il est réservé aux organisations de son groupe "
-            "de suivi et, tant qu'il est bloqué, à l'animateur·rice du GTO de son bassin.",
-        )
-    detail = q.pathway_detail(engine, pathway_id=pathway_id)
-    assert detail is not None
-    with session_scope(engine) as session:
-        person = session.get(models.Person, pathway.person_id)
-        person_data = access.person_view(person, user) if person is not None else None
-    access.record_view(engine, user, pathway_id=pathway_id, what="pathway", reason=reason)
+    the pathway is stuck, and after it closes its referent and follow-up group until the person is
+    anonymised. Each read is traced in the audit log."""
+    read = reading.pathway_detail(engine, user, pathway_id)
+    pathway, detail = read.pathway, read.detail
     return PathwayDetailOut(
-        pathway=PathwayOut.model_validate(pathway),
-        access_reason=reason,
-        person=person_data,
-        steps=[StepOut.model_validate(s) for s in detail["steps"]],
-        tasks=[TaskOut.model_validate(t) for t in detail["tasks"]],
-        escalations=[EscalationOut.model_validate(e) for e in detail["escalations"]],
+        pathway=PathwayPublic.model_validate(pathway),
+        access_reason=read.reason,
+        person=read.person,  # a dict, validated into PersonPublic or AnonymisedPersonOut
+        steps=[PathwayStepPublic.model_validate(s) for s in detail["steps"]],
+        tasks=[TaskPublic.model_validate(t) for t in detail["tasks"]],
+        escalations=[EscalationPublic.model_validate(e) for e in detail["escalations"]],
         follow_up=[FollowUpOut.model_validate(m) for m in detail["follow_up"]],
     )
 
@@ -572,7 +479,7 @@ def get_pathway(pathway_id: str, user: User, engine: Engine_) -> PathwayDetailOu
 # --- Tasks --------------------------------------------------------------------------------------
 
 
-@signed_in.get("/tasks", response_model=Page[TaskOut], tags=["Tâches"], responses=DENIED)
+@signed_in.get("/tasks", response_model=Page[TaskPublic], tags=["Tâches"], responses=DENIED)
 def list_tasks(
     user: Caseworker,
     engine: Engine_,
@@ -587,8 +494,7 @@ def list_tasks(
     size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
     """Your organisation's inbox, by deadline (caseworkers)."""
-    paged = views.task_inbox(engine, organisation_id=user.organisation_id, status=status, page=page, size=size)
-    return _page(paged, TaskOut)
+    return _page(reading.inbox(engine, user, status=status, page=page, size=size), TaskPublic)
 
 
 @signed_in.post("/tasks/{task_id}/complete", response_model=ActionOut, tags=["Tâches"], responses=REFUSED)
@@ -612,7 +518,7 @@ async def reassign_task(task_id: str, body: ReassignIn, user: CaseworkerActing, 
 # --- Escalations --------------------------------------------------------------------------------
 
 
-@signed_in.get("/escalations", response_model=Page[EscalationOut], tags=["GTO"], responses=DENIED)
+@signed_in.get("/escalations", response_model=Page[EscalationPublic], tags=["GTO"], responses=DENIED)
 def list_escalations(
     user: GtoOrAdmin,
     engine: Engine_,
@@ -622,11 +528,8 @@ def list_escalations(
     size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
 ) -> dict[str, Any]:
     """Escalations of a basin's GTO (GTO leads: their basin; admins: every basin)."""
-    if user.role == "gto_lead":
-        basin = _gto_basin(user, basin)
     return _page(
-        views.escalation_list(engine, basin_id=basin, status=status, page=page, size=size),
-        EscalationOut,
+        reading.escalations(engine, user, basin_id=basin, status=status, page=page, size=size), EscalationPublic
     )
 
 
@@ -637,17 +540,11 @@ def list_escalations(
     responses=REFUSED,
 )
 async def decide_escalation(
-    escalation_id: str, body: DecisionIn, user: GtoOrAdminActing, engine: Engine_, service: Service
+    escalation_id: str, body: DecisionIn, user: GtoOrAdminActing, service: Service
 ) -> ActionOut:
     """The GTO's decision on an escalation (the basin's GTO lead, or an admin): reassign
     (`organisation`), extend (`extend_by`), add_step (`module_id`), close (`exit_reason`),
     unblock."""
-    with session_scope(engine) as session:
-        escalation = session.get(models.Escalation, escalation_id)
-    if escalation is None:
-        raise HTTPException(404, f"Escalade inconnue : « {escalation_id} ».")
-    if user.role == "gto_lead":
-        _gto_basin(user, escalation.basin_id)
     result = await service.decide_escalation(
         escalation_id=escalation_id,
         actor=user.actor,

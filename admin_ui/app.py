@@ -20,11 +20,12 @@ from temporalio.client import Client
 
 from admin_ui import api
 from admin_ui.deps import LoginRequired, is_api, optional_user
+from admin_ui.middleware import SecurityMiddleware, docs_page
 from admin_ui.pages import admin, auth, caseworker, designer, gto, migrations
-from admin_ui.security import RateLimiter
 from admin_ui.web import render
 from parcours.settings import Settings
-from services.errors import ServiceError
+from services.errors import ServiceError, french_validation_message
+from services.identity import SESSION_IDLE_SECONDS
 from services.pathways import PathwayService
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,11 @@ def create_app(
         title="Parcours",
         description="Parcours d'insertion multi-partenaires : API JSON",
         version="0.2.0",
-        docs_url="/docs",
+        docs_url=None,  # served below, its inline script carrying the CSP nonce
         redoc_url=None,
     )
     app.state.engine = engine
     app.state.settings = settings
-    app.state.sign_in_limiter = RateLimiter()
     if service is not None:
 
         async def fixed() -> PathwayService:
@@ -77,14 +77,16 @@ def create_app(
         SessionMiddleware,
         secret_key=settings.secret_key,
         session_cookie="parcours_session",
-        max_age=8 * 3600,
+        max_age=SESSION_IDLE_SECONDS,  # idle limit; services.identity adds an absolute one
         same_site="lax",
         https_only=settings.mode == "prod",
     )
+    app.add_middleware(SecurityMiddleware)  # outermost: every response gets its headers
     assets = settings.assets_dir or NODE_MODULES
     for name, folder in (
         ("dsfr", assets / "@gouvfr" / "dsfr" / "dist"),
         ("htmx", assets / "htmx.org" / "dist"),
+        ("elk", assets / "elkjs" / "lib"),  # ELK lays out the definition diagrams (static/diagram.js)
     ):
         if folder.exists():
             app.mount(f"/static/{name}", StaticFiles(directory=folder), name=name)
@@ -95,6 +97,10 @@ def create_app(
     for router in (auth.router, caseworker.router, gto.router, designer.router, admin.router, migrations.router):
         app.include_router(router)
     app.include_router(api.router, prefix="/api")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> Response:
+        return docs_page(request, app.openapi_url or "/openapi.json", f"{app.title} — API")
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:
@@ -137,7 +143,10 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
         problems = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+            {
+                "field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
+                "message": french_validation_message(dict(e)),
+            }
             for e in error.errors()
         ]
         if is_api(request):

@@ -10,8 +10,8 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 
 from admin_ui.access import CurrentUser, load_user
-from admin_ui.security import user_id_from_api_token
 from parcours.settings import Settings
+from services import identity
 from services.pathways import PathwayService
 
 
@@ -36,6 +36,12 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+def client_of(request: Request) -> str:
+    """The client's address for rate limits: the socket peer, or the trusted proxy's header."""
+    peer = request.client.host if request.client else None
+    return identity.client_address(peer, request.headers, get_settings(request).trusted_proxy_header)
+
+
 async def get_service(request: Request) -> PathwayService:
     factory: Callable[[], Awaitable[PathwayService]] = request.app.state.service_factory
     return await factory()
@@ -46,9 +52,9 @@ def optional_user(request: Request) -> CurrentUser | None:
     user_id: str | None = None
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
-        user_id = user_id_from_api_token(settings.secret_key, authorization[7:].strip())
+        user_id = identity.user_id_from_api_token(engine, settings.secret_key, authorization[7:].strip())
     elif "session" in request.scope:
-        user_id = request.session.get("user_id")
+        user_id = identity.user_id_from_session(engine, request.session)
     user = load_user(engine, user_id) if user_id else None
     request.state.user = user
     return user

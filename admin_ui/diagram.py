@@ -5,6 +5,7 @@ modules below. With `counts` (open tasks per step, anonymous) it becomes a heat 
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections import deque
 from dataclasses import dataclass, field
@@ -535,3 +536,77 @@ def _describe(definition: Definition, layers: list[list[str]], counts: dict[str,
     if counts:
         text += f" {total} tâche(s) ouverte(s) au total."
     return text
+
+
+# --- The graph laid out by ELK in the browser --------------------------------------------------------
+
+
+def _node(box: Box, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """One box of the graph: its kind, its text lines (css class, text), its open tasks."""
+    node: dict[str, Any] = {"id": box.id, "kind": box.kind, "lines": [list(line) for line in box.lines]}
+    if sla := worst_sla(entry):
+        node["sla"], node["count"] = sla, int((entry or {}).get("total", 0))
+        node["lines"].append(["c", count_sentence(entry or {})])
+    return node
+
+
+def definition_graph(definition: Definition, counts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the diagram shows, as data for ELK (elkjs, laid out in the browser by
+    static/diagram.js): nodes with their text, parallel groups and modules as boxes holding their
+    tasks, arrows with their labels. The browser measures the text, so boxes fit their labels."""
+    counts = counts or {}
+    nodes: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
+    known = {s.id for s in definition.steps}
+    for step in definition.steps:
+        box = _box(definition, step)
+        node = _node(box, counts.get(step.id))
+        if isinstance(step, ParallelStep):
+            node["children"] = [_node(child, counts.get(child.id)) for child in box.children]
+        node["start"] = step.id == definition.start
+        nodes.append(node)
+        for i, (target, label) in enumerate(edge_labels(definition, step)):
+            if target in known:
+                edges.append({"id": f"{step.id}>{target}#{i}", "source": step.id, "target": target, "label": label})
+    for module in definition.modules:
+        children = [_node(_task_box(definition, t), counts.get(t.id)) for t in module.steps]
+        inner = [
+            {"id": f"{a.id}>{b.id}", "source": a.id, "target": b.id, "label": ""}
+            for a, b in zip(module.steps, module.steps[1:], strict=False)
+        ]
+        nodes.append(
+            {
+                "id": f"module:{module.id}",
+                "kind": "module",
+                "lines": [["t", f"Module facultatif : {module.title}"], ["id", module.id]],
+                "children": children,
+                "edges": inner,
+            }
+        )
+    return {"id": "root", "title": definition.title, "nodes": nodes, "edges": edges}
+
+
+def render_definition_diagram(
+    definition: Definition, *, counts: dict[str, dict[str, Any]] | None = None, dom_id: str = "schema"
+) -> Markup:
+    """The diagram's container: the graph as JSON for static/diagram.js (ELK lays it out and draws
+    the SVG) and, until then or without JavaScript, the list of steps with where each one leads."""
+    counts = counts or {}
+    graph = definition_graph(definition, counts)
+    items = []
+    for step in definition.steps:
+        arrows = ", ".join(f"{label or 'puis'} → {target}" for target, label in edge_labels(definition, step))
+        count = f" — {count_sentence(counts[step.id])}" if counts.get(step.id, {}).get("total") else ""
+        items.append(
+            f'<li data-step="{_x(step.id)}"><strong>{_x(step.title)}</strong> '
+            f"<code>{_x(step.id)}</code> ({_x(KIND_LABELS.get(step.kind, step.kind))})"
+            f"{' : ' + _x(arrows) if arrows else ''}{_x(count)}</li>"
+        )
+    for module in definition.modules:
+        tasks = ", ".join(t.title for t in module.steps)
+        items.append(f"<li>Module facultatif <strong>{_x(module.title)}</strong> : {_x(tasks)}</li>")
+    return Markup(
+        f'<div class="parcours-elk" id="{_x(dom_id)}" data-graph="{_x(json.dumps(graph, ensure_ascii=False))}" '
+        f'aria-label="Schéma du parcours « {_x(definition.title)} »">'
+        f'<ol class="parcours-elk__steps">{"".join(items)}</ol></div>'
+    )

@@ -12,9 +12,10 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from activities.emails import MONTHS, french_datetime
-from definitions.durations import PARIS, working_days_between
+from definitions.durations import working_days_between
 from definitions.schema import EXIT_REASONS, SOFT_SKILL_SCALE, SOFT_SKILLS
+from parcours import presenters
+from parcours.presenters import STATUS_LABELS
 from store import views
 from store.queries import list_organisations, now
 
@@ -28,17 +29,6 @@ SLA_BADGES = {
     "overdue": ("En retard", "fr-badge--error"),
     "escalated": ("Escaladé au GTO", "fr-badge--error"),
 }
-STATUS_LABELS = {
-    "open": "En cours",
-    "done": "Terminée",
-    "skipped": "Passée",
-    "cancelled": "Annulée",
-    "active": "En cours",
-    "paused": "Suspendu",
-    "closed": "Clos",
-    "decided": "Décidée",
-    "resolved": "Résolue",
-}
 ROLE_HOME = {"caseworker": "/taches", "gto_lead": "/gto", "designer": "/definitions", "admin": "/admin"}
 
 
@@ -48,14 +38,11 @@ def _aware(moment: datetime) -> datetime:
 
 
 def fr_date(moment: datetime | None) -> str:
-    if moment is None:
-        return "—"
-    local = _aware(moment).astimezone(PARIS)
-    return f"{local.day} {MONTHS[local.month - 1]} {local.year}"
+    return presenters.french_date(moment)
 
 
 def fr_datetime(moment: datetime | None) -> str:
-    return french_datetime(_aware(moment)) if moment else "—"
+    return presenters.french_datetime(moment)
 
 
 def plural(count: int, word: str) -> str:
@@ -85,7 +72,16 @@ def waited_label(since: datetime | None) -> str:
     return "depuis aujourd'hui" if days <= 0 else f"depuis {plural(days, 'jour')} ouvré{'s' if days > 1 else ''}"
 
 
-templates.env.filters.update(fr_date=fr_date, fr_datetime=fr_datetime, due_label=due_label, waited_label=waited_label)
+templates.env.filters.update(
+    fr_date=fr_date,
+    fr_datetime=fr_datetime,
+    due_label=due_label,
+    waited_label=waited_label,
+    org_type=presenters.organisation_type_label,
+    role_label=presenters.role_label,
+    basins_label=presenters.basins_label,
+    completion_label=presenters.completion_label,
+)
 templates.env.globals.update(
     SLA_BADGES=SLA_BADGES,
     STATUS_LABELS=STATUS_LABELS,
@@ -97,7 +93,7 @@ templates.env.globals.update(
 
 
 def page_number(value: int | None) -> int:
-    return max(1, value or 1)
+    return max(1, min(value or 1, views.MAX_PAGE))
 
 
 # --- Names for ids, shared by the pages ------------------------------------------------------

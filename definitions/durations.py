@@ -45,11 +45,11 @@ class Delay(BaseModel):
     @model_validator(mode="after")
     def _positive(self) -> Delay:
         if (self.working_days is None) == (self.seconds is None):
-            raise ValueError("give either working days or an ISO 8601 duration")
+            raise ValueError("donnez soit des jours ouvrés, soit une durée ISO 8601")
         if (self.working_days is not None and self.working_days <= 0) or (
             self.seconds is not None and self.seconds <= 0
         ):
-            raise ValueError("a delay must be positive (zero or negative given)")
+            raise ValueError("un délai doit être positif (zéro ou négatif donné)")
         return self
 
     def __str__(self) -> str:
@@ -77,6 +77,22 @@ class Delay(BaseModel):
         return add_working_days(moment, -self.working_days)
 
 
+MAX_WORKING_DAYS = 500
+"""The longest delay in working days a definition or a GTO extension may give (about two years)."""
+MAX_DAYS = 730
+"""The longest exact (ISO 8601) delay, in days: P730D."""
+TOO_LONG = f"délai trop long : au plus {MAX_WORKING_DAYS} jours ouvrés ou P{MAX_DAYS}D (environ deux ans)"
+
+
+def too_long(delay: Delay | None) -> bool:
+    """Whether a delay exceeds the two-year limit (definitions and GTO extensions)."""
+    if delay is None:
+        return False
+    if delay.working_days is not None:
+        return delay.working_days > MAX_WORKING_DAYS
+    return delay.seconds is not None and delay.seconds > MAX_DAYS * 86400
+
+
 def parse_delay(text: str) -> dict[str, float | int]:
     """Parse "N working days" / "N jours ouvrés" or an ISO 8601 duration (days, hours, minutes,
     seconds); raise ValueError naming the accepted forms otherwise."""
@@ -84,14 +100,14 @@ def parse_delay(text: str) -> dict[str, float | int]:
     if match := _WORKING_DAYS.match(text):
         return {"working_days": int(match["n"])}
     if text.startswith("-"):
-        raise ValueError(f"a delay must be positive: {text!r}")
+        raise ValueError(f"un délai doit être positif : {text!r}")
     if (match := _ISO.match(text.upper())) and any(match.groupdict().values()):
         parts = {k: float(v) for k, v in match.groupdict().items() if v}
         seconds = parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
         return {"seconds": seconds}
     raise ValueError(
-        f"{text!r} is not a delay: write '10 working days' (or '10 jours ouvrés') "
-        "or an ISO 8601 duration such as 'PT30S', 'PT2H', 'P3D'"
+        f"{text!r} n'est pas un délai : écrivez « 10 jours ouvrés » (ou '10 working days') "
+        "ou une durée ISO 8601 comme PT30S, PT2H, P3D"
     )
 
 

@@ -83,9 +83,11 @@ def check_role(value: str) -> str:
     `organisation:<id>` (a fixed organisation)."""
     match = _ROLE.match(value)
     if not match:
-        raise ValueError(f"unknown role {value!r}: use 'referent', 'partner:<type>' or 'organisation:<id>'")
+        raise ValueError(f"rôle inconnu {value!r} : utilisez referent, partner:<type> ou organisation:<id>")
     if match["type"] and match["type"] not in ORGANISATION_TYPES:
-        raise ValueError(f"unknown partner type {match['type']!r}; known types: {', '.join(ORGANISATION_TYPES)}")
+        raise ValueError(
+            f"type de partenaire inconnu {match['type']!r} ; types connus : {', '.join(ORGANISATION_TYPES)}"
+        )
     return value
 
 
@@ -116,15 +118,17 @@ class FormField(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> FormField:
         if self.type == "choice" and not self.choices:
-            raise ValueError("a 'choice' field needs a non-empty 'choices' list")
+            raise ValueError("un champ 'choice' demande une liste 'choices' non vide")
         if self.type != "choice" and self.choices:
-            raise ValueError("'choices' is only for fields of type 'choice'")
+            raise ValueError("'choices' n'est permis que pour les champs de type 'choice'")
         if self.skills is not None:
             if self.type != "soft_skills":
-                raise ValueError("'skills' is only for fields of type 'soft_skills'")
+                raise ValueError("'skills' n'est permis que pour les champs de type 'soft_skills'")
             unknown = [s for s in self.skills if s not in SOFT_SKILLS]
             if unknown:
-                raise ValueError(f"unknown soft skill(s) {unknown}; known: {', '.join(SOFT_SKILLS)}")
+                raise ValueError(
+                    f"savoir-être inconnu(s) {', '.join(unknown)} ; identifiants connus : {', '.join(SOFT_SKILLS)}"
+                )
         return self
 
     @property
@@ -144,7 +148,7 @@ class Reminder(Strict):
     @model_validator(mode="after")
     def _one_side(self) -> Reminder:
         if (self.before is None) == (self.after is None):
-            raise ValueError("a reminder gives exactly one of 'before' or 'after' (the deadline)")
+            raise ValueError("une relance donne soit 'before' soit 'after' (par rapport à l'échéance), pas les deux")
         return self
 
 
@@ -240,7 +244,7 @@ class EndStep(Strict):
     @classmethod
     def _known_reason(cls, value: str) -> str:
         if value not in EXIT_REASONS:
-            raise ValueError(f"unknown exit reason {value!r}; known: {', '.join(EXIT_REASONS)}")
+            raise ValueError(f"motif de sortie inconnu {value!r} ; motifs connus : {', '.join(EXIT_REASONS)}")
         return value
 
 

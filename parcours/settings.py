@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,17 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "dev-secret-change-me"
+MIN_SECRET_LENGTH = 32
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(Exception):
@@ -37,6 +49,9 @@ class Settings(BaseSettings):
     secret_key: str = DEFAULT_SECRET
     ui_host: str = "127.0.0.1"
     ui_port: int = Field(8000, ge=1, le=65535)
+    # Behind a reverse proxy: the header it sets to the client's address (e.g. X-Real-IP or
+    # X-Forwarded-For, its last address), read for the sign-in rate limits. Unset: the socket peer.
+    trusted_proxy_header: str | None = None
     capture_smtp_port: int = Field(2525, ge=1, le=65535)
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
     # Working hours (Europe/Paris): working-day deadlines end at closing time; reminders, overdue
@@ -52,8 +67,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_prod(self) -> Settings:
-        if self.mode == "prod" and self.secret_key == DEFAULT_SECRET:
-            raise ValueError("PARCOURS_SECRET_KEY must be set to a real secret when PARCOURS_MODE=prod")
+        if self.mode == "prod" and (self.secret_key == DEFAULT_SECRET or len(self.secret_key) < MIN_SECRET_LENGTH):
+            raise ValueError(
+                f"PARCOURS_SECRET_KEY doit être un vrai secret d'au moins {MIN_SECRET_LENGTH} caractères quand "
+                "PARCOURS_MODE=prod (par exemple : python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dev_listens_on_loopback_only(self) -> Settings:
+        if self.mode == "dev" and not is_loopback(self.ui_host):
+            raise ValueError(
+                f"PARCOURS_UI_HOST={self.ui_host} : en mode dev (secret par défaut, e-mails capturés visibles), "
+                "l'interface n'écoute que sur la boucle locale (127.0.0.1, ::1 ou localhost) ; pour l'exposer, "
+                "passez en PARCOURS_MODE=prod avec une PARCOURS_SECRET_KEY"
+            )
         return self
 
     @model_validator(mode="after")

@@ -17,10 +17,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from definitions.calendar import DEFAULT_CLOSES, DEFAULT_OPENS, PARIS, work_calendar
+from definitions.durations import TOO_LONG, Delay, too_long
 from definitions.forms import check_submission, routing_values
-from definitions.schema import Definition
+from definitions.schema import TRIAL_SUFFIX, Definition
+from parcours.presenters import GTO_ACTIONS
 from parcours.settings import Settings
-from services.errors import ServiceError
+from services.errors import ID_MAX, ServiceError, bounded, french_validation_message, quoted
 from store import models
 from store import queries as q
 from store.db import session_scope
@@ -49,9 +51,9 @@ class PersonIn(BaseModel):
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
     birth_date: date | None = None
-    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: str | None = Field(None, pattern=r"^\+?[0-9 .\-]{6,20}$")
-    nir: str | None = None
+    nir: str | None = Field(None, max_length=30)
     france_travail_id: str | None = Field(None, pattern=r"^[0-9A-Za-z]{7,11}$")
     consent: bool = Field(description="the person agreed to share their pathway with the follow-up group")
 
@@ -74,9 +76,42 @@ class PersonIn(BaseModel):
 
 
 def person_errors(error: ValidationError) -> dict[str, str]:
-    return {
-        ".".join(str(p) for p in e["loc"]) or "person": e["msg"].removeprefix("Value error, ") for e in error.errors()
-    }
+    return {".".join(str(p) for p in e["loc"]) or "person": french_validation_message(dict(e)) for e in error.errors()}
+
+
+def _id(value: str | None, *, field: str, label: str) -> str | None:
+    """An id the user chose (organisation, module, outcome, exit reason…), refused when longer
+    than any id can be, before it is quoted in a refusal or sent to the workflow."""
+    if value is not None and len(value) > ID_MAX:
+        raise ServiceError(
+            f"{label} invalide : « {quoted(value)} » ({ID_MAX} caractères au plus).",
+            fields={field: f"{ID_MAX} caractères au plus."},
+        )
+    return value
+
+
+def _answers(data: dict[str, Any]) -> None:
+    """Form answers: field ids and texts of bounded length, before they are stored or routed."""
+    for name, value in data.items():
+        _id(name, field="form", label="Champ")
+        texts = list(value.values()) if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        for text in texts:
+            if isinstance(text, str):
+                bounded(text, field=name, label=f"Réponse « {quoted(name)} »")
+
+
+def check_extension(extend_by: str) -> Delay:
+    """A GTO extension is a delay of at most about two years, like the delays of definitions."""
+    try:
+        delay = Delay.model_validate(extend_by)
+    except ValueError:
+        raise ServiceError(
+            f"Prolongation invalide « {quoted(extend_by)} » : écrivez « 5 jours ouvrés » ou une durée ISO 8601 (PT2H, P3D).",
+            fields={"extend_by": "Délai invalide."},
+        ) from None
+    if too_long(delay):
+        raise ServiceError(f"Prolongation refusée : {TOO_LONG}.", fields={"extend_by": TOO_LONG})
+    return delay
 
 
 class PathwayService:
@@ -113,12 +148,47 @@ class PathwayService:
     def actor_for(self, email: str) -> Actor:
         user = q.get_user_by_email(self.engine, email=email)
         if user is None or not user.active:
-            raise ServiceError(f"Utilisateur inconnu : {email}", "forbidden")
+            raise ServiceError(f"Utilisateur inconnu : {quoted(email)}", "forbidden")
         return Actor(user_id=user.id, organisation_id=user.organisation_id, role=user.role, basin_id=user.basin_id)
 
     # --- Starting ---------------------------------------------------------------------------
 
     async def start_pathway(
+        self, *, definition_id: str, basin_id: str, referent_org: str, person: dict[str, Any], actor: Actor
+    ) -> str:
+        """Start a real person's pathway, with the actor's own organisation as referent (admins and
+        system scripts may name another); trial copies are refused here (see start_trial)."""
+        if actor.role not in ("admin", "system") and referent_org != actor.organisation_id:
+            raise ServiceError(
+                "Vous ne pouvez démarrer un parcours qu'avec votre organisation "
+                f"({actor.organisation_id}) comme structure référente.",
+                "forbidden",
+            )
+        _id(definition_id, field="definition", label="Parcours")
+        _id(basin_id, field="basin", label="Bassin")
+        _id(referent_org, field="referent_org", label="Organisation référente")
+        if definition_id.endswith(TRIAL_SUFFIX):
+            raise ServiceError(
+                f"« {quoted(definition_id)} » est une copie d'essai : elle ne peut pas être démarrée pour une vraie "
+                "personne (utilisez « Essayer » sur la page de la définition).",
+                "forbidden",
+            )
+        return await self._start(
+            definition_id=definition_id, basin_id=basin_id, referent_org=referent_org, person=person, actor=actor
+        )
+
+    async def start_trial(self, *, definition_id: str, basin_id: str, referent_org: str, actor: Actor) -> str:
+        """A designer's trial run of a trial copy (`…_essai`), for a fictitious person."""
+        if actor.role not in ("designer", "admin"):
+            raise ServiceError("Seuls les concepteur·rices de parcours peuvent lancer un essai.", "forbidden")
+        if not definition_id.endswith(TRIAL_SUFFIX):
+            raise ServiceError(f"« {quoted(definition_id)} » n'est pas une copie d'essai.", "conflict")
+        person = {"first_name": "Personne", "last_name": "Fictive (essai)", "consent": True}
+        return await self._start(
+            definition_id=definition_id, basin_id=basin_id, referent_org=referent_org, person=person, actor=actor
+        )
+
+    async def _start(
         self, *, definition_id: str, basin_id: str, referent_org: str, person: dict[str, Any], actor: Actor
     ) -> str:
         """Check everything first, then record the person and start the workflow; if the start
@@ -131,14 +201,14 @@ class PathwayService:
             ) from None
         definition = q.latest_definition(self.engine, definition_id=definition_id)
         if definition is None:
-            raise ServiceError(f"Parcours inconnu : « {definition_id} » (publiez-le d'abord).", "not_found")
+            raise ServiceError(f"Parcours inconnu : « {quoted(definition_id)} » (publiez-le d'abord).", "not_found")
         if definition.status == "retired":
             raise ServiceError(
                 f"Le parcours « {definition.title} » est retiré : il ne peut plus être démarré.", "conflict"
             )
         basin = q.get_basin(self.engine, basin_id=basin_id)
         if basin is None:
-            raise ServiceError(f"Bassin inconnu : « {basin_id} ».", "not_found")
+            raise ServiceError(f"Bassin inconnu : « {quoted(basin_id)} ».", "not_found")
         if not definition.runs_in(basin_id):
             raise ServiceError(
                 f"Le parcours « {definition.title} » n'est pas ouvert sur le bassin {basin.name} (bassins : {', '.join(definition.basins)}).",
@@ -146,7 +216,7 @@ class PathwayService:
             )
         referent = q.get_organisation(self.engine, organisation_id=referent_org)
         if referent is None:
-            raise ServiceError(f"Organisation référente inconnue : « {referent_org} ».", "not_found")
+            raise ServiceError(f"Organisation référente inconnue : « {quoted(referent_org)} ».", "not_found")
         if basin_id not in referent.basins and "all" not in referent.basins:
             raise ServiceError(f"{referent.name} n'intervient pas sur le bassin {basin.name}.", "conflict")
         parties = self._resolve_parties(definition, basin)
@@ -240,18 +310,68 @@ class PathwayService:
         task = q.get_task(self.engine, task_id=task_id)
         pathway = q.get_pathway(self.engine, pathway_id=task.pathway_id) if task else None
         if task is None or pathway is None:
-            raise ServiceError(f"Tâche inconnue : « {task_id} ».", "not_found")
+            raise ServiceError(f"Tâche inconnue : « {quoted(task_id)} ».", "not_found")
         return task, pathway
+
+    # --- Who may act: checked before anything the actor sent is stored ----------------------
+
+    def _pathway(self, pathway_id: str) -> models.Pathway:
+        pathway = q.get_pathway(self.engine, pathway_id=pathway_id)
+        if pathway is None:
+            raise ServiceError(f"Parcours inconnu : « {quoted(pathway_id)} ».", "not_found")
+        return pathway
+
+    @staticmethod
+    def _check_task_org(
+        actor: Actor, task: models.Task, pathway: models.Pathway, what: str, *, referent_too: bool = False
+    ) -> None:
+        """The organisation holding the task (or, when `referent_too`, the referent) — as the
+        workflow's validator, but before any note or form answer is written."""
+        allowed = {task.organisation_id} | ({pathway.referent_org} if referent_too else set())
+        if actor.role != "admin" and actor.organisation_id not in allowed:
+            raise ServiceError(
+                f"Votre organisation ({actor.organisation_id}) ne peut pas {what} : "
+                f"elle est confiée à {task.organisation_id}.",
+                "forbidden",
+            )
+
+    @staticmethod
+    def _check_referent(actor: Actor, pathway: models.Pathway, what: str) -> None:
+        if actor.role != "admin" and actor.organisation_id != pathway.referent_org:
+            raise ServiceError(f"Seule la structure référente ({pathway.referent_org}) peut {what}.", "forbidden")
+
+    @staticmethod
+    def check_decider(actor: Actor, basin_id: str) -> None:
+        """The GTO decision rule, written once: the basin's GTO lead, or an admin (SPIE direction)."""
+        if actor.role == "admin":
+            return
+        if actor.role == "gto_lead" and actor.basin_id == basin_id:
+            return
+        raise ServiceError(
+            "Seul l'animateur du GTO du bassin (ou la direction du SPIE) peut décider de cette escalade.",
+            "forbidden",
+        )
+
+    def escalation(self, escalation_id: str) -> models.Escalation:
+        with session_scope(self.engine) as session:
+            escalation = session.get(models.Escalation, escalation_id)
+        if escalation is None:
+            raise ServiceError(f"Escalade inconnue : « {quoted(escalation_id)} ».", "not_found")
+        return escalation
+
+    # --- Acting on tasks and pathways ---------------------------------------------------------
 
     async def complete_task(self, *, task_id: str, actor: Actor, outcome: str, data: dict[str, Any]) -> UpdateResult:
         task, pathway = self._task_and_pathway(task_id)
-        if task.status != "open":
-            raise ServiceError(f"La tâche « {task.title} » n'est plus ouverte ({task.status}).", "conflict")
         if actor.organisation_id != task.organisation_id and actor.role != "admin":
             raise ServiceError(
                 f"Votre organisation ({actor.organisation_id}) ne peut pas traiter cette tâche : elle est confiée à {task.organisation_id}.",
                 "forbidden",
             )
+        if task.status != "open":
+            raise ServiceError(f"La tâche « {task.title} » n'est plus ouverte ({task.status}).", "conflict")
+        _id(outcome, field="outcome", label="Issue")
+        _answers(data)
         definition = self.definition_of(pathway)
         checked = check_submission(definition.task(task.step_id), data)
         if checked.errors:
@@ -281,7 +401,9 @@ class PathwayService:
     async def reassign_task(
         self, *, task_id: str, actor: Actor, organisation_id: str, reason: str | None
     ) -> UpdateResult:
-        _, pathway = self._task_and_pathway(task_id)
+        task, pathway = self._task_and_pathway(task_id)
+        self._check_task_org(actor, task, pathway, "réattribuer cette tâche", referent_too=True)
+        bounded(reason, field="motif", label="Motif de la réattribution")
         self._known_organisation(organisation_id)
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
         return await self._update(
@@ -291,7 +413,9 @@ class PathwayService:
         )
 
     async def skip_step(self, *, task_id: str, actor: Actor, reason: str | None) -> UpdateResult:
-        _, pathway = self._task_and_pathway(task_id)
+        task, pathway = self._task_and_pathway(task_id)
+        self._check_task_org(actor, task, pathway, "passer cette étape", referent_too=True)
+        bounded(reason, field="motif", label="Motif")
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
         return await self._update(
             pathway.id, PathwayWorkflow.skip_step, SkipStep(item_id=task_id, actor=actor, note_id=note_id)
@@ -300,23 +424,48 @@ class PathwayService:
     async def add_module(
         self, *, pathway_id: str, actor: Actor, module_id: str, reason: str | None = None
     ) -> UpdateResult:
+        self._check_referent(actor, self._pathway(pathway_id), "ajouter un module au parcours")
+        _id(module_id, field="module", label="Module")
+        bounded(reason, field="motif", label="Motif")
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
         return await self._update(
             pathway_id, PathwayWorkflow.add_module, AddModule(module_id=module_id, actor=actor, note_id=note_id)
         )
 
     async def pause(self, *, pathway_id: str, actor: Actor, reason: str | None = None) -> UpdateResult:
+        self._check_referent(actor, self._pathway(pathway_id), "suspendre le parcours")
+        bounded(reason, field="motif", label="Motif")
         note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
         return await self._update(pathway_id, PathwayWorkflow.pause, PauseClock(actor=actor, note_id=note_id))
 
     async def resume(self, *, pathway_id: str, actor: Actor) -> UpdateResult:
+        self._check_referent(actor, self._pathway(pathway_id), "reprendre le parcours")
         return await self._update(pathway_id, PathwayWorkflow.resume, ResumeClock(actor=actor))
 
     async def close(self, *, pathway_id: str, actor: Actor, exit_reason: str, note: str | None = None) -> UpdateResult:
+        self._check_referent(actor, self._pathway(pathway_id), "clore le parcours")
+        _id(exit_reason, field="sortie", label="Motif de sortie")
+        bounded(note, field="note", label="Note")
         note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=pathway_id)
         return await self._update(
             pathway_id, PathwayWorkflow.close, ClosePathway(actor=actor, exit_reason=exit_reason, note_id=note_id)
         )
+
+    def add_note(self, *, pathway_id: str, actor: Actor, text: str) -> str:
+        """A note shared with the follow-up group, by an organisation active in it."""
+        pathway = self._pathway(pathway_id)
+        with session_scope(self.engine) as session:
+            member = session.get(models.FollowUpMember, (pathway.id, actor.organisation_id))
+            following = member is not None and member.until is None
+        if not following and actor.role != "admin":
+            raise ServiceError("Seul le groupe de suivi du parcours peut y ajouter une note.", "forbidden")
+        if pathway.status == "closed":
+            raise ServiceError("Le parcours est clos : il n'accepte plus de note.", "conflict")
+        bounded(text, field="note", label="Note")
+        note_id = q.save_note(self.engine, text=text, author_user_id=actor.user_id, pathway_id=pathway.id)
+        if note_id is None:
+            raise ServiceError("Écrivez la note avant de l'enregistrer.", fields={"note": "Écrivez la note."})
+        return note_id
 
     async def decide_escalation(
         self,
@@ -329,17 +478,26 @@ class PathwayService:
         extend_by: str | None = None,
         module_id: str | None = None,
         exit_reason: str | None = None,
+        escalation: models.Escalation | None = None,
     ) -> UpdateResult:
-        with session_scope(self.engine) as session:
-            escalation = session.get(models.Escalation, escalation_id)
-        if escalation is None:
-            raise ServiceError(f"Escalade inconnue : « {escalation_id} ».", "not_found")
+        """`escalation`: the row the caller already read (one read per request)."""
+        if escalation is None or escalation.id != escalation_id:
+            escalation = self.escalation(escalation_id)
+        self.check_decider(actor, escalation.basin_id)
         # The workflow forgets escalations once decided or resolved: the read model remembers.
         if escalation.status != "open":
             raise ServiceError("Cette escalade a déjà été traitée.", "conflict")
+        if action not in GTO_ACTIONS:
+            raise ServiceError(f"Décision inconnue « {quoted(action)} » (possibles : {', '.join(GTO_ACTIONS)}).")
+        _id(organisation_id, field="organisation_id", label="Organisation")
+        _id(extend_by, field="extend_by", label="Délai")
+        _id(module_id, field="module_id", label="Module")
+        _id(exit_reason, field="exit_reason", label="Motif de sortie")
+        bounded(note, field="note", label="Note")
         if organisation_id:
             self._known_organisation(organisation_id)
-        note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=escalation.pathway_id)
+        if action == "extend" and extend_by:
+            check_extension(extend_by)
         try:
             decision = GtoDecision(
                 escalation_id=escalation_id,
@@ -349,17 +507,19 @@ class PathwayService:
                 extend_by=extend_by,
                 module_id=module_id,
                 exit_reason=exit_reason,
-                note_id=note_id,
             )
         except ValidationError:
             raise ServiceError(
-                f"Décision inconnue « {action} » (possibles : reassign, extend, add_step, close, unblock)."
+                f"Décision inconnue « {quoted(action)} » (possibles : {', '.join(GTO_ACTIONS)})."
             ) from None
+        decision.note_id = q.save_note(
+            self.engine, text=note, author_user_id=actor.user_id, pathway_id=escalation.pathway_id
+        )
         return await self._update(escalation.pathway_id, PathwayWorkflow.decide_escalation, decision)
 
     def _known_organisation(self, organisation_id: str) -> None:
         if q.get_organisation(self.engine, organisation_id=organisation_id) is None:
-            raise ServiceError(f"Organisation inconnue : « {organisation_id} ».", "not_found")
+            raise ServiceError(f"Organisation inconnue : « {quoted(organisation_id)} ».", "not_found")
 
     async def _update(self, pathway_id: str, update: Any, command: BaseModel) -> UpdateResult:
         handle = self.client.get_workflow_handle(pathway_id)

@@ -1,11 +1,16 @@
 """Read-model tables. Personal data lives only in `person` (and free text in `note`,
-`submission`), where it can be masked, exported and anonymised."""
+`submission`), where it can be masked, exported and anonymised.
+
+A table the API shows is one family (DESIGN.md): `XBase` holds the fields the API shows (the
+table's settings with them), the table `X(XBase, table=True)` adds what stays inside, and
+`XPublic(XBase)` is what the API answers, so the two never drift apart."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, Column, DateTime, Index, Text
 from sqlmodel import Field, SQLModel
 
@@ -16,6 +21,19 @@ def _json() -> Any:
 
 def _when(index: bool = False, nullable: bool = True) -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), index=index, nullable=nullable))
+
+
+class Public(SQLModel):
+    """What the API answers for a row, read from its attributes: every field always present (so
+    required in the OpenAPI), datetimes in UTC (SQLite gives them back naive; the read model
+    stores UTC)."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_serialization_defaults_required=True)  # type: ignore[assignment]
+
+    @field_validator("*")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
 
 
 class Basin(SQLModel, table=True):
@@ -35,15 +53,26 @@ class Organisation(SQLModel, table=True):
     retention_days: int = 730
 
 
-class User(SQLModel, table=True):
+class UserBase(SQLModel):
     id: str = Field(primary_key=True)
     email: str = Field(unique=True, index=True)
     name: str
     organisation_id: str = Field(foreign_key="organisation.id", index=True)
     role: str
     basin_id: str | None = Field(default=None, foreign_key="basin.id")
+
+
+class User(UserBase, table=True):
+    # Never shown: the password's hash, the sessions' version.
     password_hash: str | None = None
     active: bool = True
+    # Carried in every session and API token; bumped to end them all (sign-out, new password,
+    # deactivation).
+    session_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+
+
+class UserPublic(UserBase, Public):
+    pass
 
 
 class Setting(SQLModel, table=True):
@@ -53,9 +82,7 @@ class Setting(SQLModel, table=True):
     value: str
 
 
-class Person(SQLModel, table=True):
-    """The person accompanied (personal data: only here)."""
-
+class PersonBase(SQLModel):
     id: str = Field(primary_key=True)
     first_name: str
     last_name: str
@@ -70,35 +97,46 @@ class Person(SQLModel, table=True):
     anonymised_at: datetime | None = _when()
 
 
-class DefinitionVersion(SQLModel, table=True):
-    __tablename__ = "definition"
+class Person(PersonBase, table=True):
+    """The person accompanied (personal data: only here)."""
 
+
+class PersonPublic(PersonBase):
+    """The person as the API shows them (services.reading.person_view: NIR masked unless the
+    viewer's organisation may read it); its dates as the read model gives them back."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)  # type: ignore[assignment]
+
+
+class DefinitionVersionBase(SQLModel):
+    # (id, version) is the key, in that order: session.get(DefinitionVersion, (id, version)).
     id: str = Field(primary_key=True)
     version: int = Field(primary_key=True)
     title: str
     status: str
     basins: list[str] = _json()
+    published_at: datetime | None = _when()
+
+
+class DefinitionVersion(DefinitionVersionBase, table=True):
+    __tablename__ = "definition"
+
     content_hash: str = Field(index=True)
     body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     source: str = Field(sa_column=Column(Text, nullable=False))
-    published_at: datetime | None = _when()
     published_by: str | None = None
 
 
-class Pathway(SQLModel, table=True):
-    # The GTO dashboard's filters: stuck pathways of a basin, weekly trends.
-    __table_args__ = (
-        Index("ix_pathway_basin_status_sla", "basin_id", "status", "sla", "last_progress_at"),
-        Index("ix_pathway_basin_started", "basin_id", "started_at"),
-        Index("ix_pathway_basin_closed", "basin_id", "closed_at"),
-    )
+class DefinitionVersionPublic(DefinitionVersionBase, Public):
+    pass
 
+
+class PathwayBase(SQLModel):
     id: str = Field(primary_key=True)
     definition_id: str = Field(index=True)
     definition_version: int
     basin_id: str = Field(index=True)
     referent_org: str = Field(index=True)
-    person_id: str = Field(index=True)
     status: str = Field(index=True)
     current_steps: list[str] = _json()
     sla: str | None = Field(default=None, index=True)
@@ -108,7 +146,22 @@ class Pathway(SQLModel, table=True):
     last_progress_at: datetime | None = _when(index=True)
     closed_at: datetime | None = _when()
     exit_reason: str | None = None
+
+
+class Pathway(PathwayBase, table=True):
+    # The GTO dashboard's filters: stuck pathways of a basin, weekly trends.
+    __table_args__ = (
+        Index("ix_pathway_basin_status_sla", "basin_id", "status", "sla", "last_progress_at"),
+        Index("ix_pathway_basin_started", "basin_id", "started_at"),
+        Index("ix_pathway_basin_closed", "basin_id", "closed_at"),
+    )
+
+    person_id: str = Field(index=True)  # personal data: only GET /api/pathways/{id} shows the person
     revision: int = 0
+
+
+class PathwayPublic(PathwayBase, Public):
+    """A pathway without personal data (the person is only shown by GET /api/pathways/{id})."""
 
 
 class FollowUpMember(SQLModel, table=True):
@@ -122,13 +175,8 @@ class FollowUpMember(SQLModel, table=True):
     until: datetime | None = _when()
 
 
-class PathwayStep(SQLModel, table=True):
-    """One entry of a pathway's timeline (task, wait, decision, group, end)."""
-
-    __tablename__ = "pathway_step"
-
+class PathwayStepBase(SQLModel):
     id: str = Field(primary_key=True)
-    pathway_id: str = Field(index=True)
     step_id: str
     title: str
     kind: str
@@ -139,16 +187,19 @@ class PathwayStep(SQLModel, table=True):
     outcome: str | None = None
 
 
-class Task(SQLModel, table=True):
-    """A human task in an organisation's inbox."""
+class PathwayStep(PathwayStepBase, table=True):
+    """One entry of a pathway's timeline (task, wait, decision, group, end)."""
 
-    # Inboxes (an organisation's open tasks by deadline) and the per-step counts of a basin.
-    __table_args__ = (
-        Index("ix_task_org_status_due", "organisation_id", "status", "due_at"),
-        Index("ix_task_basin_status_step", "basin_id", "status", "definition_id", "step_id", "sla"),
-        Index("ix_task_pathway_status", "pathway_id", "status"),
-    )
+    __tablename__ = "pathway_step"
 
+    pathway_id: str = Field(index=True)
+
+
+class PathwayStepPublic(PathwayStepBase, Public):
+    pass
+
+
+class TaskBase(SQLModel):
     id: str = Field(primary_key=True)
     pathway_id: str = Field(index=True)
     step_id: str
@@ -161,18 +212,29 @@ class Task(SQLModel, table=True):
     due_at: datetime | None = _when(index=True)
     opened_at: datetime | None = _when()
     closed_at: datetime | None = _when()
-    generation: int = 0
     escalation_level: int = 0
     outcome: str | None = None
+
+
+class Task(TaskBase, table=True):
+    """A human task in an organisation's inbox."""
+
+    # Inboxes (an organisation's open tasks by deadline) and the per-step counts of a basin.
+    __table_args__ = (
+        Index("ix_task_org_status_due", "organisation_id", "status", "due_at"),
+        Index("ix_task_basin_status_step", "basin_id", "status", "definition_id", "step_id", "sla"),
+        Index("ix_task_pathway_status", "pathway_id", "status"),
+    )
+
+    generation: int = 0
     submission_id: str | None = None
 
 
-class Escalation(SQLModel, table=True):
-    __table_args__ = (
-        Index("ix_escalation_basin_status", "basin_id", "status", "opened_at"),
-        Index("ix_escalation_basin_opened", "basin_id", "opened_at"),
-    )
+class TaskPublic(TaskBase, Public):
+    pass
 
+
+class EscalationBase(SQLModel):
     id: str = Field(primary_key=True)
     pathway_id: str = Field(index=True)
     task_id: str
@@ -185,7 +247,19 @@ class Escalation(SQLModel, table=True):
     decided_at: datetime | None = _when()
     decided_by: str | None = None
     action: str | None = None
-    note_id: str | None = None
+
+
+class Escalation(EscalationBase, table=True):
+    __table_args__ = (
+        Index("ix_escalation_basin_status", "basin_id", "status", "opened_at"),
+        Index("ix_escalation_basin_opened", "basin_id", "opened_at"),
+    )
+
+    note_id: str | None = None  # the note's free text is shown on the pages, not in the API
+
+
+class EscalationPublic(EscalationBase, Public):
+    pass
 
 
 class Notification(SQLModel, table=True):
@@ -264,6 +338,18 @@ class LoginToken(SQLModel, table=True):
     created_at: datetime | None = _when()
     expires_at: datetime | None = _when()
     used_at: datetime | None = _when()
+
+
+class SignInAttempt(SQLModel, table=True):
+    """Failed passwords and link requests, under a hashed key (address, client), counted over a
+    window: the sign-in rate limits every UI process shares."""
+
+    __tablename__ = "sign_in_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    key: str = Field(index=True)
+    at: datetime | None = _when(index=True)
 
 
 class DefinitionMigration(SQLModel, table=True):

@@ -25,9 +25,16 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def user_id_for(email: str) -> str:
-    """Opaque, stable user id: workflows and audit refer to users by it, never by e-mail."""
-    return "u-" + uuid.uuid5(uuid.NAMESPACE_URL, "parcours:user:" + email.lower()).hex[:12]
+def new_user_id() -> str:
+    """Opaque, random user id: workflows and audit refer to users by it. Never derived from the
+    e-mail (it would let anyone who knows an address compute the id, and break on a change)."""
+    return "u-" + uuid.uuid4().hex
+
+
+def user_id_of(engine: Engine, *, email: str) -> str | None:
+    """The id of the user with this e-mail, if any."""
+    user = get_user_by_email(engine, email=email)
+    return user.id if user else None
 
 
 def new_id(prefix: str) -> str:
@@ -58,19 +65,23 @@ def load_territory(engine: Engine, *, territory: Territory) -> dict[str, int]:
             )
         session.flush()
         for spec in territory.users:
-            user_id = user_id_for(spec.email)
-            existing = session.get(models.User, user_id)
-            session.merge(
-                models.User(
-                    id=user_id,
-                    email=spec.email.lower(),
-                    name=spec.name,
-                    organisation_id=spec.organisation,
-                    role=spec.role,
-                    basin_id=spec.basin,
-                    password_hash=existing.password_hash if existing else None,
+            # A known e-mail keeps its id, password, activation and session version.
+            existing = session.exec(select(models.User).where(models.User.email == spec.email.lower())).first()
+            if existing is None:
+                session.add(
+                    models.User(
+                        id=new_user_id(),
+                        email=spec.email.lower(),
+                        name=spec.name,
+                        organisation_id=spec.organisation,
+                        role=spec.role,
+                        basin_id=spec.basin,
+                    )
                 )
-            )
+            else:
+                existing.name, existing.organisation_id = spec.name, spec.organisation
+                existing.role, existing.basin_id = spec.role, spec.basin
+                session.add(existing)
     return {
         "basins": len(territory.basins),
         "organisations": len(territory.organisations),

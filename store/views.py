@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -15,6 +16,7 @@ from store.db import session_scope
 
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 25
+MAX_PAGE = 1_000_000  # beyond it, an offset would overflow SQLite's and PostgreSQL's integers
 
 
 @dataclass
@@ -32,8 +34,14 @@ class Paged(Generic[T]):
         return {"items": items, "page": self.page, "size": self.size, "total": self.total, "pages": self.pages}
 
 
+def within_range(query: Callable[[int], Paged[T]], page: int) -> Paged[T]:
+    """The page asked for, or the last one when asked past the end (a list that shrank)."""
+    paged = query(max(1, page))
+    return query(paged.pages) if page > paged.pages else paged
+
+
 def _page(query: Any, count_query: Any, session: Any, page: int, size: int) -> tuple[list[Any], int]:
-    page, size = max(1, page), max(1, min(size, 200))
+    page, size = max(1, min(page, MAX_PAGE)), max(1, min(size, 200))
     total = int(session.exec(count_query).one())
     rows = list(session.exec(query.offset((page - 1) * size).limit(size)))
     return rows, total
@@ -45,6 +53,44 @@ def stuck_clause(cutoff: datetime) -> Any:
         col(models.Pathway.status) != "closed",
         or_(col(models.Pathway.sla).in_(["overdue", "escalated"]), col(models.Pathway.last_progress_at) < cutoff),
     )
+
+
+def followed_by(organisation_id: str) -> Any:
+    """The pathways a caseworker's organisation may read (services.reading's need-to-know rule,
+    written once as SQL for the lists and the detail check): an open pathway while the
+    organisation is an active member of its follow-up group; a closed one, until its person is
+    anonymised, for its referent and the organisations still in the group when it closed (the
+    projection sets their `until` to `closed_at`)."""
+    pathway, member = models.Pathway, models.FollowUpMember
+    active_member = select(member.pathway_id).where(
+        member.organisation_id == organisation_id, col(member.until).is_(None)
+    )
+    member_at_closing = (
+        select(member.pathway_id)
+        .where(
+            member.pathway_id == pathway.id,
+            member.organisation_id == organisation_id,
+            or_(col(member.until).is_(None), col(pathway.closed_at).is_(None), col(member.until) >= pathway.closed_at),
+        )
+        .correlate(pathway)
+        .exists()
+    )
+    retained = select(models.Person.id).where(col(models.Person.anonymised_at).is_(None))
+    return or_(
+        and_(col(pathway.status) != "closed", col(pathway.id).in_(active_member)),
+        and_(
+            col(pathway.status) == "closed",
+            col(pathway.person_id).in_(retained),
+            or_(col(pathway.referent_org) == organisation_id, member_at_closing),
+        ),
+    )
+
+
+def follows(engine: Engine, *, pathway_id: str, organisation_id: str) -> bool:
+    """Whether this organisation may read this pathway under `followed_by` (one pathway)."""
+    with session_scope(engine) as session:
+        query = select(models.Pathway.id).where(models.Pathway.id == pathway_id, followed_by(organisation_id))
+        return session.exec(query).first() is not None
 
 
 def task_filters(
@@ -144,21 +190,21 @@ def pathway_list(
     page: int = 1,
     size: int = DEFAULT_PAGE_SIZE,
 ) -> Paged[models.Pathway]:
-    """Pathways, the stuck ones longest-waiting first when `stuck_cutoff` is given."""
+    """Pathways, the stuck ones longest-waiting first when `stuck_cutoff` is given; `status`:
+    active, paused, closed, or open (active or paused)."""
     where: list[Any] = []
     if basin_id:
         where.append(models.Pathway.basin_id == basin_id)
     if definition_id:
         where.append(models.Pathway.definition_id == definition_id)
-    if status:
+    if status == "open":  # active or paused
+        where.append(col(models.Pathway.status) != "closed")
+    elif status:
         where.append(models.Pathway.status == status)
     if stuck_cutoff is not None:
         where.append(stuck_clause(stuck_cutoff))
     if follow_up_org:
-        members = select(models.FollowUpMember.pathway_id).where(
-            models.FollowUpMember.organisation_id == follow_up_org, col(models.FollowUpMember.until).is_(None)
-        )
-        where.append(col(models.Pathway.id).in_(members))
+        where.append(followed_by(follow_up_org))
     order = (
         [col(models.Pathway.stuck_since).asc().nulls_last(), col(models.Pathway.last_progress_at).asc()]
         if stuck_cutoff is not None

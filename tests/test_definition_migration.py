@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from definitions.loader import parse_text
 from definitions.migration import MigrationInputError, plan_migration
+from services import migration as mig
 from services.errors import ServiceError
 from store import definition_migrations as dm
 from store import models
@@ -25,7 +26,6 @@ from store.db import session_scope
 from tests.conftest import Parcours, Web, csrf_of, eventually
 from tests.test_processes import base_env, cli
 from worker.temporal_server import DevServer
-from services import migration as mig
 from workflows.contract import SYSTEM
 from workflows.model import MigrateDefinition
 from workflows.pathway import PathwayWorkflow
@@ -464,7 +464,7 @@ async def test_the_cli_refuses_bad_input_simulates_then_moves(
     assert "1 déplacé(s), 0 refusé(s), 0 en échec" in moved.stdout
     await eventually(lambda: on_version(parcours, pathway_id, 2), what="on v2")
     (applied,) = audit(parcours, "definition_migration_applied")
-    assert applied.actor_user_id == q.user_id_for(ADMIN) and applied.detail["to"] == "v2"
+    assert applied.actor_user_id == q.user_id_of(parcours.engine, email=ADMIN) and applied.detail["to"] == "v2"
 
 
 # --- The UI: the designer prepares, an administrator confirms -------------------------------------------
@@ -524,10 +524,10 @@ async def test_designer_prepares_admin_confirms_and_pathways_move(web: Web) -> N
         return row if row is not None and row.status == "done" else None
 
     row = await eventually(finished, what="migration done")
-    assert row.counts["moved"] == 1 and row.confirmed_by == q.user_id_for(ADMIN)
+    assert row.counts["moved"] == 1 and row.confirmed_by == q.user_id_of(parcours.engine, email=ADMIN)
     progress = await admin.get(f"/migrations/{migration.id}/progression", headers={"HX-Request": "true"})
     assert progress.status_code == 200 and "1 déplacé" in progress.text
     await eventually(lambda: on_version(parcours, on_task, 2), what="on v2")
     assert parcours.pathway(elsewhere).definition_version == 1  # another basin: not chosen
     (applied,) = audit(parcours, "definition_migration_applied")
-    assert applied.actor_user_id == q.user_id_for(ADMIN) and applied.detail["moved"] == 1
+    assert applied.actor_user_id == q.user_id_of(parcours.engine, email=ADMIN) and applied.detail["moved"] == 1

@@ -235,131 +235,131 @@ def test_valid_base_definition_loads() -> None:
 
 def test_unknown_target_in_outcome_next() -> None:
     raw = mutated(lambda r: step(r, "accueil")["outcomes"][0].update(next="nulle_part"))
-    assert_error(errors_of(raw), "accueil", "outcomes[0].next", "unknown target step 'nulle_part'")
+    assert_error(errors_of(raw), "accueil", "outcomes[0].next", "étape cible inconnue « nulle_part »")
 
 
 def test_unknown_target_in_decision_case() -> None:
     raw = mutated(lambda r: step(r, "orientation")["cases"][0].update(next="nulle_part"))
-    assert_error(errors_of(raw), "orientation", "cases[0].next", "unknown target step 'nulle_part'")
+    assert_error(errors_of(raw), "orientation", "cases[0].next", "étape cible inconnue « nulle_part »")
 
 
 def test_unknown_target_in_decision_default() -> None:
     raw = mutated(lambda r: step(r, "orientation").update(default="nulle_part"))
-    assert_error(errors_of(raw), "orientation", "default", "unknown target step 'nulle_part'")
+    assert_error(errors_of(raw), "orientation", "default", "étape cible inconnue « nulle_part »")
 
 
 def test_unknown_target_in_parallel_next() -> None:
     raw = mutated(lambda r: step(r, "accompagnement").update(next="nulle_part"))
-    assert_error(errors_of(raw), "accompagnement", "next", "unknown target step 'nulle_part'")
+    assert_error(errors_of(raw), "accompagnement", "next", "étape cible inconnue « nulle_part »")
 
 
 def test_unknown_start() -> None:
     raw = mutated(lambda r: r.update(start="nulle_part"))
-    assert_error(errors_of(raw), None, "start", "unknown target step 'nulle_part'")
+    assert_error(errors_of(raw), None, "start", "étape cible inconnue « nulle_part »")
 
 
 def test_duplicate_step_id() -> None:
     def change(r: dict[str, Any]) -> None:
         r["steps"].insert(4, {"kind": "end", "id": "sortie", "title": "Doublon"})
 
-    assert_error(errors_of(mutated(change)), "sortie", "id", "duplicate step id 'sortie'")
+    assert_error(errors_of(mutated(change)), "sortie", "id", "identifiant d'étape en double « sortie »")
 
 
 def test_duplicate_step_id_between_branch_and_main_flow() -> None:
     raw = mutated(lambda r: step(r, "accompagnement")["branches"][1].update(id="accueil"))
-    assert_error(errors_of(raw), "accueil", "id", "duplicate step id 'accueil'")
+    assert_error(errors_of(raw), "accueil", "id", "identifiant d'étape en double « accueil »")
 
 
 def test_unreachable_step() -> None:
     raw = mutated(lambda r: r["steps"].append({"kind": "end", "id": "orpheline", "title": "Orpheline"}))
     errors = errors_of(raw)
-    assert_error(errors, "orpheline", None, "unreachable from start 'accueil'")
+    assert_error(errors, "orpheline", None, "n'est pas atteignable depuis le début « accueil »")
     assert len(errors) == 1
 
 
 def test_decision_without_default() -> None:
     raw = mutated(lambda r: step(r, "orientation").pop("default"))
-    assert_error(errors_of(raw), "orientation", "default", "needs a default transition")
+    assert_error(errors_of(raw), "orientation", "default", "doit avoir une transition par défaut")
 
 
 def test_outcome_without_transition() -> None:
     raw = mutated(lambda r: step(r, "accueil")["outcomes"][0].pop("next"))
-    assert_error(errors_of(raw), "accueil", "outcomes[0].next", "outcome 'fait' has no transition")
+    assert_error(errors_of(raw), "accueil", "outcomes[0].next", "l'issue « fait » n'indique pas l'étape suivante")
 
 
 def test_outcome_jump_inside_parallel_group() -> None:
     raw = mutated(lambda r: step(r, "accompagnement")["branches"][0]["outcomes"][0].update(next="sortie"))
-    assert_error(errors_of(raw), "branche_a", "outcomes[0].next", "cannot jump to another step")
+    assert_error(errors_of(raw), "branche_a", "outcomes[0].next", "ne peut pas mener à une autre étape")
 
 
 @pytest.mark.parametrize("delay", ["0 working days", "0 jours ouvrés", 0, "PT0S", "P0D"])
 def test_zero_delay(delay: object) -> None:
     raw = mutated(lambda r: step(r, "accueil").update(deadline=delay))
-    assert_error(errors_of(raw), "accueil", "deadline", "must be positive")
+    assert_error(errors_of(raw), "accueil", "deadline", "doit être positif")
 
 
 @pytest.mark.parametrize("delay", ["-3 working days", "-2 jours ouvrés", -1, "-P1D"])
 def test_negative_delay(delay: object) -> None:
     raw = mutated(lambda r: step(r, "attente").update(duration=delay))
-    assert_error(errors_of(raw), "attente", "duration", "must be positive")
+    assert_error(errors_of(raw), "attente", "duration", "doit être positif")
 
 
 @pytest.mark.parametrize("delay", ["three weeks", "10 jours", "P", "PT", "1 month"])
 def test_malformed_delay(delay: str) -> None:
     raw = mutated(lambda r: step(r, "accueil").update(deadline=delay))
-    assert_error(errors_of(raw), "accueil", "deadline", f"{delay!r} is not a delay")
+    assert_error(errors_of(raw), "accueil", "deadline", f"{delay!r} n'est pas un délai")
 
 
 def test_malformed_delay_in_reminder_and_escalation() -> None:
     raw = mutated(lambda r: step(r, "accueil").update(reminders=[{"before": "bientôt"}]))
-    assert_error(errors_of(raw), "accueil", "reminders[0].before", "'bientôt' is not a delay")
+    assert_error(errors_of(raw), "accueil", "reminders[0].before", "'bientôt' n'est pas un délai")
     raw = mutated(lambda r: r["escalation"][1].update(after="plus tard"))
-    assert_error(errors_of(raw), None, "escalation[1].after", "'plus tard' is not a delay")
+    assert_error(errors_of(raw), None, "escalation[1].after", "'plus tard' n'est pas un délai")
 
 
 def test_unknown_role() -> None:
     raw = mutated(lambda r: step(r, "accueil").update(role="chef"))
-    assert_error(errors_of(raw), "accueil", "role", "unknown role 'chef'")
+    assert_error(errors_of(raw), "accueil", "role", "rôle inconnu 'chef'")
 
 
 def test_unknown_partner_type() -> None:
     raw = mutated(lambda r: step(r, "accompagnement")["branches"][1].update(role="partner:banque"))
-    assert_error(errors_of(raw), "branche_b", "role", "unknown partner type 'banque'")
+    assert_error(errors_of(raw), "branche_b", "role", "type de partenaire inconnu 'banque'")
 
 
 def test_unknown_field_type() -> None:
     raw = mutated(lambda r: step(r, "accueil")["form"][2].update(type="email"))
-    assert_error(errors_of(raw), "accueil", "form[2].type", "unknown field type 'email'")
+    assert_error(errors_of(raw), "accueil", "form[2].type", "type de champ inconnu 'email'")
 
 
 def test_unknown_step_kind() -> None:
     raw = mutated(lambda r: step(r, "attente").update(kind="pause"))
-    assert_error(errors_of(raw), "attente", "kind", "unknown step kind")
+    assert_error(errors_of(raw), "attente", "kind", "type d'étape inconnu")
 
 
 def test_choice_field_without_choices() -> None:
     raw = mutated(lambda r: step(r, "accueil")["form"][0].pop("choices"))
-    assert_error(errors_of(raw), "accueil", "form[0]", "needs a non-empty 'choices' list")
+    assert_error(errors_of(raw), "accueil", "form[0]", "demande une liste 'choices' non vide")
 
 
 def test_decision_on_text_field() -> None:
     raw = mutated(lambda r: step(r, "orientation").update(based_on="accueil.note"))
-    assert_error(errors_of(raw), "orientation", "based_on", "only use a choice or yes_no field")
+    assert_error(errors_of(raw), "orientation", "based_on", "ne peut porter que sur un champ choice ou yes_no")
 
 
 def test_decision_on_unknown_field() -> None:
     raw = mutated(lambda r: step(r, "orientation").update(based_on="accueil.inconnu"))
-    assert_error(errors_of(raw), "orientation", "based_on", "has no form field 'inconnu'")
+    assert_error(errors_of(raw), "orientation", "based_on", "n'a pas de champ « inconnu »")
 
 
 def test_decision_case_not_an_outcome() -> None:
     raw = mutated(lambda r: step(r, "orientation").update(based_on="accueil"))
-    assert_error(errors_of(raw), "orientation", "cases[0].when", "'emploi' is not an outcome of 'accueil'")
+    assert_error(errors_of(raw), "orientation", "cases[0].when", "« emploi » n'est pas une issue de « accueil »")
 
 
 def test_decision_case_not_a_choice_value() -> None:
     raw = mutated(lambda r: step(r, "orientation")["cases"][0].update(when="chomage"))
-    assert_error(errors_of(raw), "orientation", "cases[0].when", "is not a value of 'accueil.situation'")
+    assert_error(errors_of(raw), "orientation", "cases[0].when", "n'est pas une valeur de « accueil.situation »")
 
 
 def test_decision_on_yes_no_field_accepts_booleans() -> None:
@@ -372,7 +372,7 @@ def test_decision_on_yes_no_field_accepts_booleans() -> None:
 
 def test_optional_step_without_skip_to() -> None:
     raw = mutated(lambda r: step(r, "accueil").update(optional=True))
-    assert_error(errors_of(raw), "accueil", "skip_to", "must say where a skip leads")
+    assert_error(errors_of(raw), "accueil", "skip_to", "doit dire où mène son passage")
 
 
 def test_invalid_yaml_names_the_line() -> None:
@@ -381,13 +381,13 @@ def test_invalid_yaml_names_the_line() -> None:
         parse_text(text, source="test.yaml")
     [error] = caught.value.errors
     assert (error.file, error.step, error.field) == ("test.yaml", None, None)
-    assert "invalid YAML at line 5" in error.message
+    assert "YAML invalide ligne 5" in error.message and error.line == 5
 
 
 def test_yaml_that_is_not_a_mapping() -> None:
     with pytest.raises(InvalidDefinition) as caught:
         parse_text("- a\n- b\n", source="test.yaml")
-    assert "a definition is a mapping" in caught.value.errors[0].message
+    assert "une définition est un dictionnaire" in caught.value.errors[0].message
 
 
 def test_definition_without_end_step() -> None:
@@ -400,12 +400,12 @@ def test_definition_without_end_step() -> None:
             "next": "attente",
         }
 
-    assert_error(errors_of(mutated(change)), None, "steps", "at least one end step")
+    assert_error(errors_of(mutated(change)), None, "steps", "au moins une étape de sortie")
 
 
 def test_unknown_extra_field_in_step() -> None:
     raw = mutated(lambda r: step(r, "accueil").update(couleur="rouge"))
-    assert_error(errors_of(raw), "accueil", "couleur", "unknown field 'couleur'")
+    assert_error(errors_of(raw), "accueil", "couleur", "champ inconnu « couleur »")
 
 
 def test_unknown_extra_field_at_top_level_and_in_branch() -> None:
@@ -413,15 +413,15 @@ def test_unknown_extra_field_at_top_level_and_in_branch() -> None:
         errors_of(mutated(lambda r: r.update(auteur="moi"))),
         None,
         "auteur",
-        "unknown field 'auteur'",
+        "champ inconnu « auteur »",
     )
     raw = mutated(lambda r: step(r, "accompagnement")["branches"][0].update(couleur="rouge"))
-    assert_error(errors_of(raw), "branche_a", "couleur", "unknown field 'couleur'")
+    assert_error(errors_of(raw), "branche_a", "couleur", "champ inconnu « couleur »")
 
 
 def test_unknown_exit_reason_and_soft_skill() -> None:
     raw = mutated(lambda r: step(r, "sortie").update(exit_reason="vacances"))
-    assert_error(errors_of(raw), "sortie", "exit_reason", "unknown exit reason 'vacances'")
+    assert_error(errors_of(raw), "sortie", "exit_reason", "motif de sortie inconnu 'vacances'")
     raw = mutated(
         lambda r: step(r, "accueil")["form"].append(
             {
@@ -432,12 +432,12 @@ def test_unknown_exit_reason_and_soft_skill() -> None:
             }
         )
     )
-    assert_error(errors_of(raw), "accueil", "form[3]", "unknown soft skill")
+    assert_error(errors_of(raw), "accueil", "form[3]", "savoir-être inconnu(s) charisme")
 
 
 def test_escalation_must_start_with_gto() -> None:
     raw = mutated(lambda r: r.update(escalation=[{"to": "spie_direction", "after": "5 working days"}]))
-    assert_error(errors_of(raw), None, "escalation", "first escalation level goes to the basin's GTO")
+    assert_error(errors_of(raw), None, "escalation", "le premier niveau d'escalade va au GTO du bassin")
 
 
 def test_every_error_is_reported_at_once() -> None:
@@ -446,9 +446,142 @@ def test_every_error_is_reported_at_once() -> None:
         step(r, "accompagnement").update(next="nulle_part")
 
     errors = errors_of(mutated(change))
-    assert_error(errors, "orientation", "default", "default transition")
-    assert_error(errors, "accompagnement", "next", "unknown target step")
-    assert "test.yaml: step 'orientation': field 'default':" in str(InvalidDefinition(errors))
+    assert_error(errors, "orientation", "default", "transition par défaut")
+    assert_error(errors, "accompagnement", "next", "étape cible inconnue")
+    assert "test.yaml : étape « orientation » : champ « default » : une décision" in str(InvalidDefinition(errors))
+
+
+def _yaml_of(raw: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(raw, allow_unicode=True, sort_keys=False)
+
+
+def _line(text: str, fragment: str, nth: int = 0) -> int:
+    """The 1-based line of the nth line containing fragment."""
+    return [i + 1 for i, line in enumerate(text.splitlines()) if fragment in line][nth]
+
+
+def test_every_error_carries_the_line_of_its_yaml_source() -> None:
+    def change(r: dict[str, Any]) -> None:
+        step(r, "accueil")["outcomes"][0]["next"] = "nulle_part"  # a graph rule
+        step(r, "accueil")["form"][2]["type"] = "email"  # a schema rule
+        step(r, "attente").pop("title")  # a missing field: the step's line
+
+    text = _yaml_of(mutated(change))
+    with pytest.raises(InvalidDefinition) as caught:
+        parse_text(text, source="test.yaml")
+    errors = caught.value.errors
+    assert all(e.line for e in errors), errors
+    by_field = {(e.step, e.field): e.line for e in errors}
+    assert by_field[("accueil", "form[2].type")] == _line(text, "type: email")
+    assert by_field[("attente", "title")] == _line(text, "kind: wait")
+    text = _yaml_of(mutated(lambda r: r["steps"].insert(4, {"kind": "end", "id": "sortie", "title": "Doublon"})))
+    with pytest.raises(InvalidDefinition) as caught:
+        parse_text(text, source="test.yaml")
+    assert [e.line for e in caught.value.errors] == [_line(text, "id: sortie", nth=1)]  # the second one
+    with pytest.raises(InvalidDefinition) as caught:  # graph rules run once the schema is valid
+        parse_text(_yaml_of(mutated(lambda r: step(r, "accueil")["outcomes"][0].update(next="nulle_part"))))
+    [error] = caught.value.errors
+    assert error.line == _line(_yaml_of(VALID), "next: orientation")
+    assert "ligne " in str(error) and "étape « accueil »" in str(error)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: step(r, "accueil").pop("title"),
+        lambda r: step(r, "accueil").update(outcomes=[]),
+        lambda r: step(r, "accueil").update(id="Accueil"),
+        lambda r: step(r, "accueil").update(optional="peut-être"),
+        lambda r: r.update(status="brouillon"),
+        lambda r: r.update(steps="aucune"),
+        lambda r: step(r, "orientation").update(based_on="Accueil!"),
+        lambda r: step(r, "accueil")["reminders"][0].update(after="P1D"),
+        lambda r: step(r, "accueil")["form"][2].update(choices=[{"value": "a", "label": "A"}]),
+    ],
+)
+def test_schema_errors_are_written_in_french(change: Callable[[dict[str, Any]], object]) -> None:
+    for error in errors_of(mutated(change)):
+        english = ("should", "Field required", "Input", "unknown", "must", "List ", "valid ", "only", "gives")
+        assert not any(word in error.message for word in english), error.message
+
+
+def test_a_broken_transition_does_not_make_the_steps_behind_it_unreachable() -> None:
+    for target in ("orientatio", "nulle_part"):
+        raw = mutated(lambda r, t=target: step(r, "accueil")["outcomes"][0].update(next=t))  # type: ignore[misc]
+        errors = errors_of(raw)
+        assert [(e.step, e.field) for e in errors] == [("accueil", "outcomes[0].next")], errors
+    assert (
+        "vouliez-vous dire « orientation »"
+        in errors_of(mutated(lambda r: step(r, "accueil")["outcomes"][0].update(next="orientatio")))[0].message
+    )
+
+    # A step nothing leads to is still reported, even beside a broken transition that names another.
+    def change(r: dict[str, Any]) -> None:
+        step(r, "accompagnement").update(next="atente")
+        r["steps"].append({"kind": "end", "id": "orpheline", "title": "Orpheline"})
+
+    errors = errors_of(mutated(change))
+    assert_error(errors, "accompagnement", "next", "étape cible inconnue « atente »")
+    assert_error(errors, "orpheline", None, "n'est pas atteignable")
+    assert not [e for e in errors if e.step == "attente"]
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda r: r.update(title="Parcours\x07"), (None, "title")),
+        (lambda r: step(r, "accueil").update(title="Accueil\nbis"), ("accueil", "title")),
+        (lambda r: step(r, "accueil")["outcomes"][0].update(label="Fait\x00"), ("accueil", "outcomes[0].label")),
+        (lambda r: step(r, "accueil")["form"][1].update(label="Mobile\t?"), ("accueil", "form[1].label")),
+        (
+            lambda r: step(r, "accueil")["form"][0]["choices"][0].update(label="\x1bEmploi"),
+            ("accueil", "form[0].choices[0].label"),
+        ),
+        (lambda r: step(r, "accompagnement")["branches"][0].update(title="A\r"), ("branche_a", "title")),
+        (lambda r: step(r, "sortie").update(title="Sortie\u2028"), ("sortie", "title")),
+    ],
+)
+def test_control_characters_in_titles_and_labels_are_refused(
+    change: Callable[[dict[str, Any]], object], where: tuple[str | None, str]
+) -> None:
+    raw = mutated(change)
+    assert_error(errors_of(raw), *where, "caractère de contrôle interdit")
+    Definition.model_validate(raw)  # the model stays as lenient: running pathways' payloads replay
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda r: step(r, "accueil").update(deadline="501 working days"), ("accueil", "deadline")),
+        (lambda r: step(r, "accueil").update(deadline="P731D"), ("accueil", "deadline")),
+        (lambda r: step(r, "attente").update(duration="P1000D"), ("attente", "duration")),
+        (
+            lambda r: step(r, "accueil")["reminders"][0].update(before="600 jours ouvrés"),
+            ("accueil", "reminders[0].before"),
+        ),
+        (lambda r: r["escalation"][1].update(after="P3000D"), (None, "escalation[1].after")),
+        (
+            lambda r: step(r, "accueil").update(escalation=[{"to": "gto", "after": "PT17600H"}]),
+            ("accueil", "escalation[0].after"),
+        ),
+    ],
+)
+def test_delays_longer_than_two_years_are_refused(
+    change: Callable[[dict[str, Any]], object], where: tuple[str | None, str]
+) -> None:
+    raw = mutated(change)
+    assert_error(errors_of(raw), *where, "délai trop long")
+    Definition.model_validate(raw)  # a loader check, not a model validator
+
+
+def test_the_longest_delays_allowed() -> None:
+    def change(r: dict[str, Any]) -> None:
+        step(r, "accueil").update(deadline="500 working days")
+        step(r, "attente").update(duration="P730D")
+
+    parse_data(mutated(change), source="test.yaml")
 
 
 def test_json_schema_lists_step_kinds() -> None:
@@ -462,6 +595,17 @@ def test_json_schema_lists_step_kinds() -> None:
         kinds.update(kind.get("enum", []))
     assert kinds == {"task", "parallel", "decision", "wait", "end"}
     assert "steps" in schema["properties"]
+
+
+def test_json_schema_lists_soft_skill_ids_yes_no_values_and_data_shapes() -> None:
+    schema = json_schema()
+    form_field = schema["$defs"]["FormField"]["properties"]
+    assert form_field["skills"]["anyOf"][0]["items"]["enum"] == list(SOFT_SKILLS)
+    assert len(SOFT_SKILLS) == 14 and "sens_de_l_organisation" in form_field["skills"]["description"]
+    assert "true / false" in schema["$defs"]["DecisionCase"]["properties"]["when"]["description"]
+    shapes = form_field["type"]["x-data-shapes"]
+    assert set(shapes) == {"text", "number", "date", "choice", "yes_no", "soft_skills"}
+    assert '{"autonomie": 3' in shapes["soft_skills"] and "true or false" in shapes["yes_no"]
 
 
 def test_a_soft_skills_grid_without_a_list_assesses_france_travail_s_fourteen_skills() -> None:
@@ -563,7 +707,7 @@ steps:
     try:
         parse_text(text, source="boucle.yaml")
     except InvalidDefinition as error:
-        steps = sorted(e.step or "" for e in error.errors if "loop back" in e.message)
+        steps = sorted(e.step or "" for e in error.errors if "reviennent à cette étape" in e.message)
         assert steps == ["d1", "d2"]
     else:
         raise AssertionError("a loop of decisions was accepted")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from activities.emails import french_datetime, render_email
+from store import models
+from store.db import session_scope
+from tests.conftest import Parcours, eventually
+from tests.flows import fast
 
 CONTEXT = {
     "step_title": "Diagnostic socio-professionnel",
@@ -48,3 +53,30 @@ def test_dates_are_french_in_paris_time() -> None:
     assert french_datetime(datetime(2026, 12, 24, 9, 30, tzinfo=UTC)) == "24 décembre 2026 à 10 h 30"
     assert french_datetime(datetime(2026, 7, 14, 9, 5, tzinfo=UTC)) == "14 juillet 2026 à 11 h 05"
     assert "24 décembre 2026 à 10 h 30" in render_email("overdue", CONTEXT).body
+
+
+async def test_an_email_that_cannot_be_built_fails_alone_and_never_wedges_the_pathway(
+    parcours: Parcours, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import activities.pathway_activities as activities_module
+
+    real = activities_module.render_email
+
+    def broken_reminders(kind: str, context: dict[str, Any]) -> Any:
+        if kind == "reminder":
+            raise KeyError("gabarit de relance cassé")
+        return real(kind, context)
+
+    monkeypatch.setattr(activities_module, "render_email", broken_reminders)
+    parcours.publish(fast(level2="PT1H"))
+    pathway_id = await parcours.start("test_fast")
+    task_id = parcours.open_task(pathway_id, "tache").id
+    # The pathway goes on: it escalates and its escalation e-mail goes out.
+    await eventually(
+        lambda: f"{task_id}:g0:escalated:1" in parcours.mail.keys(pathway_id), what="the escalation e-mail"
+    )
+    assert not [k for k in parcours.mail.keys(pathway_id) if ":reminder:" in k]
+    with session_scope(parcours.engine) as session:
+        reminder = session.get(models.Notification, f"{task_id}:g0:reminder:0")
+    assert reminder is not None and reminder.status == "failed"  # visible to an operator
+    assert reminder.last_error is not None and "construction impossible" in reminder.last_error

@@ -157,6 +157,8 @@ async def test_captured_emails_page_in_dev_mode(web: Web) -> None:
                 body="Bonjour",
             )
         )
-    async with await web.signed_in(CAMILLE) as client:
+    async with await web.signed_in(ADMIN) as client:
         page = await client.get("/dev/emails")
         assert page.status_code == 200 and "Essai de capture" in page.text
+    async with await web.signed_in(CAMILLE) as client:  # one-time links are in there: admins only
+        assert (await client.get("/dev/emails")).status_code == 403

@@ -454,10 +454,13 @@ async def test_pathway_page_and_referent_actions(web: Web) -> None:
 
     # close another pathway with an exit reason; the list of followed pathways and its filters
     second = await parcours.start(definition_id)
-    _, html = await page(client, "/parcours")
+    _, html = await page(client, "/parcours?statut=open")
     assert (
         f'href="/parcours/{second}"' in html and f'href="/parcours/{first}"' not in html and "Saisie complète" in html
     )
+    # the closed pathway stays listed for its referent, under "Clos"
+    _, html = await page(client, "/parcours?statut=closed")
+    assert f'href="/parcours/{first}"' in html and f'href="/parcours/{second}"' not in html
     await parcours.service.pause(pathway_id=second, actor=actor)
     _, html = await page(client, "/parcours?statut=active")
     assert f'href="/parcours/{second}"' not in html

@@ -119,7 +119,7 @@ def test_cli_and_embedded_stack_restart(tmp_path: Path) -> None:
     assert "OK" in cli(env, "definitions", "validate", str(catalog)).stdout
     failed = cli(env, "definitions", "validate", str(catalog), str(broken), check=False)
     assert failed.returncode == 1
-    assert "step 'orientation'" in failed.stdout and "unknown target step 'nulle_part'" in failed.stdout
+    assert "étape « orientation »" in failed.stdout and "étape cible inconnue « nulle_part »" in failed.stdout
     assert json.loads(cli(env, "definitions", "schema").stdout)["title"] == "Parcours pathway definition"
 
     log = tmp_path / "dev.log"

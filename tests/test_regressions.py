@@ -429,6 +429,10 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "/migrations/{migration_id}/confirmer": (ADMIN, {}),
         "/admin/territoire": (ADMIN, {}),
         "/admin/utilisateurs/{user_id}": (ADMIN, {"role": "admin", "organisation": "spie74", "active": "oui"}),
+        "/admin/utilisateurs": (
+            ADMIN,
+            {"email": "csrf@example.org", "name": "C", "role": "admin", "organisation": "spie74", "active": "1"},
+        ),
     }
     routes = post_routes(web.app)
     assert "/connexion" in routes and "/parcours/nouveau" in routes, routes  # the walk found the pages

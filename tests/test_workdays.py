@@ -186,13 +186,13 @@ def test_delay_from_an_integer_is_working_days() -> None:
 
 @pytest.mark.parametrize("text", ["10 jours", "two weeks", "P", "PT", "P1W", "", "10"])
 def test_malformed_delay_text(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a delay"):
+    with pytest.raises(ValueError, match="n'est pas un délai"):
         parse_delay(text)
 
 
 @pytest.mark.parametrize("value", ["0 jours ouvrés", "-2 working days", "PT0S", "-P1D", 0, -3])
 def test_delay_must_be_positive(value: object) -> None:
-    with pytest.raises(ValidationError, match="positive"):
+    with pytest.raises(ValidationError, match="positif"):
         Delay.model_validate(value)
 
 

@@ -9,15 +9,18 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import typer
 from sqlalchemy.engine import Engine
 
-from definitions.loader import InvalidDefinition, json_schema, load_file
-from definitions.territory import InvalidTerritory, load_territory
+from definitions.schema import EXIT_REASONS
 from parcours.settings import ConfigError, Settings, load_settings
+from services import administration
+from services import definitions as service_definitions
 from services.errors import ServiceError
 from services.pathways import PathwayService
 from store import queries as q
@@ -33,7 +36,7 @@ territory_app = typer.Typer(help="Territoire : bassins, organisations, utilisate
 pathways_app = typer.Typer(help="Parcours des personnes.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Tâches des organisations.", no_args_is_help=True)
 escalations_app = typer.Typer(help="Escalades vers les GTO.", no_args_is_help=True)
-users_app = typer.Typer(help="Utilisateurs : mots de passe.", no_args_is_help=True)
+users_app = typer.Typer(help="Utilisateurs : comptes et mots de passe.", no_args_is_help=True)
 for sub, name in (
     (definitions_app, "definitions"),
     (territory_app, "territory"),
@@ -65,8 +68,51 @@ def settings() -> Settings:
         fail(f"configuration invalide : {error}", 2)
 
 
+OPERATOR = Actor(user_id="cli", organisation_id="system", role="system")
+PARIS_TZ = ZoneInfo("Europe/Paris")
+
+
+def paris(value: str | datetime | None) -> str:
+    """A stored UTC time as Europe/Paris wall-clock time, to the minute (what people read)."""
+    if value is None or value == "":
+        return "-"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(PARIS_TZ).strftime("%d/%m/%Y %H:%M")
+
+
+def missing_data_folder(config: Settings) -> str | None:
+    """Why the read model is absent, or None: a SQLite file that does not exist yet is never created
+    by a command that only reads or acts (an empty one would look like a territory with nobody)."""
+    url = config.resolved_database_url
+    if not url.startswith("sqlite") or ":memory:" in url:
+        return None
+    path = Path(url.split("///", 1)[-1])
+    if path.exists():
+        return None
+    where = "PARCOURS_DATABASE_URL" if config.database_url else "PARCOURS_DATA_DIR"
+    return (
+        f"aucune base de lecture initialisée : {path} n'existe pas (dossier de données cherché : "
+        f"{path.parent}, d'après {where}). Lancez la commande depuis le dossier du projet, ou réglez "
+        "PARCOURS_DATA_DIR sur le dossier de données (ex. PARCOURS_DATA_DIR=/chemin/vers/.parcours), "
+        "ou lancez `parcours setup` (ou `parcours dev`) pour le créer."
+    )
+
+
+def by_actor(engine: Engine, email: str, command: str) -> Actor:
+    """`--by EMAIL`: a known, active user whose role may run this kind of command (services' rule)."""
+    try:
+        return administration.actor_for(engine, email=email, command=command)
+    except ServiceError as error:
+        fail(error.message)
+
+
 def read_model(config: Settings) -> Engine:
     """The read model, refused unless its schema is at this code's revision (`parcours setup` migrates)."""
+    missing = missing_data_folder(config)
+    if missing:
+        fail(missing)
     engine = engine_for(config.resolved_database_url)
     try:
         require_head(engine)
@@ -192,7 +238,13 @@ def ui() -> None:
     from admin_ui.app import create_app
 
     config = settings()
-    uvicorn.run(create_app(read_model(config), config), host=config.ui_host, port=config.ui_port, log_level="info")
+    uvicorn.run(
+        create_app(read_model(config), config),
+        host=config.ui_host,
+        port=config.ui_port,
+        log_level="info",
+        proxy_headers=False,  # the client address comes from PARCOURS_TRUSTED_PROXY_HEADER only
+    )
     finish(0)
 
 
@@ -204,31 +256,20 @@ def definitions_validate(paths: list[Path], as_json: bool = JsonOption) -> None:
     """Valider des fichiers : code 0 si tous sont valides, 1 avec une ligne par erreur."""
     errors: list[dict[str, Any]] = []
     valid: list[dict[str, str]] = []
+    lines: list[str] = []
     for path in paths:
-        try:
-            definition = load_file(path)
-            valid.append({"file": str(path), "id": definition.id})
-        except InvalidDefinition as error:
-            errors.extend(e.as_dict() for e in error.errors)
+        checked = service_definitions.check_file(None, path)
+        if checked.definition is not None:
+            valid.append({"file": str(path), "id": checked.definition.id})
+        errors.extend(e.as_dict() for e in checked.errors)
+        lines.extend(str(e) for e in checked.errors)  # file, line, step, field: the message in French
     if as_json:
         emit({"valid": valid, "errors": errors}, True, str)
     else:
         for item in valid:
             typer.echo(f"OK {item['file']} ({item['id']})")
-        for problem in errors:
-            typer.echo(
-                " : ".join(
-                    filter(
-                        None,
-                        [
-                            problem["file"],
-                            problem["step"] and f"step '{problem['step']}'",
-                            problem["field"] and f"field '{problem['field']}'",
-                            problem["message"],
-                        ],
-                    )
-                )
-            )
+        for line in lines:
+            typer.echo(line)
     finish(1 if errors else 0)
 
 
@@ -238,15 +279,17 @@ def definitions_publish(
 ) -> None:
     """Publier une définition : nouvelle version (les parcours en cours gardent la leur)."""
     config = settings()
-    try:
-        definition = load_file(path)
-    except InvalidDefinition as error:
-        for item in error.errors:
+    checked = service_definitions.check_file(None, path)
+    if checked.definition is None:
+        for item in checked.errors:
             typer.echo(str(item), err=True)
         finish(1)
-    version, created = q.publish_definition(
-        read_model(config), definition=definition, source=path.read_text(encoding="utf-8"), published_by=by
-    )
+    definition = checked.definition
+    engine = read_model(config)
+    # The same rule as the pages and the API: a known designer or administrator, stored by user id.
+    actor = by_actor(engine, by, "definitions") if by else None
+    published = service_definitions.publish_definition(engine, actor, definition, checked.text)
+    version, created = published.version, published.created
     emit(
         {"id": definition.id, "version": version, "created": created},
         as_json,
@@ -258,7 +301,7 @@ def definitions_publish(
 @definitions_app.command("schema")
 def definitions_schema() -> None:
     """Exporter le JSON Schema des définitions (complétion dans les éditeurs)."""
-    typer.echo(json.dumps(json_schema(), ensure_ascii=False, indent=2))
+    typer.echo(json.dumps(service_definitions.schema(), ensure_ascii=False, indent=2))
     finish(0)
 
 
@@ -270,10 +313,9 @@ def territory_load(file: Path, as_json: bool = JsonOption) -> None:
     """Charger (ou mettre à jour) le territoire depuis un fichier YAML."""
     config = settings()
     try:
-        territory = load_territory(file)
-    except InvalidTerritory as error:
-        fail(str(error))
-    counts = q.load_territory(read_model(config), territory=territory)
+        territory, counts = administration.load_territory_file(read_model(config), path=file, actor=OPERATOR)
+    except ServiceError as error:
+        fail(error.message)
     emit(
         counts,
         as_json,
@@ -304,7 +346,11 @@ def pathways_start(
 
     async def work(config: Settings) -> None:
         service = await service_for(config)
-        actor = service.actor_for(by) if by else Actor(user_id="cli", organisation_id=referent, role="caseworker")
+        actor = (
+            by_actor(service.engine, by, "pathways")
+            if by
+            else Actor(user_id="cli", organisation_id=referent, role="caseworker")
+        )
         pathway_id = await service.start_pathway(
             definition_id=definition, basin_id=basin, referent_org=referent, person=person_data, actor=actor
         )
@@ -329,9 +375,22 @@ def pathways_show(pathway_id: str, as_json: bool = JsonOption) -> None:
     def text() -> str:
         p = detail["pathway"]
         lines = [
-            f"{p['id']} — {p['definition_id']} v{p['definition_version']} — {p['basin_id']} — {p['status']} ({p['sla'] or '-'})"
+            f"{p['id']} — {p['definition_id']} v{p['definition_version']} — {p['basin_id']} — {p['status']} ({p['sla'] or '-'})",
+            f"  démarré le {paris(p['started_at'])} (heure de Paris)"
+            + (f", clos le {paris(p['closed_at'])}" if p.get("closed_at") else ""),
         ]
-        lines += [f"  {s['status']:>9}  {s['step_id']}  {s['title']}" for s in detail["steps"]]
+        if p.get("exit_reason"):
+            reason = p["exit_reason"]
+            lines.append(f"  motif de sortie : {EXIT_REASONS.get(reason, reason)} ({reason})")
+        due = {t["step_id"]: t["due_at"] for t in detail["tasks"] if t.get("status") == "open" and t.get("due_at")}
+        for s in detail["steps"]:
+            line = f"  {s['status']:>9}  {s['step_id']}  {s['title']}  (ouverte le {paris(s['opened_at'])}"
+            line += f", échéance {paris(due[s['step_id']])})" if s["step_id"] in due else ")"
+            lines.append(line)
+        lines += [
+            f"  escalade {e['id']} niveau {e['level']} ({e['status']}) depuis le {paris(e['opened_at'])}"
+            for e in detail["escalations"]
+        ]
         return "\n".join(lines)
 
     emit(detail, as_json, text)
@@ -380,7 +439,7 @@ def pathways_migrate(
                 to_version=to_version,
                 step_map=step_map,
                 basin_id=basin,
-                actor=service.actor_for(by) if by else mig.OPERATOR,
+                actor=by_actor(service.engine, by, "migrations") if by else mig.OPERATOR,
                 on_progress=progress,
             )
 
@@ -434,7 +493,7 @@ def tasks_list(
         as_json,
         lambda: (
             "\n".join(
-                f"{t['id']}  {t['organisation_id']:<14} {t['sla'] or '-':<9} {(t['due_at'] or '-')[:16]}  {t['title']}"
+                f"{t['id']}  {t['organisation_id']:<14} {t['sla'] or '-':<9} {paris(t['due_at']):<16}  {t['title']}"
                 for t in rows
             )
             or "Aucune tâche."
@@ -455,13 +514,14 @@ def tasks_complete(
     try:
         form = json.loads(data)
         if not isinstance(form, dict):
-            raise ValueError("an object is expected")
+            raise ValueError("un objet {…} est attendu")
     except ValueError as error:
         fail(f"--data n'est pas un objet JSON valide ({error})")
 
     async def work(config: Settings) -> None:
+        actor = by_actor(read_model(config), by, "tasks")  # before reaching Temporal
         service = await service_for(config)
-        result = await service.complete_task(task_id=task_id, actor=service.actor_for(by), outcome=outcome, data=form)
+        result = await service.complete_task(task_id=task_id, actor=actor, outcome=outcome, data=form)
         emit(
             result.model_dump(mode="json"),
             as_json,
@@ -488,7 +548,7 @@ def escalations_list(
         as_json,
         lambda: (
             "\n".join(
-                f"{e['id']}  {e['basin_id']:<16} niveau {e['level']}  {e['step_id']}  depuis {e['opened_at'][:16]}"
+                f"{e['id']}  {e['basin_id']:<16} niveau {e['level']}  {e['step_id']}  depuis le {paris(e['opened_at'])}"
                 for e in rows
             )
             or "Aucune escalade."
@@ -512,10 +572,11 @@ def escalations_decide(
     """Décision du GTO sur une escalade."""
 
     async def work(config: Settings) -> None:
+        actor = by_actor(read_model(config), by, "escalations")  # before reaching Temporal
         service = await service_for(config)
         result = await service.decide_escalation(
             escalation_id=escalation_id,
-            actor=service.actor_for(by),
+            actor=actor,
             action=action,
             note=note,
             organisation_id=organisation,
@@ -611,13 +672,38 @@ def rebuild(
 # --- Users ----------------------------------------------------------------------------------
 
 
+@users_app.command("add")
+def users_add(
+    email: str,
+    name: str = typer.Option(..., "--name", help="Nom affiché"),
+    organisation: str = typer.Option(..., "--organisation", help="Identifiant de l'organisation"),
+    role: str = typer.Option(..., "--role", help="caseworker, gto_lead, designer, admin"),
+    basin: str = typer.Option(None, "--basin", help="Bassin (animateur·rice de GTO)"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Créer un compte (sans mot de passe : `parcours users set-password` ou lien par e-mail)."""
+    engine = read_model(settings())
+    try:
+        user = administration.create_user(
+            engine, actor=OPERATOR, email=email, name=name, organisation=organisation, role=role, basin=basin
+        )
+    except ServiceError as error:
+        fail(error.message)
+    emit(
+        {"id": user.id, "email": user.email, "role": user.role, "organisation": user.organisation_id},
+        as_json,
+        lambda: f"Compte {user.email} créé ({administration.ROLES[user.role]}, {user.organisation_id}).",
+    )
+    finish(0)
+
+
 @users_app.command("set-password")
 def users_set_password(
     email: str,
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Lire le mot de passe sur l'entrée standard"),
 ) -> None:
     """Définir le mot de passe d'un utilisateur (haché avec argon2)."""
-    from admin_ui.security import set_password
+    from services.identity import set_password  # ends the user's open sessions and API tokens
 
     config = settings()
     if password_stdin:
@@ -633,6 +719,9 @@ def users_set_password(
 
 
 def main() -> None:
+    from worker.cli_fr import install
+
+    install()  # click's and typer's own messages (usage errors, help) in French
     try:
         app()
     except SystemExit as exit_:

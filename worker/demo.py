@@ -97,8 +97,8 @@ async def seed_demo_pathways(service: PathwayService) -> list[str]:
 
 def ensure_demo_passwords(engine: Engine) -> int:
     """Dev mode: give every demo user without a password the demo password."""
-    from admin_ui.security import set_password
     from definitions.territory import load_territory as read_territory
+    from services.identity import set_password
 
     count = 0
     for spec in read_territory(DEMO_TERRITORY).users:

@@ -11,6 +11,7 @@ import uvicorn
 
 from admin_ui.app import create_app
 from parcours.settings import Settings
+from services.administration import where_emails_go
 from services.pathways import PathwayService
 from store.db import engine_for
 from store.migrations import upgrade_to_head
@@ -35,12 +36,10 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
     try:
         engine = engine_for(settings.resolved_database_url)
         say(upgrade_to_head(engine).describe())  # a SchemaError (RuntimeError) stops the stack with its message
+        say(where_emails_go(settings))  # captured here, or sent to which SMTP host
         if settings.uses_smtp_capture:
             capture = start_capture(engine, port=settings.capture_smtp_port)
             settings = settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": settings.capture_smtp_port})
-            say(
-                f"E-mails capturés localement (SMTP 127.0.0.1:{settings.capture_smtp_port}), visibles sur {settings.public_url}/dev/emails"
-            )
         published = load_reference_data(engine, demo_definitions=demo)
         say("Territoire Haute-Savoie chargé ; catalogue : " + ", ".join(f"{i} v{v}" for i, v, _ in published))
         if settings.mode == "dev" and ensure_demo_passwords(engine):
@@ -52,6 +51,7 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
                 host=settings.ui_host,
                 port=settings.ui_port,
                 log_level="warning",
+                proxy_headers=False,  # the client address comes from PARCOURS_TRUSTED_PROXY_HEADER only
             )
         )
         stop = asyncio.Event()

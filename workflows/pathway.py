@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from definitions.calendar import WorkCalendar
-    from definitions.durations import Delay
+    from definitions.durations import TOO_LONG, Delay, too_long
     from definitions.migration import Landing, MigrationInputError, MigrationPlan, module_position, plan_migration
     from definitions.schema import (
         EXIT_REASONS,
@@ -432,6 +432,8 @@ class PathwayWorkflow:
                 "Le parcours est suspendu : la structure référente doit le reprendre avant une décision du GTO."
             )
         self._check_decision(command)
+        if command.action == "extend" and too_long(Delay.model_validate(command.extend_by)):
+            raise reject(f"Prolongation refusée : {TOO_LONG}.", "invalid")
 
     def _check_decision(self, command: GtoDecision) -> tuple[Escalation, Item]:
         escalation = self.state.escalations.get(command.escalation_id)

@@ -3,8 +3,6 @@ in dev mode the captured e-mails."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
@@ -12,46 +10,32 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import col, func, select
 from starlette.responses import Response
 
-from admin_ui.access import record_action
 from admin_ui.deps import Engine_, User, get_settings, require_roles, verify_csrf
 from admin_ui.web import PAGE_SIZE, flash, page_number, render
-from definitions.territory import InvalidTerritory, load_territory
 from parcours.settings import Settings
+from services import administration
+from services.administration import ROLES
+from services.errors import ServiceError
 from store import models
-from store import queries as q
 from store.db import session_scope
 from store.views import Paged
 
 router = APIRouter(include_in_schema=False)
 AdminOnly = [Depends(require_roles("admin"))]
-ROLES = {
-    "caseworker": "Conseiller·ère",
-    "gto_lead": "Animateur·rice GTO",
-    "designer": "Concepteur·rice",
-    "admin": "Administrateur·rice",
-}
 
 
 @router.get("/admin", dependencies=AdminOnly)
 def territory(request: Request, engine: Engine_) -> Response:
-    with session_scope(engine) as session:
-        basins = list(session.exec(select(models.Basin).order_by(models.Basin.name)))
-        organisations = list(
-            session.exec(select(models.Organisation).order_by(models.Organisation.type, models.Organisation.name))
-        )
-        users_per_org = dict(
-            session.exec(select(models.User.organisation_id, func.count()).group_by(models.User.organisation_id)).all()
-        )
-    direction = q.get_setting(engine, key=q.DIRECTION_EMAIL)
+    view = administration.overview(engine)
     return render(
         request,
         "admin/territory.html",
         title="Territoire",
         nav="admin",
-        basins=basins,
-        organisations=organisations,
-        users_per_org=users_per_org,
-        direction=direction,
+        basins=view.basins,
+        organisations=view.organisations,
+        users_per_org=view.users_per_org,
+        direction=view.direction,
     )
 
 
@@ -60,16 +44,13 @@ async def import_territory(
     request: Request, engine: Engine_, user: User, file: Annotated[UploadFile, File()]
 ) -> Response:
     content = await file.read()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / (Path(file.filename or "territoire.yaml").name or "territoire.yaml")
-        path.write_bytes(content)
-        try:
-            parsed = load_territory(path)
-        except InvalidTerritory as error:
-            flash(request, f"Import refusé, rien n'a été modifié : {error}".replace(str(path), path.name), "error")
-            return RedirectResponse("/admin", status_code=303)
-    counts = q.load_territory(engine, territory=parsed)
-    record_action(engine, user, "territory_imported", detail={k: str(v) for k, v in counts.items()})
+    try:
+        parsed, counts = administration.import_territory(
+            engine, content=content, filename=file.filename, actor=user.actor
+        )
+    except ServiceError as error:
+        flash(request, error.message, "error")
+        return RedirectResponse("/admin", status_code=303)
     flash(
         request,
         f"Territoire « {parsed.name} » importé : {counts['basins']} bassins, {counts['organisations']} organisations, {counts['users']} utilisateurs.",
@@ -81,36 +62,52 @@ async def import_territory(
 def users(
     request: Request, engine: Engine_, page: int | None = None, organisation: str | None = None, role: str | None = None
 ) -> Response:
-    number = page_number(page)
-    where = []
-    if organisation:
-        where.append(models.User.organisation_id == organisation)
-    if role:
-        where.append(models.User.role == role)
-    with session_scope(engine) as session:
-        total = int(session.exec(select(func.count()).select_from(models.User).where(*where)).one())
-        rows = list(
-            session.exec(
-                select(models.User)
-                .where(*where)
-                .order_by(models.User.email)
-                .offset((number - 1) * PAGE_SIZE)
-                .limit(PAGE_SIZE)
-            )
-        )
-        organisations = list(session.exec(select(models.Organisation).order_by(models.Organisation.name)))
-        basins = list(session.exec(select(models.Basin).order_by(models.Basin.name)))
     return render(
         request,
         "admin/users.html",
         title="Utilisateurs",
         nav="users",
-        page=Paged(rows, number, PAGE_SIZE, total),
-        organisations=organisations,
-        basins=basins,
+        page=administration.list_users(
+            engine, page=page_number(page), page_size=PAGE_SIZE, organisation=organisation, role=role
+        ),
+        organisations=administration.organisations(engine),
+        basins=administration.basins(engine),
         roles=ROLES,
         filters={"organisation": organisation or "", "role": role or ""},
     )
+
+
+@router.post("/admin/utilisateurs", dependencies=[*AdminOnly, Depends(verify_csrf)])
+def create_user(
+    request: Request,
+    engine: Engine_,
+    admin: User,
+    email: Annotated[str, Form(max_length=254)],
+    name: Annotated[str, Form(max_length=200)],
+    role: Annotated[str, Form(max_length=40)],
+    organisation: Annotated[str, Form(max_length=100)],
+    basin: Annotated[str, Form(max_length=100)] = "",
+    active: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    try:
+        created = administration.create_user(
+            engine,
+            actor=admin.actor,
+            email=email,
+            name=name,
+            organisation=organisation,
+            role=role,
+            basin=basin,
+            active=bool(active),
+        )
+    except ServiceError as error:
+        flash(request, f"Compte non créé : {error.message}", "error")
+        return RedirectResponse("/admin/utilisateurs", status_code=303)
+    flash(
+        request,
+        f"Compte {created.email} créé. Mot de passe : lien de connexion par e-mail, ou `parcours users set-password`.",
+    )
+    return RedirectResponse("/admin/utilisateurs", status_code=303)
 
 
 @router.post("/admin/utilisateurs/{user_id}", dependencies=[*AdminOnly, Depends(verify_csrf)])
@@ -119,57 +116,46 @@ def update_user(
     engine: Engine_,
     admin: User,
     user_id: str,
-    role: Annotated[str, Form()],
-    organisation: Annotated[str, Form()],
-    basin: Annotated[str, Form()] = "",
-    active: Annotated[str, Form()] = "",
+    role: Annotated[str, Form(max_length=40)],
+    organisation: Annotated[str, Form(max_length=100)],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    basin: Annotated[str, Form(max_length=100)] = "",
+    active: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    if role not in ROLES:
-        flash(request, f"Rôle inconnu : {role}", "error")
+    try:
+        changed = administration.update_user(
+            engine,
+            actor=admin.actor,
+            user_id=user_id,
+            name=name,
+            organisation=organisation,
+            role=role,
+            basin=basin,
+            active=bool(active),
+        )
+    except ServiceError as error:
+        if error.kind == "not_found":
+            raise HTTPException(404, error.message) from None
+        flash(request, f"Compte non modifié : {error.message}", "error")
         return RedirectResponse("/admin/utilisateurs", status_code=303)
-    if role == "gto_lead" and not basin:
-        flash(request, "Un·e animateur·rice de GTO doit avoir un bassin.", "error")
-        return RedirectResponse("/admin/utilisateurs", status_code=303)
-    with session_scope(engine) as session:
-        row = session.get(models.User, user_id)
-        if row is None:
-            raise HTTPException(404, "Utilisateur inconnu.")
-        if session.get(models.Organisation, organisation) is None or (
-            basin and session.get(models.Basin, basin) is None
-        ):
-            flash(request, "Organisation ou bassin inconnu.", "error")
-            return RedirectResponse("/admin/utilisateurs", status_code=303)
-        row.role, row.organisation_id = role, organisation
-        row.basin_id = basin or None
-        row.active = bool(active)
-        session.add(row)
-        email = row.email
-    record_action(
-        engine,
-        admin,
-        "user_changed",
-        detail={
-            "user": user_id,
-            "role": role,
-            "organisation": organisation,
-            "active": str(bool(active)),
-        },
-    )
-    flash(request, f"Compte {email} mis à jour.")
+    flash(request, f"Compte {changed.email} mis à jour.")
     return RedirectResponse("/admin/utilisateurs", status_code=303)
 
 
-@router.get("/dev/emails")
+def dev_mode_only(settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """Captured e-mails hold one-time sign-in links: the page does not exist outside dev mode."""
+    if settings.mode != "dev":
+        raise HTTPException(404, "Page introuvable.")
+
+
+@router.get("/dev/emails", dependencies=[Depends(dev_mode_only), *AdminOnly])
 def captured_emails(
     request: Request,
     engine: Engine_,
-    user: User,
     settings: Annotated[Settings, Depends(get_settings)],
     page: int | None = None,
 ) -> Response:
-    """Like a mail catcher, so a demo shows what partners receive (dev mode, or admins)."""
-    if settings.mode != "dev" and user.role != "admin":
-        raise HTTPException(403, "Les e-mails capturés ne sont visibles qu'en mode développement.")
+    """Like a mail catcher, so a demo shows what partners receive (dev mode, administrators only)."""
     number = page_number(page)
     with session_scope(engine) as session:
         total = int(session.exec(select(func.count()).select_from(models.CapturedEmail)).one())
@@ -182,5 +168,11 @@ def captured_emails(
             )
         )
     return render(
-        request, "admin/emails.html", title="E-mails capturés", nav="emails", page=Paged(rows, number, PAGE_SIZE, total)
+        request,
+        "admin/emails.html",
+        title="E-mails capturés",
+        nav="emails",
+        page=Paged(rows, number, PAGE_SIZE, total),
+        where_emails_go=administration.where_emails_go(settings),
+        emails_captured=administration.emails_captured(settings),
     )

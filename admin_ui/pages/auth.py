@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import aiosmtplib
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
-from activities.mailer import send_email
-from admin_ui.access import CurrentUser, record_action
-from admin_ui.deps import Engine_, get_settings, optional_user, verify_csrf
-from admin_ui.security import LOGIN_LINK_MINUTES, authenticate, consume_login_token, create_login_token
+from admin_ui.access import CurrentUser
+from admin_ui.deps import Engine_, client_of, get_settings, optional_user, verify_csrf
 from admin_ui.web import ROLE_HOME, flash, render
 from parcours.settings import Settings
-from store import queries as q
+from services import identity
+from services.identity import SignInRefused
+from store import models
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,13 +29,9 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
-def _sign_in(request: Request, user_id: str, role: str, target: str | None) -> Response:
-    csrf = request.session.get("csrf")
-    request.session.clear()
-    if csrf:
-        request.session["csrf"] = csrf
-    request.session["user_id"] = user_id
-    return RedirectResponse(_safe_next(target) or ROLE_HOME.get(role, "/"), status_code=303)
+def _sign_in(request: Request, user: models.User, target: str | None) -> Response:
+    identity.open_session(request.session, user)
+    return RedirectResponse(_safe_next(target) or ROLE_HOME.get(user.role, "/"), status_code=303)
 
 
 @router.get("/")
@@ -54,64 +49,43 @@ def sign_in_page(request: Request, suivant: str | None = None) -> Response:
 def sign_in(
     request: Request,
     engine: Engine_,
-    email: Annotated[str, Form()] = "",
-    password: Annotated[str, Form()] = "",
-    suivant: Annotated[str, Form()] = "",
+    email: Annotated[str, Form(max_length=254)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    suivant: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    limiter = request.app.state.sign_in_limiter
-    key = f"{email.strip().lower()}|{request.client.host if request.client else ''}"
-    if limiter.blocked(key):
+    try:
+        user = identity.sign_in_with_password(
+            engine, email=email, password=password, client=client_of(request), method="password"
+        )
+    except SignInRefused as refused:
         return render(
             request,
             "sign_in.html",
-            status_code=429,
+            status_code=refused.status,
             title="Connexion",
             next=suivant,
             email=email,
-            error="Trop de tentatives : réessayez dans 15 minutes, ou demandez un lien de connexion par e-mail.",
+            error=refused.message,
         )
-    user = authenticate(engine, email=email, password=password)
-    if user is None:
-        limiter.failed(key)
-        return render(
-            request,
-            "sign_in.html",
-            status_code=401,
-            title="Connexion",
-            next=suivant,
-            email=email,
-            error="Adresse e-mail ou mot de passe incorrect.",
-        )
-    limiter.succeeded(key)
-    record_action(engine, user, "signed_in", detail={"method": "password"})
-    return _sign_in(request, user.id, user.role, suivant)
+    return _sign_in(request, user, suivant)
 
 
 @router.post("/connexion/lien", dependencies=[Depends(verify_csrf)])
-async def send_link(
+def send_link(
     request: Request,
     engine: Engine_,
     settings: Annotated[Settings, Depends(get_settings)],
-    email: Annotated[str, Form()] = "",
+    background: BackgroundTasks,
+    email: Annotated[str, Form(max_length=254)] = "",
 ) -> Response:
-    user = q.get_user_by_email(engine, email=email)
-    if user is not None and user.active:
-        token = create_login_token(engine, user_id=user.id)
-        body = (
-            f"Bonjour {user.name},\n\nPour vous connecter à Parcours, ouvrez ce lien (valable {LOGIN_LINK_MINUTES} minutes, une seule fois) :\n"
-            f"{settings.public_url}/connexion/lien/{token}\n\nSi vous n'êtes pas à l'origine de cette demande, ignorez ce message.\n"
+    try:
+        send = identity.request_link(engine, settings, email=email, client=client_of(request))
+    except SignInRefused as refused:
+        return render(
+            request, "sign_in.html", status_code=refused.status, title="Connexion", email=email, error=refused.message
         )
-        try:
-            await send_email(settings, to=[user.email], subject="[Parcours] Votre lien de connexion", body=body)
-        except (aiosmtplib.SMTPException, OSError):
-            return render(
-                request,
-                "sign_in.html",
-                status_code=503,
-                title="Connexion",
-                email=email,
-                error="L'envoi de l'e-mail a échoué : réessayez dans un instant.",
-            )
+    if send is not None:
+        background.add_task(send)  # after the answer: known and unknown addresses answer alike
     # The same answer whether or not the address is known: no account enumeration.
     flash(request, "Si cette adresse correspond à un compte, un lien de connexion vient de lui être envoyé.", "info")
     return RedirectResponse("/connexion", status_code=303)
@@ -119,16 +93,15 @@ async def send_link(
 
 @router.get("/connexion/lien/{token}")
 def use_link(request: Request, engine: Engine_, token: str) -> Response:
-    user = consume_login_token(engine, token=token)
+    user = identity.sign_in_with_link(engine, token=token)
     if user is None:
         flash(request, "Ce lien de connexion est invalide, expiré ou déjà utilisé : demandez-en un nouveau.", "error")
         return RedirectResponse("/connexion", status_code=303)
-    record_action(engine, user, "signed_in", detail={"method": "link"})
-    return _sign_in(request, user.id, user.role, None)
+    return _sign_in(request, user, None)
 
 
 @router.post("/deconnexion", dependencies=[Depends(verify_csrf)])
-def sign_out(request: Request) -> Response:
-    request.session.clear()
+def sign_out(request: Request, engine: Engine_) -> Response:
+    identity.sign_out(engine, request.session)  # this session and the user's others, API tokens too
     flash(request, "Vous êtes déconnecté·e.", "info")
     return RedirectResponse("/connexion", status_code=303)

@@ -6,9 +6,8 @@ Every action goes through PathwayService; refusals are shown next to the field o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from admin_ui.access import access_reason, person_view, record_view
+from admin_ui.access import access_reason
 from admin_ui.deps import Engine_, Service, User, require_roles, verify_csrf
 from admin_ui.web import (
     PAGE_SIZE,
@@ -39,40 +38,25 @@ from definitions.schema import (
     TaskStep,
     WaitStep,
 )
+from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS
+from services import reading
 from services.errors import ServiceError
 from services.pathways import PathwayService, PersonIn, person_errors
+from services.reading import read_person
 from store import models
 from store import queries as q
 from store import views as v
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_roles("caseworker"))])
 CSRF = [Depends(verify_csrf)]
-T = TypeVar("T")
 
-AUDIT_LABELS = {
-    "pathway_started": "Parcours démarré",
-    "task_completed": "Tâche terminée",
-    "task_reassigned": "Tâche réattribuée",
-    "module_added": "Module ajouté",
-    "step_skipped": "Étape passée",
-    "pathway_paused": "Parcours suspendu",
-    "pathway_resumed": "Parcours repris",
-    "pathway_closed": "Parcours clos",
-    "reminder_sent": "Relance envoyée",
-    "task_overdue": "Échéance dépassée",
-    "escalated": "Escalade",
-    "escalation_decided": "Décision sur l'escalade",
-    "personal_data_viewed": "Consultation des données personnelles",
-}
 ESCALATION_TARGETS = {"gto": "GTO du bassin", "spie_direction": "direction du SPIE"}
-GTO_ACTIONS = {
-    "reassign": "réattribuer la tâche",
-    "extend": "prolonger le délai",
-    "add_step": "ajouter une étape",
-    "close": "clore le parcours",
-    "unblock": "débloquer",
+PATHWAY_STATUSES = {
+    "open": "Ouverts (en cours ou suspendus)",
+    "active": "En cours",
+    "paused": "Suspendu",
+    "closed": "Clos",
 }
-PATHWAY_STATUSES = {"active": "En cours", "paused": "Suspendu"}
 TASK_STATUSES = {"open": "À traiter", "done": "Terminées"}
 SHORT_TEXT_HINTS = (
     "nom",
@@ -172,13 +156,6 @@ def _url(path: str, params: dict[str, Any]) -> str:
     return path + ("?" + urlencode(clean) if clean else "")
 
 
-def _page_within(query: Callable[[int], v.Paged[T]], page: str | None) -> v.Paged[T]:
-    """The asked page of `query`, or its last page when the number is past the end."""
-    number = _page_number(page)
-    paged = query(number)
-    return query(paged.pages) if number > paged.pages else paged
-
-
 def _list_page(
     request: Request,
     template: str,
@@ -220,19 +197,16 @@ def inbox(
         "sla": sla if sla in SLA_BADGES else None,
     }
 
-    def query(n: int) -> v.Paged[models.Task]:
-        return v.task_inbox(
-            engine,
-            organisation_id=user.organisation_id,
-            status=filters["statut"],
-            basin_id=filters["bassin"],
-            definition_id=filters["type"],
-            sla=filters["sla"],
-            page=n,
-            size=PAGE_SIZE,
-        )
-
-    tasks = _page_within(query, page)
+    tasks = reading.inbox(
+        engine,
+        user,
+        status=filters["statut"] or "open",
+        basin_id=filters["bassin"],
+        definition_id=filters["type"],
+        sla=filters["sla"],
+        page=_page_number(page),
+        size=PAGE_SIZE,
+    )
     return _list_page(
         request,
         "caseworker/inbox.html",
@@ -287,16 +261,15 @@ def _task_context(
     step = definition.task(task.step_id)
     person = None
     if reason is not None:
-        row = v.get_person(engine, person_id=pathway.person_id)
-        if row is not None:
-            person = person_view(row, user)
-            record_view(
-                engine,
-                user,
-                pathway_id=pathway.id,
-                what="identité de la personne (page de tâche)",
-                reason=reason,
-            )
+        # A POST acts on the task: only a GET reads (and traces a view of) personal data.
+        person = read_person(
+            engine,
+            user,
+            pathway,
+            reason=reason,
+            what="identité de la personne (page de tâche)",
+            audit=request.method == "GET",
+        )
     organisations = q.list_organisations(engine)
     names = {o.id: o.name for o in organisations}
     is_open = task.status == "open"
@@ -458,12 +431,12 @@ async def task_note(request: Request, engine: Engine_, service: Service, user: U
     context = _task_context(request, engine, service, user, task, pathway)
     if not context["may_note"]:
         raise HTTPException(403, "Seul le groupe de suivi du parcours peut y ajouter une note.")
-    return await _save_note(request, engine, user, pathway, context, "caseworker/task.html", f"/taches/{task.id}")
+    return await _save_note(request, service, user, pathway, context, "caseworker/task.html", f"/taches/{task.id}")
 
 
 async def _save_note(
     request: Request,
-    engine: Any,
+    service: PathwayService,
     user: Any,
     pathway: models.Pathway,
     context: dict[str, Any],
@@ -479,7 +452,10 @@ async def _save_note(
             status_code=422,
             **{**context, "note_error": "Écrivez la note avant de l'enregistrer."},
         )
-    q.save_note(engine, text=text, author_user_id=user.id, pathway_id=pathway.id)
+    try:
+        service.add_note(pathway_id=pathway.id, actor=user.actor, text=text)
+    except ServiceError as error:
+        return render(request, template, status_code=error.status, **{**context, "note_error": error.message})
     flash(request, "Note partagée avec le groupe de suivi.")
     return _redirect(request, done_url)
 
@@ -504,18 +480,15 @@ def pathways(
         "statut": statut if statut in PATHWAY_STATUSES else None,
     }
 
-    def query(n: int) -> v.Paged[models.Pathway]:
-        return v.pathway_list(
-            engine,
-            follow_up_org=user.organisation_id,
-            basin_id=filters["bassin"],
-            definition_id=filters["type"],
-            status=filters["statut"],
-            page=n,
-            size=PAGE_SIZE,
-        )
-
-    rows = _page_within(query, page)
+    rows = reading.pathways(
+        engine,
+        user,
+        basin_id=filters["bassin"],
+        definition_id=filters["type"],
+        status=filters["statut"],
+        page=_page_number(page),
+        size=PAGE_SIZE,
+    )
     definitions: dict[tuple[str, int], Definition] = {}
     current: dict[str, list[str]] = {}
     for pathway in rows.items:
@@ -618,7 +591,7 @@ def start_definitions(
 
 
 def _french_person_error(field: str, message: str) -> str:
-    if field in PERSON_FORMATS and not message.startswith(("numéro", "le consentement")):
+    if field in PERSON_FORMATS and not message.startswith(("numéro", "le consentement")) and "au plus" not in message:
         return PERSON_FORMATS[field]
     return message
 
@@ -834,7 +807,8 @@ def _audit_entries(
                 f"{ESCALATION_TARGETS.get(detail.get('to', ''), detail.get('to', ''))}"
             )
         elif event.action == "escalation_decided":
-            parts.append("décision : " + GTO_ACTIONS.get(detail.get("action", ""), detail.get("action", "")))
+            action = GTO_ACTIONS.get(detail.get("action", ""))
+            parts.append("décision : " + (action.done if action else detail.get("action", "")))
         elif event.action == "personal_data_viewed":
             parts.append(f"{detail.get('what', '')} ({detail.get('reason', '')})")
         note = notes.get(detail.get("note_id", ""))
@@ -867,10 +841,7 @@ def _pathway_context(
             "Votre organisation ne fait pas (ou plus) partie du groupe de suivi de ce parcours :"
             " ses informations ne vous sont pas accessibles.",
         )
-    row = v.get_person(engine, person_id=pathway.person_id)
-    person = person_view(row, user) if row is not None else None
-    if person is not None:
-        record_view(engine, user, pathway_id=pathway.id, what="fiche du parcours", reason=reason)
+    person = read_person(engine, user, pathway, reason=reason, what="fiche du parcours", audit=request.method == "GET")
     definition = service.definition_of(pathway)
     history = v.pathway_history(engine, pathway_id=pathway.id)
     notes = v.pathway_notes(engine, pathway_id=pathway.id)
@@ -1022,7 +993,7 @@ async def pathway_note(request: Request, engine: Engine_, service: Service, user
     context = _pathway_context(request, engine, service, user, pathway)
     return await _save_note(
         request,
-        engine,
+        service,
         user,
         pathway,
         context,

@@ -5,30 +5,29 @@ runs with short durations. Designers see anonymous counts only, never a person."
 
 from __future__ import annotations
 
-import copy
 import difflib
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse
+from pydantic import StringConstraints
 from sqlmodel import select
 from starlette.responses import Response
 
-from admin_ui.access import CurrentUser, record_action
+from admin_ui.access import CurrentUser
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
 from admin_ui.diagram import (
     KIND_LABELS,
     delay_label,
     escalation_label,
+    render_definition_diagram,
     render_definition_svg,
     role_label,
 )
 from admin_ui.pages.gto import parse_when, step_titles
 from admin_ui.web import basin_names, flash, organisation_names, render
-from definitions.loader import DefinitionError, InvalidDefinition, content_hash, parse_text
 from definitions.schema import (
     TRIAL_SUFFIX,
     DecisionStep,
@@ -38,6 +37,8 @@ from definitions.schema import (
     TaskStep,
     WaitStep,
 )
+from services import definitions as service_definitions
+from services.definitions import SECONDS_PER_WORKING_DAY, STATUSES
 from services.errors import ServiceError
 from store import models, views
 from store import queries as q
@@ -46,10 +47,7 @@ from store.db import session_scope
 router = APIRouter(include_in_schema=False)
 DesignerUser = Annotated[CurrentUser, Depends(require_roles("designer", "admin"))]
 
-STATUSES = {"experimental": "Expérimentale", "active": "Active", "retired": "Retirée"}
 STATUS_BADGES = {"experimental": "fr-badge--new", "active": "fr-badge--success", "retired": ""}
-SECONDS_PER_WORKING_DAY = 10
-"""Trial runs: one working day lasts this many seconds."""
 MAX_SOURCE = 512 * 1024
 NOTIFICATION_KINDS = {
     "task_assigned": "Nouvelle tâche",
@@ -64,18 +62,11 @@ NOTIFICATION_KINDS = {
 
 
 def all_versions(engine: Any) -> dict[str, list[models.DefinitionVersion]]:
-    grouped: dict[str, list[models.DefinitionVersion]] = {}
-    for row in q.list_definitions(engine):
-        grouped.setdefault(row.id, []).append(row)
-    return grouped
+    return service_definitions.all_versions(engine)
 
 
 def version_row(engine: Any, definition_id: str, version: int) -> models.DefinitionVersion:
-    with session_scope(engine) as session:
-        row = session.get(models.DefinitionVersion, (definition_id, version))
-    if row is None:
-        raise HTTPException(404, f"Version {version} de la définition « {definition_id} » introuvable.")
-    return row
+    return service_definitions.version_row(engine, definition_id, version)
 
 
 def basins_label(basins: list[str], names: dict[str, str]) -> str:
@@ -226,7 +217,7 @@ def _version_page(
         nav="definitions",
         row=row,
         definition=definition,
-        svg=render_definition_svg(definition, counts=counts, dom_id="schema"),
+        svg=render_definition_diagram(definition, counts=counts, dom_id="schema"),
         steps=step_rows(definition),
         counts=counts,
         total_open=sum(e["total"] for e in counts.values()),
@@ -378,160 +369,6 @@ def diff_page(
 
 # --- Publishing: validate on the spot, then publish -----------------------------------------------
 
-FRENCH = [
-    (r"^unknown target step '(.+)'$", "étape cible inconnue « {0} »"),
-    (r"^duplicate step id '(.+)'$", "identifiant d'étape en double « {0} »"),
-    (r"^duplicate module id '(.+)'$", "identifiant de module en double « {0} »"),
-    (r"^duplicate id '(.+)' in (.+)$", "identifiant « {0} » en double dans {1}"),
-    (
-        r"^step '(.+)' is unreachable from start '(.+)'$",
-        "l'étape « {0} » n'est pas atteignable depuis le début « {1} »",
-    ),
-    (
-        r"^a definition needs at least one end step \(kind: end\)$",
-        "il faut au moins une étape de sortie (kind: end)",
-    ),
-    (
-        r"^a decision needs a default transition \(default\)$",
-        "une décision doit avoir une transition par défaut (default)",
-    ),
-    (
-        r"^outcome '(.+)' has no transition \(next\)$",
-        "l'issue « {0} » n'indique pas l'étape suivante (next)",
-    ),
-    (r"^unknown field '(.+)'$", "champ inconnu « {0} »"),
-    (r"^Field required$", "champ obligatoire manquant"),
-    (
-        r"^invalid YAML at line (\d+), column (\d+): (.+)$",
-        "YAML invalide ligne {0}, colonne {1} : {2}",
-    ),
-    (r"^invalid YAML: (.+)$", "YAML invalide : {0}"),
-    (
-        r"^unknown step kind: .*$",
-        "type d'étape inconnu : utilisez task, parallel, decision, wait ou end",
-    ),
-    (
-        r"^an optional step must say where a skip leads \(skip_to\)$",
-        "une étape facultative doit dire où mène son passage (skip_to)",
-    ),
-    (
-        r"^a definition is a mapping .*$",
-        "une définition est un dictionnaire YAML (id, title, steps…)",
-    ),
-    (
-        r"^'(.+)' is not a delay: .*$",
-        "« {0} » n'est pas un délai : écrivez « 10 jours ouvrés » ou une durée ISO 8601 (PT30S, PT2H, P3D)",
-    ),
-    (r"^a delay must be positive.*$", "un délai doit être positif"),
-    (
-        r"^String should match pattern '\^\[a-z\]\[a-z0-9_\]\*\$'$",
-        "identifiant invalide : minuscules, chiffres et _ uniquement, en commençant par une lettre",
-    ),
-    (
-        r"^unknown role (.+?): .*$",
-        "rôle inconnu {0} : utilisez referent, partner:<type> ou organisation:<id>",
-    ),
-    (r"^unknown partner type '(.+?)'.*$", "type de partenaire inconnu « {0} »"),
-    (r"^unknown exit reason '(.+?)'.*$", "motif de sortie inconnu « {0} »"),
-    (r"^decision on unknown task '(.+)'$", "décision sur une tâche inconnue « {0} »"),
-    (
-        r"^List should have at least (\d+) items?.*$",
-        "la liste doit contenir au moins {0} élément(s)",
-    ),
-    (
-        r"^Input should be a valid (string|integer|list|dictionary).*$",
-        "valeur invalide (attendu : {0})",
-    ),
-    (r"^Input should be (.+)$", "valeur attendue : {0}"),
-]
-
-
-def in_french(message: str) -> str:
-    for pattern, template in FRENCH:
-        if match := re.match(pattern, message, re.DOTALL):
-            return template.format(*match.groups())
-    return message
-
-
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
-
-
-def _block_end(lines: list[str], i: int, end: int) -> int:
-    """The end of the YAML node opened at line i (more indented lines, and for a key, its list
-    written at the same indentation)."""
-    indent, is_item = _indent(lines[i]), lines[i].lstrip().startswith("- ")
-    j = i + 1
-    while j < end and (
-        not lines[j].strip()
-        or _indent(lines[j]) > indent
-        or (not is_item and _indent(lines[j]) == indent and lines[j].lstrip().startswith("- "))
-    ):
-        j += 1
-    return j
-
-
-def _walk(lines: list[str], start: int, end: int, path: list[str | int]) -> int:
-    """Follow a field path (`outcomes[0].next`) inside lines[start:end]; the deepest line found."""
-    found = start
-    for part in path:
-        if isinstance(part, int):
-            items = [i for i in range(found + 1, end) if lines[i].lstrip().startswith("- ")]
-            if not items:
-                return found
-            top = min(_indent(lines[i]) for i in items)
-            items = [i for i in items if _indent(lines[i]) == top]
-            if part >= len(items):
-                return found
-            found = items[part]
-        else:
-            key = re.compile(rf"(^|[\s{{,-]){re.escape(part)}\s*:")
-            hit = next((i for i in range(found, end) if key.search(lines[i])), None)
-            if hit is None:
-                return found
-            found = hit
-        start, end = found, _block_end(lines, found, end)
-    return found
-
-
-def _path_parts(field: str) -> list[str | int]:
-    return [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", field)]
-
-
-def locate(lines: list[str], error: DefinitionError) -> int | None:
-    """The (0-based) line of the source an error is about: the step's `id:` line, or its field."""
-    if match := re.search(r"at line (\d+)", error.message):
-        return int(match.group(1)) - 1
-    path = _path_parts(error.field) if error.field else []
-    step = error.step
-    if step is None or step.startswith("#"):
-        if path and isinstance(path[0], str):
-            top = re.compile(rf"^{re.escape(path[0])}\s*:")
-            first = next((i for i, line in enumerate(lines) if top.match(line)), None)
-            if first is not None:
-                return _walk(lines, first, _block_end(lines, first, len(lines)), path[1:])
-        return None
-    key = step.removeprefix("module ")
-    pattern = re.compile(rf"(^|[\s{{,])id\s*:\s*[\"']?{re.escape(key)}[\"']?\s*(,|}}|#|$)")
-    hits = [i for i, line in enumerate(lines) if pattern.search(line)]
-    if not hits:
-        return None
-    # Prefer a step (a line with or near `kind:`) over an outcome with the same id.
-    at = next(
-        (i for i in hits if any("kind" in lines[j] for j in range(max(0, i - 2), min(len(lines), i + 3)))),
-        hits[0],
-    )
-    if not path or path == ["id"]:
-        return at
-    # The step's list item: back to its `- ` line, then follow the field inside it.
-    start = at
-    while (
-        start > 0 and not lines[start].lstrip().startswith("- ") and _indent(lines[start - 1]) >= _indent(lines[at]) - 2
-    ):
-        start -= 1
-    end = _block_end(lines, start, len(lines))
-    return _walk(lines, start, end, path)
-
 
 @dataclass
 class Checked:
@@ -547,23 +384,14 @@ class Checked:
 
 
 def check_source(engine: Any, source: str) -> Checked:
+    """The validation report: errors come from the loader in French, with their step, field and line."""
     if not source.strip():
         return _read_error(source, "Collez le texte YAML de la définition ou choisissez un fichier.")
-    try:
-        definition = parse_text(source, source="définition")
-    except InvalidDefinition as invalid:
-        text_lines = source.splitlines()
-        errors: list[dict[str, Any]] = []
-        for problem in invalid.errors:
-            line = locate(text_lines, problem)
-            errors.append(
-                {
-                    "step": problem.step,
-                    "field": problem.field,
-                    "message": in_french(problem.message),
-                    "line": line + 1 if line is not None else None,
-                }
-            )
+    checked = service_definitions.check(engine, source, source="définition")
+    if checked.definition is None:
+        errors: list[dict[str, Any]] = [
+            {"step": e.step, "field": e.field, "message": e.message, "line": e.line} for e in checked.errors
+        ]
         groups: dict[str | None, list[dict[str, Any]]] = {}
         for item in errors:
             groups.setdefault(item["step"], []).append(item)
@@ -572,14 +400,11 @@ def check_source(engine: Any, source: str) -> Checked:
             if item["line"]:
                 where = f"champ {item['field']} : " if item["field"] else ""
                 marked.setdefault(item["line"], []).append(where + item["message"])
-        numbered = [{"n": i + 1, "text": text, "messages": marked.get(i + 1, [])} for i, text in enumerate(text_lines)]
+        numbered = [
+            {"n": i + 1, "text": text, "messages": marked.get(i + 1, [])} for i, text in enumerate(source.splitlines())
+        ]
         return Checked(source, None, errors, [{"step": k, "errors": v} for k, v in groups.items()], numbered)
-    latest = None
-    rows = all_versions(engine).get(definition.id)
-    if rows:
-        latest = rows[-1]
-    unchanged = latest is not None and latest.content_hash == content_hash(definition)
-    return Checked(source, definition, [], [], [], latest, unchanged)
+    return Checked(source, checked.definition, [], [], [], checked.latest, checked.unchanged)
 
 
 async def read_source(source: str, fichier: UploadFile | None) -> tuple[str, str | None]:
@@ -640,7 +465,7 @@ async def validate(
     request: Request,
     engine: Engine_,
     user: DesignerUser,
-    source: Annotated[str, Form()] = "",
+    source: Annotated[str, Form(max_length=500_000)] = "",
     fichier: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     """htmx: the validation report as a fragment."""
@@ -653,7 +478,7 @@ async def publish(
     request: Request,
     engine: Engine_,
     user: DesignerUser,
-    source: Annotated[str, Form()] = "",
+    source: Annotated[str, Form(max_length=500_000)] = "",
     fichier: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     text, checked = await _check_form(engine, source, fichier)
@@ -667,14 +492,9 @@ async def publish(
             source=text or source,
             checked=checked,
         )
-    version, created = q.publish_definition(engine, definition=checked.definition, source=text, published_by=user.id)
+    published = service_definitions.publish_definition(engine, user.actor, checked.definition, text)
+    version, created = published.version, published.created
     if created:
-        record_action(
-            engine,
-            user,
-            "definition_published",
-            detail={"definition": checked.definition.id, "version": version},
-        )
         message = f"Version {version} de « {checked.definition.title} » publiée."
     else:
         message = f"Contenu identique à la version {version} déjà publiée : aucune nouvelle version n'a été créée."
@@ -692,50 +512,26 @@ def set_status(
     user: DesignerUser,
     definition_id: str,
     version: int,
-    status: Annotated[str, Form()] = "",
-    basins: Annotated[list[str] | None, Form()] = None,
+    status: Annotated[str, Form(max_length=20)] = "",
+    basins: Annotated[list[Annotated[str, StringConstraints(max_length=100)]] | None, Form(max_length=200)] = None,
 ) -> Response:
     row = version_row(engine, definition_id, version)
     names = basin_names(engine)
-    chosen = ["all"] if "all" in (basins or []) else [b for b in (basins or []) if b]
-    errors = {}
-    if status not in STATUSES:
-        errors["status"] = "Choisissez un statut : expérimentale, active ou retirée."
-    if not chosen:
-        errors["basins"] = "Cochez au moins un bassin (ou « tous les bassins »)."
-    elif unknown := [b for b in chosen if b != "all" and b not in names]:
-        errors["basins"] = f"Bassin(s) inconnu(s) : {', '.join(unknown)}."
-    if errors:
+    try:
+        chosen = service_definitions.set_status(
+            engine, user.actor, definition_id, version, status=status, basins=basins or []
+        )
+    except ServiceError as refused:
+        if not refused.fields:
+            raise
         return _version_page(
             request,
             engine,
             row,
             status_code=422,
-            status_errors=errors,
-            status_values={"status": status, "basins": chosen},
+            status_errors=refused.fields,
+            status_values={"status": status, "basins": [b for b in basins or [] if b]},
         )
-    with session_scope(engine) as session:
-        stored = session.get(models.DefinitionVersion, (definition_id, version))
-        assert stored is not None
-        previous = {"status": stored.status, "basins": list(stored.basins)}
-        stored.status, stored.basins = status, list(chosen)
-        body = copy.deepcopy(stored.body)
-        body["status"], body["basins"] = status, list(chosen)
-        stored.body = body  # new runs start from this body
-        session.add(stored)
-    record_action(
-        engine,
-        user,
-        "definition_status_changed",
-        detail={
-            "definition": definition_id,
-            "version": version,
-            "status": status,
-            "basins": chosen,
-            "previous_status": previous["status"],
-            "previous_basins": previous["basins"],
-        },
-    )
     flash(
         request,
         f"Version {version} : statut « {STATUSES[status].lower()} », {basins_label(chosen, names).lower()}.",
@@ -746,43 +542,6 @@ def set_status(
 # --- Trial runs with short durations --------------------------------------------------------------
 
 
-def _compress(node: Any) -> Any:
-    """Every delay shortened: a working day lasts SECONDS_PER_WORKING_DAY seconds, an exact delay
-    of an hour or more is scaled the same way (a day of 24 h lasts as long as a working day)."""
-    if isinstance(node, dict):
-        if set(node) == {"working_days", "seconds"}:
-            if node["working_days"] is not None:
-                return f"PT{int(node['working_days']) * SECONDS_PER_WORKING_DAY}S"
-            seconds = float(node["seconds"])
-            if seconds >= 3600:
-                seconds = max(1.0, round(seconds / 86400 * SECONDS_PER_WORKING_DAY, 1))
-            return f"PT{seconds:g}S"
-        return {k: _compress(v) for k, v in node.items() if v is not None}
-    if isinstance(node, list):
-        return [_compress(v) for v in node]
-    return node
-
-
-def trial_copy(row: models.DefinitionVersion) -> tuple[Definition, str]:
-    """The definition with short durations, under the id `<id>_essai`, experimental."""
-    body = _compress(copy.deepcopy(row.body))
-    body.pop("version", None)
-    if not row.id.endswith(TRIAL_SUFFIX):
-        body["id"] = row.id + TRIAL_SUFFIX
-        body["title"] = f"{row.title} (essai)"
-    body["status"] = "experimental"
-    body["description"] = (
-        f"Copie d'essai de {row.id} v{row.version} : 1 jour ouvré = {SECONDS_PER_WORKING_DAY} s. "
-        + (body.get("description") or "")
-    ).strip()
-    source = (
-        f"# Copie d'essai de {row.id} version {row.version}, durées raccourcies "
-        f"(1 jour ouvré = {SECONDS_PER_WORKING_DAY} secondes).\n"
-        + yaml.safe_dump(body, allow_unicode=True, sort_keys=False, width=110)
-    )
-    return parse_text(source, source=f"{body['id']}.yaml"), source
-
-
 @router.post("/definitions/{definition_id}/v/{version}/essai", dependencies=[Depends(verify_csrf)])
 async def start_trial(
     request: Request,
@@ -791,53 +550,19 @@ async def start_trial(
     user: DesignerUser,
     definition_id: str,
     version: int,
-    basin: Annotated[str, Form()] = "",
+    basin: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    row = version_row(engine, definition_id, version)
     back = RedirectResponse(f"/definitions/{definition_id}/v/{version}#essai", status_code=303)
-    if q.get_basin(engine, basin_id=basin) is None:
-        flash(request, "Choisissez le bassin où lancer l'essai.", "error")
-        return back
-    referent = q.organisation_serving(engine, org_type="departement", basin_id=basin)
-    if referent is None:
-        flash(
-            request,
-            "Aucune structure de type département ne dessert ce bassin : l'essai ne peut pas démarrer.",
-            "error",
-        )
-        return back
     try:
-        trial, source = trial_copy(row)
-    except InvalidDefinition as invalid:
-        flash(
-            request,
-            "La copie d'essai est invalide : " + "; ".join(in_french(e.message) for e in invalid.errors),
-            "error",
-        )
-        return back
-    trial_version, _ = q.publish_definition(engine, definition=trial, source=source, published_by=user.id)
-    try:
-        pathway_id = await service.start_pathway(
-            definition_id=trial.id,
-            basin_id=basin,
-            referent_org=referent.id,
-            person={"first_name": "Personne", "last_name": "Fictive (essai)", "consent": True},
-            actor=user.actor,
+        started = await service_definitions.start_trial(
+            engine, service, user.actor, definition_id, version, basin=basin
         )
     except ServiceError as error:
-        flash(request, f"L'essai n'a pas pu démarrer : {error.message}", "error")
+        if error.kind == "not_found":
+            raise
+        flash(request, error.message, "error")
         return back
-    record_action(
-        engine,
-        user,
-        "definition_trial_started",
-        pathway_id=pathway_id,
-        detail={
-            "definition": trial.id,
-            "version": trial_version,
-            "from": f"{definition_id} v{version}",
-        },
-    )
+    pathway_id, trial, trial_version = started.pathway_id, started.definition, started.version
     flash(
         request,
         f"Essai {pathway_id} démarré sur « {trial.title} » (version {trial_version}) : "
@@ -902,7 +627,7 @@ def trial_page(request: Request, engine: Engine_, user: DesignerUser, pathway_id
         "tasks": tasks,
         "emails": emails,
         "escalations": detail["escalations"],
-        "svg": render_definition_svg(definition, counts=counts, dom_id="essai-schema"),
+        "svg": render_definition_diagram(definition, counts=counts, dom_id="essai-schema"),
         "source_id": definition.id.removesuffix(TRIAL_SUFFIX),
     }
     if request.headers.get("hx-request"):

@@ -18,12 +18,10 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import col, select
 from starlette.responses import Response
 
-from activities.emails import ACTIONS
 from admin_ui.access import (
     CurrentUser,
     access_reason,
     record_views,
-    stuck_since_cutoff,
 )
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
 from admin_ui.diagram import count_sentence, render_definition_svg, worst_sla
@@ -38,6 +36,8 @@ from admin_ui.web import (
 )
 from definitions.durations import PARIS, Delay
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
+from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, csv_cell
+from services import reading
 from services.errors import ServiceError
 from store import models, views
 from store import queries as q
@@ -46,28 +46,10 @@ from store.db import session_scope
 router = APIRouter(include_in_schema=False)
 GtoLead = Annotated[CurrentUser, Depends(require_roles("gto_lead"))]
 
-DECISIONS = {
-    "reassign": "Confier la tâche à une autre organisation",
-    "extend": "Prolonger le délai",
-    "add_step": "Ajouter une étape (un module) au parcours",
-    "close": "Clore le parcours",
-    "unblock": "Débloquer : le délai repart pour le même partenaire",
-}
+DECISIONS = {action: gto.label for action, gto in GTO_ACTIONS.items()}
+ACTIONS = {action: gto.done for action, gto in GTO_ACTIONS.items()}
 LEVELS = {1: "Niveau 1 — GTO du bassin", 2: "Niveau 2 — direction du SPIE"}
-AUDIT_LABELS = {
-    "pathway_started": "Parcours démarré",
-    "task_completed": "Tâche terminée",
-    "task_reassigned": "Tâche confiée à une autre organisation",
-    "module_added": "Module ajouté",
-    "step_skipped": "Étape passée",
-    "pathway_paused": "Parcours suspendu",
-    "pathway_resumed": "Parcours repris",
-    "pathway_closed": "Parcours clos",
-    "escalation_decided": "Décision du GTO",
-    "reminder_sent": "Relance envoyée",
-    "task_overdue": "Échéance dépassée",
-    "escalated": "Escalade",
-}
+TIMELINE_ACTIONS = set(AUDIT_LABELS) - {"personal_data_viewed", "signed_in", "definition_published"}
 TREND_WEEKS = 8
 
 
@@ -164,22 +146,23 @@ def person_name(engine: Any, user: CurrentUser, pathway: models.Pathway, what: s
     return person_names(engine, user, [pathway], what).get(pathway.id)
 
 
-def open_escalation_counts(engine: Any, pathway_ids: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def open_escalations_by_pathway(engine: Any, pathway_ids: list[str]) -> dict[str, list[str]]:
+    """The open escalations' ids of each pathway (the dashboard links to the escalation itself)."""
+    found: dict[str, list[str]] = {}
     if not pathway_ids:
-        return counts
-    from sqlmodel import col, select
-
+        return found
     with session_scope(engine) as session:
         rows = session.exec(
-            select(models.Escalation.pathway_id).where(
+            select(models.Escalation.pathway_id, models.Escalation.id)
+            .where(
                 col(models.Escalation.pathway_id).in_(pathway_ids),
                 models.Escalation.status == "open",
             )
+            .order_by(col(models.Escalation.opened_at))
         ).all()
-    for pathway_id in rows:
-        counts[pathway_id] = counts.get(pathway_id, 0) + 1
-    return counts
+    for pathway_id, escalation_id in rows:
+        found.setdefault(pathway_id, []).append(escalation_id)
+    return found
 
 
 # --- Dashboard ---------------------------------------------------------------------------------
@@ -190,9 +173,9 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
     basin = basin_of(engine, user)
     lookup = Lookup(engine)
     now = q.now()
-    stuck = views.pathway_list(engine, basin_id=basin.id, stuck_cutoff=stuck_since_cutoff(now), page=max(1, page))
+    stuck = reading.pathways(engine, user, basin_id=basin.id, stuck=True, page=page)
     tasks = views.open_tasks_by_pathway(engine, pathway_ids=[p.id for p in stuck.items])
-    escalated = open_escalation_counts(engine, [p.id for p in stuck.items])
+    escalated = open_escalations_by_pathway(engine, [p.id for p in stuck.items])
     names = person_names(engine, user, stuck.items, "tableau de bord GTO (nom de la personne)")
     rows = []
     for pathway in stuck.items:
@@ -207,7 +190,8 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
                 "partners": sorted({lookup.org(t.organisation_id) for t in open_tasks}),
                 "since": since,
                 "reason": "en retard" if pathway.stuck_since else "sans avancée",
-                "escalations": escalated.get(pathway.id, 0),
+                "escalations": len(escalated.get(pathway.id, [])),
+                "escalation_ids": escalated.get(pathway.id, []),
                 "person": names.get(pathway.id),
             }
         )
@@ -357,8 +341,8 @@ def escalation_rows(engine: Any, escalations: list[models.Escalation], lookup: L
 def escalations_page(request: Request, engine: Engine_, user: GtoLead, statut: str = "open", page: int = 1) -> Response:
     basin = basin_of(engine, user)
     status = statut if statut in ("open", "decided", "resolved", "all") else "open"
-    listing = views.escalation_list(
-        engine, basin_id=basin.id, status=None if status == "all" else status, page=max(1, page)
+    listing = reading.escalations(
+        engine, user, basin_id=basin.id, status=None if status == "all" else status, page=page
     )
     return render(
         request,
@@ -380,16 +364,7 @@ def escalations_page(request: Request, engine: Engine_, user: GtoLead, statut: s
 
 def _escalation_of_basin(engine: Any, user: CurrentUser, escalation_id: str) -> tuple[models.Basin, models.Escalation]:
     basin = basin_of(engine, user)
-    with session_scope(engine) as session:
-        escalation = session.get(models.Escalation, escalation_id)
-    if escalation is None:
-        raise HTTPException(404, f"Escalade inconnue : « {escalation_id} ».")
-    if escalation.basin_id != basin.id:
-        raise HTTPException(
-            403,
-            "Cette escalade relève du GTO d'un autre bassin : seul son animateur·rice peut la consulter.",
-        )
-    return basin, escalation
+    return basin, reading.escalation_for(engine, user, escalation_id)
 
 
 def _escalation_page(
@@ -492,7 +467,7 @@ def timeline(
                 }
     entries = []
     for event in detail["audit"]:
-        if event["action"] not in AUDIT_LABELS:
+        if event["action"] not in TIMELINE_ACTIONS:
             continue
         info = event["detail"]
         parts = []
@@ -543,12 +518,12 @@ async def decide(
     service: Service,
     user: GtoLead,
     escalation_id: str,
-    action: Annotated[str, Form()] = "",
-    organisation_id: Annotated[str, Form()] = "",
-    extend_by: Annotated[str, Form()] = "",
-    module_id: Annotated[str, Form()] = "",
-    exit_reason: Annotated[str, Form()] = "",
-    note: Annotated[str, Form()] = "",
+    action: Annotated[str, Form(max_length=40)] = "",
+    organisation_id: Annotated[str, Form(max_length=100)] = "",
+    extend_by: Annotated[str, Form(max_length=100)] = "",
+    module_id: Annotated[str, Form(max_length=100)] = "",
+    exit_reason: Annotated[str, Form(max_length=100)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     basin, escalation = _escalation_of_basin(engine, user, escalation_id)
     values = {
@@ -602,6 +577,7 @@ async def decide(
             extend_by=values["extend_by"] if action == "extend" else None,
             module_id=module_id if action == "add_step" else None,
             exit_reason=exit_reason if action == "close" else None,
+            escalation=escalation,
         )
     except ServiceError as error:
         field_of = {
@@ -694,20 +670,19 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
     )
     for row in agenda_rows(engine, basin.id):
         escalation, pathway = row["escalation"], row["pathway"]
-        writer.writerow(
-            [
-                escalation.pathway_id,
-                row["definition"],
-                row["step"],
-                row["partner"],
-                fr_datetime(row["waiting_since"]),
-                waited_label(row["waiting_since"]),
-                fr_datetime(row["due_at"]),
-                fr_datetime(escalation.opened_at),
-                row["level"],
-                (pathway.status if pathway else "—").replace("active", "en cours").replace("paused", "suspendu"),
-            ]
-        )
+        cells = [
+            escalation.pathway_id,
+            row["definition"],
+            row["step"],
+            row["partner"],
+            fr_datetime(row["waiting_since"]),
+            waited_label(row["waiting_since"]),
+            fr_datetime(row["due_at"]),
+            fr_datetime(escalation.opened_at),
+            row["level"],
+            (pathway.status if pathway else "—").replace("active", "en cours").replace("paused", "suspendu"),
+        ]
+        writer.writerow([csv_cell(cell) for cell in cells])
     filename = f"ordre-du-jour-gto-{basin.id}-{q.now().astimezone(PARIS).date().isoformat()}.csv"
     return Response(
         content="\ufeff" + out.getvalue(),

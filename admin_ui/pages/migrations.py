@@ -125,9 +125,9 @@ def preview_migration(
     engine: Engine_,
     user: DesignerUser,
     definition_id: str,
-    to_version: Annotated[str, Form()] = "",
-    step_map: Annotated[str, Form()] = "",
-    basin: Annotated[str, Form()] = "",
+    to_version: Annotated[str, Form(max_length=20)] = "",
+    step_map: Annotated[str, Form(max_length=20_000)] = "",
+    basin: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """The dry run: where each running pathway is and where it would land, or why it cannot."""
     _versions(engine, definition_id)
@@ -145,9 +145,9 @@ def prepare_migration(
     engine: Engine_,
     user: DesignerUser,
     definition_id: str,
-    to_version: Annotated[str, Form()] = "",
-    step_map: Annotated[str, Form()] = "",
-    basin: Annotated[str, Form()] = "",
+    to_version: Annotated[str, Form(max_length=20)] = "",
+    step_map: Annotated[str, Form(max_length=20_000)] = "",
+    basin: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Save the migration as prepared (with its dry run), for an administrator to confirm."""
     _versions(engine, definition_id)

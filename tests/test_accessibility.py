@@ -1,0 +1,77 @@
+"""Accessibility: axe-core (npm `axe-core`, injected by Playwright into Debian's chromium) finds no
+serious or critical violation on the main pages of each role: sign-in, a caseworker's inbox, task
+and pathway, the GTO dashboard (with an escalated pathway) and an escalation, the designer's
+definitions list and new-definition form."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store import queries as q
+from tests.browser import browser_page, served, sign_in
+from tests.conftest import Web, eventually
+from tests.flows import timed
+
+AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+BLOCKING = {"serious", "critical"}
+
+
+async def axe_violations(page: Any, base: str, path: str) -> list[dict[str, Any]]:
+    """The page's serious and critical axe-core violations, once it has settled. axe is evaluated
+    through the DevTools protocol, which the page's Content-Security-Policy does not apply to."""
+    response = await page.goto(f"{base}{path}")
+    assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
+    assert page.url == f"{base}{path}", f"{path}: ended on {page.url}"
+    await page.wait_for_load_state("networkidle")
+    await page.evaluate(AXE.read_text())
+    results = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [v for v in results["violations"] if v.get("impact") in BLOCKING]
+
+
+def report(found: dict[str, list[dict[str, Any]]]) -> str:
+    lines = []
+    for path, violations in found.items():
+        for v in violations:
+            targets = [json.dumps(node["target"], ensure_ascii=False) for node in v["nodes"]]
+            lines.append(f"{path}: [{v['impact']}] {v['id']} — {v['help']} ({v['helpUrl']})")
+            lines.extend(f"    {target}" for target in targets[:10])
+    return "\n".join(lines)
+
+
+async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> None:
+    assert AXE.exists(), f"{AXE} missing: run `npm ci --ignore-scripts` (make setup does)"
+    web.parcours.publish(
+        timed(deadline="PT1S", reminder_before="PT1S", reminder_after="PT1H", level1="PT1S", level2="PT1H")
+    )
+    escalated = await web.parcours.start("test_timed")
+    pathway_id = await web.parcours.start("rsa_socio_pro")
+    task = web.parcours.open_task(pathway_id, "orientation")
+    escalations = await eventually(
+        lambda: q.list_escalations(web.parcours.engine, pathway_id=escalated), what="escalation"
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+
+    async def check(path: str) -> None:
+        found[path] = await axe_violations(page, base, path)
+        if path == "/gto":  # the dashboard is full: the escalated pathway is listed
+            assert await page.get_by_text(escalated).count() >= 1, "the escalated pathway is not on /gto"
+
+    async with served(web) as base, browser_page() as page:
+        await check("/connexion")
+        pages_by_user = {
+            "camille.martin@example.org": ["/taches", f"/taches/{task.id}", f"/parcours/{pathway_id}"],
+            "lea.dupont@example.org": ["/gto", f"/gto/escalades/{escalations[0].id}"],
+            "marc.girard@example.org": ["/definitions", "/definitions/nouvelle"],
+        }
+        for email, paths in pages_by_user.items():
+            await page.context.clear_cookies()
+            await sign_in(page, base, web, email)
+            for path in paths:
+                await check(path)
+    found = {path: violations for path, violations in found.items() if violations}
+    if found:
+        pytest.fail("axe-core: serious or critical violations\n" + report(found), pytrace=False)
