@@ -27,6 +27,10 @@ async def axe_violations(page: Any, base: str, path: str) -> list[dict[str, Any]
     assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
     assert page.url == f"{base}{path}", f"{path}: ended on {page.url}"
     await page.wait_for_load_state("networkidle")
+    # Definition diagrams (the GTO heat map) are checked as drawn by ELK, not as their fallback list.
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('.parcours-elk')].every((c) => c.dataset.drawn === 'done')"
+    )
     await page.evaluate(AXE.read_text())
     results = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     return [v for v in results["violations"] if v.get("impact") in BLOCKING]
@@ -59,6 +63,7 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
         found[path] = await axe_violations(page, base, path)
         if path == "/gto":  # the dashboard is full: the escalated pathway is listed
             assert await page.get_by_text(escalated).count() >= 1, "the escalated pathway is not on /gto"
+            assert await page.locator(".parcours-elk svg .elk-node[data-heat]").count() >= 1, "no heat map drawn"
 
     async with served(web) as base, browser_page() as page:
         await check("/connexion")

@@ -56,7 +56,18 @@ async def test_gto_dashboard_escalation_decision_and_agenda(web: Web) -> None:
         e.pathway_id == mine and e.actor_user_id == q.user_id_of(web.parcours.engine, email=LEA)
         for e in audit(web, "personal_data_viewed")
     )
-    assert 'data-step="tache"' in dashboard.text  # the heat map draws the definition's steps
+    # The heat map: the graph ELK lays out in the browser, each step with its open tasks and heat level.
+    attribute = re.search(r'class="parcours-elk" id="carte-test_gto_pages" data-graph="([^"]+)"', dashboard.text)
+    assert attribute and '<script src="/static/app/diagram.js" defer></script>' in dashboard.text
+    graph = json.loads(html.unescape(attribute.group(1)))
+    tache = next(n for n in graph["nodes"] if n["id"] == "tache")
+    assert tache["count"] == 1 and tache["heat"] in {"escalated", "overdue"}, tache
+    assert ["c", "1 ouverte dont 1 en retard"] in tache["lines"]
+    assert all("heat" not in n for n in graph["nodes"] if n["id"] != "tache")
+    # Without JavaScript, the list of steps says the same.
+    assert re.search(
+        r'<li data-step="tache">(?:(?!</li>).)*1 tâche ouverte dont 1 en retard ou escaladée</li>', dashboard.text
+    )
     assert "Tendances" in dashboard.text
 
     listing = await lea.get("/gto/escalades")
@@ -203,9 +214,9 @@ async def test_designer_validates_publishes_draws_and_compares(web: Web) -> None
     assert 'data-step="issue_bilan"' in page.text  # the fallback list
     labels = {e["label"] for e in graph["edges"]}
     assert "Personne orientée" in labels and "id: orientation" in page.text  # arrow label, YAML source
-    alone = await marc.get("/definitions/rsa_socio_pro/v/1/schema.svg")
-    assert alone.headers["content-type"].startswith("image/svg+xml")
-    assert 'data-step="bilan"' in alone.text
+    # One renderer: no server-drawn SVG to download any more (the browser prints or saves the page).
+    assert "schema.svg" not in page.text
+    assert (await marc.get("/definitions/rsa_socio_pro/v/1/schema.svg")).status_code == 404
 
     # Pasting an invalid definition: the error names the step and the field, and the line.
     form = await marc.get("/definitions/nouvelle")

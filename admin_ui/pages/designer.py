@@ -23,7 +23,6 @@ from admin_ui.diagram import (
     delay_label,
     escalation_label,
     render_definition_diagram,
-    render_definition_svg,
     role_label,
 )
 from admin_ui.pages.gto import parse_when, step_titles
@@ -230,14 +229,6 @@ def _version_page(
         status_errors=status_errors or {},
         status_values=status_values,
     )
-
-
-@router.get("/definitions/{definition_id}/v/{version}/schema.svg")
-def version_svg(engine: Engine_, user: DesignerUser, definition_id: str, version: int) -> Response:
-    """The drawing alone, to open full size (zoom, print, save)."""
-    definition = Definition.model_validate(version_row(engine, definition_id, version).body)
-    svg = render_definition_svg(definition, counts=counts_of(engine, definition_id), dom_id="schema")
-    return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + str(svg), media_type="image/svg+xml")
 
 
 # --- Diff -----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from admin_ui.access import (
     record_views,
 )
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
-from admin_ui.diagram import count_sentence, render_definition_svg, worst_sla
+from admin_ui.diagram import count_sentence, render_definition_diagram, worst_sla
 from admin_ui.web import (
     _aware,
     flash,
@@ -213,7 +213,8 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
 
 
 def heatmaps(engine: Any, basin_id: str, lookup: Lookup) -> list[dict[str, Any]]:
-    """One drawing per definition with open tasks in the basin, its steps coloured by count/SLA."""
+    """One diagram per definition with open tasks in the basin (laid out by ELK in the browser),
+    each step showing its count and coloured by its worst deadline status."""
     by_definition: dict[str, dict[str, dict[str, Any]]] = {}
     for entry in views.step_counts(engine, basin_id=basin_id):
         by_definition.setdefault(entry["definition_id"], {})[entry["step_id"]] = entry
@@ -238,7 +239,7 @@ def heatmaps(engine: Any, basin_id: str, lookup: Lookup) -> list[dict[str, Any]]
                 "id": definition_id,
                 "title": definition.title,
                 "total": sum(e["total"] for e in counts.values()),
-                "svg": render_definition_svg(definition, counts=counts, dom_id=f"carte-{definition_id}"),
+                "svg": render_definition_diagram(definition, counts=counts, dom_id=f"carte-{definition_id}"),
                 "table": table,
             }
         )

@@ -2,7 +2,9 @@
    (elkjs, /static/elk/elk.bundled.js) lays it out, this file draws the SVG. Text is measured
    here, so boxes and arrow labels are sized to their words; ELK's layered algorithm places the
    labels as their own items, so a label never covers a box, and the viewBox is ELK's own size.
-   Without JavaScript the container keeps its list of steps. */
+   With open tasks (the GTO heat map) a box carries data-heat (its worst deadline status), is
+   filled with that status's tint and shows its count in the status's dark colour (contrast over
+   4.5:1 on the tint). Without JavaScript the container keeps its list of steps. */
 (function () {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
@@ -15,7 +17,11 @@
     decision: ["#fef7da", "#716043"], wait: ["#f6f6f6", "#666666"], end: ["#e3e3fd", "#000091"],
     module: ["#fbfbfb", "#929292"]
   };
-  var SLA = { escalated: "#ffe9e9", overdue: "#ffe9e9", due_soon: "#ffe9e6", on_time: "#dffee6" };
+  var HEAT = {  // heat level: [box fill, border and count colour], DSFR error / warning / success
+    escalated: ["#ffe9e9", "#ce0500"], overdue: ["#ffe9e9", "#ce0500"], due_soon: ["#ffe9e6", "#b34000"],
+    on_time: ["#dffee6", "#18753c"]
+  };
+  var arrow = "elk-arrow";  // the arrow marker's id, one per diagram (set by render)
   var LINE = 17, PAD = 10, COMPOUND_TOP = 48;
 
   function el(name, attrs, parent) {
@@ -83,7 +89,7 @@
     return item;
   }
 
-  function drawText(group, lines, x, y, width, anchorCenter) {
+  function drawText(group, lines, x, y, width, anchorCenter, heat) {
     lines.forEach(function (line, i) {
       var text = el("text", {
         x: anchorCenter ? x + width / 2 : x + PAD,
@@ -91,7 +97,7 @@
         "font-family": FONT,
         "font-size": SIZES[line[0]] || 12,
         "font-weight": WEIGHTS[line[0]] || "400",
-        fill: FILL[line[0]] || "#161616",
+        fill: line[0] === "c" && heat ? heat[1] : FILL[line[0]] || "#161616",
         "text-anchor": anchorCenter ? "middle" : "start",
         "dominant-baseline": "middle",
         "class": "elk-text elk-text--" + line[0]
@@ -103,12 +109,15 @@
   function drawNode(svg, node, dx, dy) {
     var source = node._source, x = dx + node.x, y = dy + node.y, w = node.width, h = node.height;
     var style = STYLE[source.kind] || STYLE.task;
-    var fill = source.sla ? SLA[source.sla] : style[0];
+    var heat = source.heat ? HEAT[source.heat] : null;
     var group = el("g", {
-      "class": "elk-node elk-node--" + source.kind, "data-step": source.id,
+      "class": "elk-node elk-node--" + source.kind + (heat ? " elk-node--heat-" + source.heat : ""),
+      "data-step": source.id,
       "data-box": [x, y, w, h].map(function (v) { return v.toFixed(1); }).join(",")
     }, svg);
-    var common = { fill: fill, stroke: style[1], "stroke-width": source.start ? 3 : 1.5 };
+    if (heat) group.setAttribute("data-heat", source.heat);
+    var common = { fill: heat ? heat[0] : style[0], stroke: heat ? heat[1] : style[1],
+      "stroke-width": source.start || heat ? 3 : 1.5 };
     if (source.kind === "parallel" || source.kind === "module" || source.kind === "wait") {
       common["stroke-dasharray"] = "6 4";
     }
@@ -123,9 +132,10 @@
       el("rect", common, group);
     }
     var title = el("title", {}, group);
-    title.textContent = source.lines.map(function (line) { return line[1]; }).join(" — ");
+    title.textContent = source.lines.filter(function (line) { return line[0] !== "c"; })
+      .map(function (line) { return line[1]; }).concat(source.detail ? [source.detail] : []).join(" — ");
     drawText(group, source.lines, x + (source.kind === "decision" ? 20 : 0), y, w - (source.kind === "decision" ? 40 : 0),
-      source.kind === "decision");
+      source.kind === "decision", heat);
     (node.children || []).forEach(function (child) { drawNode(svg, child, x, y); });
     (node.edges || []).forEach(function (edge) { drawEdge(svg, edge, x, y); });
   }
@@ -136,7 +146,7 @@
       var back = edge._source && edge._source.back;
       el("polyline", {
         points: points.map(function (p) { return (dx + p.x).toFixed(1) + "," + (dy + p.y).toFixed(1); }).join(" "),
-        fill: "none", stroke: "#3a3a3a", "stroke-width": 1.3, "marker-end": "url(#elk-arrow)",
+        fill: "none", stroke: "#3a3a3a", "stroke-width": 1.3, "marker-end": "url(#" + arrow + ")",
         "stroke-dasharray": back ? "5 4" : "none", "class": "elk-edge",
         "data-edge": edge.id
       }, svg);
@@ -188,7 +198,8 @@
         "aria-label": container.getAttribute("aria-label") || "Schéma du parcours", "class": "elk-diagram"
       });
       var defs = el("defs", {}, svg);
-      var marker = el("marker", { id: "elk-arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7,
+      arrow = (container.id || "elk") + "-arrow";
+      var marker = el("marker", { id: arrow, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7,
         markerHeight: 7, orient: "auto-start-reverse" }, defs);
       el("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#3a3a3a" }, marker);
       (laid.children || []).forEach(function (node) { drawNode(svg, node, 0, 0); });
