@@ -60,9 +60,9 @@ MUTATIONS: list[Mutation] = [
     ),
     M(
         "an organisation that left the follow-up group still reads the pathway",
-        "admin_ui/access.py",
-        "        return member is not None and member.until is None",
-        "        return member is not None",
+        "store/views.py",
+        "        member.organisation_id == organisation_id, col(member.until).is_(None)\n    )",
+        "        member.organisation_id == organisation_id\n    )",
         (
             "tests/test_regressions.py::test_an_organisation_that_left_the_follow_up_group_can_no_longer_read_the_pathway",
         ),
@@ -78,18 +78,18 @@ MUTATIONS: list[Mutation] = [
     ),
     M(
         "the NIR is shown unmasked to every organisation",
-        "admin_ui/access.py",
-        "    if user.organisation_type not in NIR_READERS:",
+        "services/reading.py",
+        "    if org_type not in NIR_READERS:",
         "    if False:",
         (
             "tests/test_regressions.py::test_the_nir_is_masked_for_mission_locale_and_associations_not_for_the_departement",
         ),
     ),
     M(
-        "a deactivated user keeps their session and token",
-        "admin_ui/access.py",
-        "        if user is None or not user.active:\n            return None\n        org = ",
-        "        if user is None:\n            return None\n        org = ",
+        "a deactivated user signs in again with their password",
+        "services/identity.py",
+        "password) or user is None or not user.active:",
+        "password) or user is None:",
         ("tests/test_regressions.py::test_a_deactivated_user_is_signed_out_at_once_and_cannot_sign_in_again",),
     ),
     M(
@@ -139,7 +139,7 @@ MUTATIONS: list[Mutation] = [
     ),
     M(
         "a pathway with no progress for 10 working days is not stuck",
-        "admin_ui/access.py",
+        "services/reading.py",
         "STUCK_AFTER_WORKING_DAYS = 10",
         "STUCK_AFTER_WORKING_DAYS = 11",
         ("tests/test_regressions.py::test_no_progress_for_ten_working_days_makes_a_pathway_stuck_nine_does_not",),
@@ -312,7 +312,7 @@ MUTATIONS: list[Mutation] = [
     M(
         "unreachable steps are accepted",
         "definitions/loader.py",
-        "            if step.id not in reachable:",
+        "            if step.id not in reachable and step.id not in explained:",
         "            if False:",
         ("tests/test_definitions.py::test_unreachable_step",),
     ),
@@ -340,15 +340,15 @@ MUTATIONS: list[Mutation] = [
     # --- Need-to-know, audit, sign-in -----------------------------------------------------------
     M(
         "a GTO lead reads the stuck pathways of another basin",
-        "admin_ui/access.py",
+        "services/reading.py",
         '    if user.role == "gto_lead" and user.basin_id == pathway.basin_id and is_stuck(pathway):',
         '    if user.role == "gto_lead" and is_stuck(pathway):',
         ("tests/test_api.py::test_access_matrix",),
     ),
     M(
         "views of personal data are not audited",
-        "admin_ui/access.py",
-        '    record_action(engine, user, "personal_data_viewed", pathway_id=pathway_id, detail=detail)',
+        "services/reading.py",
+        "    record_views(engine, user, [(pathway_id, what, reason)])",
         "    pass",
         ("tests/test_api.py::test_pathway_detail_masks_the_nir_by_organisation_type_and_is_audited",),
     ),
@@ -377,6 +377,11 @@ MUTATIONS: list[Mutation] = [
 
 REMOVED: list[tuple[str, str]] = [
     # (mutation, why it was removed: it changes nothing a user can observe)
+    (
+        "a deactivated user keeps their session and token (load_user ignores `active`)",
+        "deactivation also bumps the user's session version, which every request checks: two guards"
+        " for one rule, each alone unobservable; the password sign-in mutation above stays",
+    ),
     (
         "timers keep sleeping toward their next event while the pathway is paused",
         "the watcher re-checks that the pathway is active under the lock before firing, so a timer that"

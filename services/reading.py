@@ -67,12 +67,6 @@ def is_stuck(pathway: models.Pathway, now: datetime | None = None) -> bool:
 # --- Who may read which pathway -------------------------------------------------------------
 
 
-def in_follow_up(engine: Engine, *, pathway_id: str, organisation_id: str) -> bool:
-    with session_scope(engine) as session:
-        member = session.get(models.FollowUpMember, (pathway_id, organisation_id))
-        return member is not None and member.until is None
-
-
 def follows(engine: Engine, pathway: models.Pathway, organisation_id: str) -> bool:
     """The follow-up rule, one for the detail pages and the lists (store.views.followed_by): an
     open pathway while the organisation is active in its follow-up group; a closed pathway, until
