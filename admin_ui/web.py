@@ -4,7 +4,7 @@ SLA badges), pagination, flash messages and CSRF tokens."""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from starlette.responses import Response
 from definitions.durations import working_days_between
 from definitions.schema import EXIT_REASONS, SOFT_SKILL_SCALE, SOFT_SKILLS
 from parcours import presenters
-from parcours.presenters import STATUS_LABELS
+from parcours.presenters import STATUS_LABELS, aware
 from store import views
 from store.queries import list_organisations, now
 
@@ -30,11 +30,6 @@ SLA_BADGES = {
     "escalated": ("Escaladé au GTO", "fr-badge--error"),
 }
 ROLE_HOME = {"caseworker": "/taches", "gto_lead": "/gto", "designer": "/definitions", "admin": "/admin"}
-
-
-def _aware(moment: datetime) -> datetime:
-    """The read model stores UTC; SQLite gives it back naive: read naive values as UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def fr_date(moment: datetime | None) -> str:
@@ -53,7 +48,7 @@ def due_label(due: datetime | None) -> str:
     """'en retard de 3 jours ouvrés', 'échéance dans 2 jours ouvrés', 'échéance aujourd'hui'."""
     if due is None:
         return "sans échéance"
-    due, current = _aware(due), now()
+    due, current = aware(due), now()
     days = working_days_between(current, due)
     if due < current:
         late = max(-days, 0)
@@ -68,7 +63,7 @@ def due_label(due: datetime | None) -> str:
 def waited_label(since: datetime | None) -> str:
     if since is None:
         return "—"
-    days = working_days_between(_aware(since), now())
+    days = working_days_between(aware(since), now())
     return "depuis aujourd'hui" if days <= 0 else f"depuis {plural(days, 'jour')} ouvré{'s' if days > 1 else ''}"
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PARIS = ZoneInfo("Europe/Paris")
+from definitions.durations import PARIS
+
 DEFAULT_OPENS = time(8, 30)
 DEFAULT_CLOSES = time(18, 0)
 YEARS_AHEAD = 4

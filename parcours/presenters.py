@@ -28,9 +28,14 @@ MONTHS = (
 )
 
 
+def aware(moment: datetime) -> datetime:
+    """A read-model moment with its time zone: the read model stores UTC, SQLite gives it back naive."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def paris(moment: datetime) -> datetime:
-    """The moment in Europe/Paris; the read model stores UTC and SQLite gives it back naive."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(PARIS)
+    """The moment in Europe/Paris (a naive read-model moment is UTC)."""
+    return aware(moment).astimezone(PARIS)
 
 
 def french_date(moment: datetime | None, empty: str = "—") -> str:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
 from activities.mailer import send_email
+from parcours.presenters import aware
 from parcours.settings import Settings
 from services.errors import ServiceError
 from store import models
@@ -278,7 +279,7 @@ def consume_login_token(engine: Engine, *, token: str) -> models.User | None:
         row = session.get(models.LoginToken, _digest(token))
         if row is None or row.used_at is not None or row.expires_at is None:
             return None
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=q.now().tzinfo)
+        expires = aware(row.expires_at)
         if expires < q.now():
             return None
         row.used_at = q.now()

@@ -22,14 +22,13 @@ from services.errors import ServiceError
 from services.pathways import PathwayService
 from store import definition_migrations as dm
 from store import queries as q
-from workflows.contract import Actor
+from workflows.contract import OPERATOR, Actor
 from workflows.model import MigrateDefinition
 from workflows.pathway import PathwayWorkflow
 
 BATCH_SIZE = 20
 ROUNDS = 3
 UPDATE_TIMEOUT = 30.0
-OPERATOR = Actor(user_id="cli", organisation_id="system", role="system")
 _MAP_ITEM = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*=\s*([a-z][a-z0-9_]*)\s*$")
 
 

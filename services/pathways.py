@@ -16,8 +16,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from definitions.calendar import DEFAULT_CLOSES, DEFAULT_OPENS, PARIS, work_calendar
-from definitions.durations import TOO_LONG, Delay, too_long
+from definitions.calendar import DEFAULT_CLOSES, DEFAULT_OPENS, work_calendar
+from definitions.durations import PARIS, TOO_LONG, Delay, too_long
 from definitions.forms import check_submission, routing_values
 from definitions.schema import TRIAL_SUFFIX, Definition
 from parcours.presenters import GTO_ACTIONS

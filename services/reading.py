@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Engine
 
 from definitions.durations import add_working_days
+from parcours.presenters import aware
 from services.errors import ServiceError, quoted
 from store import models, views
 from store import queries as q
@@ -59,9 +60,7 @@ def is_stuck(pathway: models.Pathway, now: datetime | None = None) -> bool:
     if progress is None:
         return False
     now = now or q.now()
-    if progress.tzinfo is None:
-        progress = progress.replace(tzinfo=now.tzinfo)
-    return progress < stuck_since_cutoff(now)
+    return aware(progress) < stuck_since_cutoff(now)
 
 
 # --- Who may read which pathway -------------------------------------------------------------

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from services import rebuild_writes as store_rebuild
+from services import rebuild_writes
 from workflows.model import PathwayInput, PathwayState
 
 RUNNING = "WorkflowType = 'PathwayWorkflow' AND ExecutionStatus = 'Running'"
@@ -99,7 +99,7 @@ async def rebuild(
 ) -> RebuildSummary:
     """Recreate the rows of every running pathway (on `task_queue`, or all). Refuses a read model
     holding pathways or tasks unless `force`; then upserts (a later workflow commit wins)."""
-    if not force and await asyncio.to_thread(store_rebuild.has_data, engine):
+    if not force and await asyncio.to_thread(rebuild_writes.has_data, engine):
         raise RebuildRefused(
             "la base de lecture contient déjà des parcours ou des tâches : rien n'a été écrit. "
             "Relancez avec --force pour compléter une base abîmée (rien n'est supprimé)."
@@ -136,7 +136,7 @@ async def rebuild(
 
 async def _rebuild_one(
     client: Client, engine: Engine, pathway_id: str, writes: asyncio.Lock
-) -> store_rebuild.Written | str:
+) -> rebuild_writes.Written | str:
     """Query and write one pathway, again if the workflow committed meanwhile; why not, on failure."""
     for _ in range(ATTEMPTS):
         try:
@@ -151,7 +151,7 @@ async def _rebuild_one(
             return f"entrée du workflow illisible ({type(error).__name__})"
         try:
             async with writes:
-                return await asyncio.to_thread(store_rebuild.write_pathway, engine, input, state, now=datetime.now(UTC))
-        except store_rebuild.Superseded:
+                return await asyncio.to_thread(rebuild_writes.write_pathway, engine, input, state, now=datetime.now(UTC))
+        except rebuild_writes.Superseded:
             continue
     return "le parcours a changé à chaque tentative : relancez la reconstruction"

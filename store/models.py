@@ -7,12 +7,14 @@ table's settings with them), the table `X(XBase, table=True)` adds what stays in
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ConfigDict, field_validator
 from sqlalchemy import JSON, Column, DateTime, Index, Text
 from sqlmodel import Field, SQLModel
+
+from parcours.presenters import aware
 
 
 def _json() -> Any:
@@ -33,7 +35,7 @@ class Public(SQLModel):
     @field_validator("*")
     @classmethod
     def _utc(cls, value: Any) -> Any:
-        return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+        return aware(value) if isinstance(value, datetime) else value
 
 
 class Basin(SQLModel, table=True):

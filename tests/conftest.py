@@ -235,14 +235,20 @@ class Parcours:
         basin: str = "annecien",
         referent: str = "departement74",
         by: str = "camille.martin@example.org",
+        service: PathwayService | None = None,
     ) -> str:
-        return await self.service.start_pathway(
+        service = service or self.service
+        return await service.start_pathway(
             definition_id=definition_id,
             basin_id=basin,
             referent_org=referent,
             person={"first_name": "Alex", "last_name": "Test", "consent": True},
-            actor=self.service.actor_for(by),
+            actor=service.actor_for(by),
         )
+
+    def service_continuing_as_new_after(self, events: int) -> PathwayService:
+        """A service whose pathways continue as new once their history passes `events` events."""
+        return PathwayService(self.client, self.engine, task_queue=self.settings.task_queue, history_event_limit=events)
 
     def open_tasks(self, pathway_id: str) -> list[Any]:
         return q.list_tasks(self.engine, pathway_id=pathway_id, status="open")

@@ -7,7 +7,8 @@ from datetime import date, datetime, time, timedelta
 
 import pytest
 
-from definitions.calendar import PARIS, WorkCalendar, work_calendar
+from definitions.calendar import WorkCalendar, work_calendar
+from definitions.durations import PARIS
 from definitions.loader import parse_text
 from parcours.settings import ConfigError, load_settings
 from workflows.pathway import _schedule

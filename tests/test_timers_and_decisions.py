@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from services.pathways import PathwayService, ServiceError
+from services.pathways import ServiceError
 from store import queries as q
 from tests.conftest import Parcours, eventually
 from tests.flows import LOOP, fast, flow, timed
@@ -443,17 +443,9 @@ async def test_runs_keep_their_definition_version_after_a_new_publish(parcours: 
 
 
 async def test_long_pathway_continues_as_new_and_completes(parcours: Parcours) -> None:
-    service = PathwayService(
-        parcours.client, parcours.engine, task_queue=parcours.settings.task_queue, history_event_limit=100
-    )
+    service = parcours.service_continuing_as_new_after(100)
     parcours.publish(LOOP)
-    pathway_id = await service.start_pathway(
-        definition_id="test_loop",
-        basin_id="annecien",
-        referent_org="departement74",
-        person={"first_name": "Alex", "last_name": "Test", "consent": True},
-        actor=service.actor_for(CAMILLE),
-    )
+    pathway_id = await parcours.start("test_loop", service=service)
     handle = parcours.client.get_workflow_handle(pathway_id)
     first_run = (await handle.describe()).run_id
     camille = service.actor_for(CAMILLE)

@@ -14,7 +14,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from definitions.calendar import PARIS, WorkCalendar, work_calendar
+from definitions.calendar import WorkCalendar, work_calendar
+from definitions.durations import PARIS
 from services.errors import ServiceError
 from store import queries as q
 from tests import replay_capture
@@ -214,20 +215,10 @@ steps:
 async def test_a_pathway_started_without_a_calendar_gets_one_at_its_next_continue_as_new(
     parcours: Parcours, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.pathways import PathwayService
-
-    service = PathwayService(
-        parcours.client, parcours.engine, task_queue=parcours.settings.task_queue, history_event_limit=100
-    )
+    service = parcours.service_continuing_as_new_after(100)
     parcours.publish(LOOP_IN_WORKING_DAYS)
     monkeypatch.setattr("services.pathways.work_calendar", lambda *a, **k: None)  # as 1.0.0 started it
-    pathway_id = await service.start_pathway(
-        definition_id="boucle_ouvree",
-        basin_id="annecien",
-        referent_org="departement74",
-        person={"first_name": "Alex", "last_name": "Test", "consent": True},
-        actor=service.actor_for(CAMILLE),
-    )
+    pathway_id = await parcours.start("boucle_ouvree", service=service)
     handle = parcours.client.get_workflow_handle(pathway_id)
     first_run = (await handle.describe()).run_id
     camille = service.actor_for(CAMILLE)

@@ -9,15 +9,15 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
-from zoneinfo import ZoneInfo
 
 import typer
 from sqlalchemy.engine import Engine
 
 from definitions.schema import EXIT_REASONS
+from parcours import presenters
 from parcours.settings import ConfigError, Settings, load_settings
 from services import administration
 from services import definitions as service_definitions
@@ -26,7 +26,7 @@ from services.pathways import PathwayService
 from store import queries as q
 from store.db import engine_for
 from store.migrations import SchemaError, require_head, upgrade_to_head
-from workflows.contract import Actor
+from workflows.contract import OPERATOR, Actor
 
 app = typer.Typer(
     help="Parcours : parcours d'insertion multi-partenaires sur Temporal.", no_args_is_help=True, add_completion=False
@@ -68,18 +68,12 @@ def settings() -> Settings:
         fail(f"configuration invalide : {error}", 2)
 
 
-OPERATOR = Actor(user_id="cli", organisation_id="system", role="system")
-PARIS_TZ = ZoneInfo("Europe/Paris")
-
-
 def paris(value: str | datetime | None) -> str:
     """A stored UTC time as Europe/Paris wall-clock time, to the minute (what people read)."""
     if value is None or value == "":
         return "-"
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(PARIS_TZ).strftime("%d/%m/%Y %H:%M")
+    return presenters.paris(moment).strftime("%d/%m/%Y %H:%M")
 
 
 def missing_data_folder(config: Settings) -> str | None:
@@ -439,7 +433,7 @@ def pathways_migrate(
                 to_version=to_version,
                 step_map=step_map,
                 basin_id=basin,
-                actor=by_actor(service.engine, by, "migrations") if by else mig.OPERATOR,
+                actor=by_actor(service.engine, by, "migrations") if by else OPERATOR,
                 on_progress=progress,
             )
 

@@ -30,6 +30,8 @@ class Actor(BaseModel):
 
 
 SYSTEM = Actor(user_id="system", organisation_id="system", role="system")
+OPERATOR = Actor(user_id="cli", organisation_id="system", role="system")
+"""An operator at the command line (setup, scripts) acting without `--by`."""
 
 
 class TimerEvent(BaseModel):

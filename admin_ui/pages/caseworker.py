@@ -38,7 +38,7 @@ from definitions.schema import (
     TaskStep,
     WaitStep,
 )
-from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS
+from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, aware
 from services import reading
 from services.errors import ServiceError
 from services.pathways import PathwayService, PersonIn, person_errors
@@ -767,8 +767,7 @@ def _audit_entries(
         return org_names.get(organisation_id, organisation_id)
 
     def when(event: models.AuditEvent) -> datetime:
-        moment = event.at or datetime.min.replace(tzinfo=UTC)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return aware(event.at) if event.at else datetime.min.replace(tzinfo=UTC)
 
     entries = []
     for event in sorted(events, key=lambda e: (when(e), _seq(e.id.replace("-a", "-"))), reverse=True)[:200]:

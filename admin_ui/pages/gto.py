@@ -26,7 +26,6 @@ from admin_ui.access import (
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
 from admin_ui.diagram import count_sentence, render_definition_diagram, worst_sla
 from admin_ui.web import (
-    _aware,
     flash,
     fr_date,
     fr_datetime,
@@ -36,7 +35,7 @@ from admin_ui.web import (
 )
 from definitions.durations import PARIS, Delay
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
-from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, csv_cell
+from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, aware, csv_cell
 from services import reading
 from services.errors import ServiceError
 from store import models, views
@@ -257,7 +256,7 @@ def trends(engine: Any, basin_id: str, now: datetime) -> dict[str, Any]:
     ]
     for kind, moments in activity.items():
         for moment in moments:
-            index = (_aware(moment).astimezone(PARIS).date() - first).days // 7
+            index = (aware(moment).astimezone(PARIS).date() - first).days // 7
             if 0 <= index < TREND_WEEKS:
                 weeks[index][kind] += 1
     for week in weeks:

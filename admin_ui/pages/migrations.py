@@ -119,6 +119,18 @@ def _plan_from_form(
     return values, report
 
 
+def _dry_run(
+    request: Request, engine: Any, definition_id: str, to_version: str, step_map: str, basin: str
+) -> Response | tuple[dict[str, Any], mig.MigrationReport]:
+    """The form's dry run, or the form again with its refusal (422)."""
+    _versions(engine, definition_id)
+    try:
+        return _plan_from_form(engine, definition_id, to_version, step_map, basin)
+    except ServiceError as error:
+        values = {"to_version": to_version, "step_map": step_map, "basin": basin}
+        return _form_page(request, engine, definition_id, values=values, error=error.message, status_code=422)
+
+
 @router.post("/definitions/{definition_id}/migrations/apercu", dependencies=[Depends(verify_csrf)])
 def preview_migration(
     request: Request,
@@ -130,12 +142,10 @@ def preview_migration(
     basin: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """The dry run: where each running pathway is and where it would land, or why it cannot."""
-    _versions(engine, definition_id)
-    values = {"to_version": to_version, "step_map": step_map, "basin": basin}
-    try:
-        values, report = _plan_from_form(engine, definition_id, to_version, step_map, basin)
-    except ServiceError as error:
-        return _form_page(request, engine, definition_id, values=values, error=error.message, status_code=422)
+    planned = _dry_run(request, engine, definition_id, to_version, step_map, basin)
+    if isinstance(planned, Response):
+        return planned
+    values, report = planned
     return _form_page(request, engine, definition_id, values=values, report=report)
 
 
@@ -150,12 +160,10 @@ def prepare_migration(
     basin: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     """Save the migration as prepared (with its dry run), for an administrator to confirm."""
-    _versions(engine, definition_id)
-    values = {"to_version": to_version, "step_map": step_map, "basin": basin}
-    try:
-        values, report = _plan_from_form(engine, definition_id, to_version, step_map, basin)
-    except ServiceError as error:
-        return _form_page(request, engine, definition_id, values=values, error=error.message, status_code=422)
+    planned = _dry_run(request, engine, definition_id, to_version, step_map, basin)
+    if isinstance(planned, Response):
+        return planned
+    values, report = planned
     migration = models.DefinitionMigration(
         id=q.new_id("mig"),
         definition_id=definition_id,
