@@ -75,7 +75,7 @@ async def test_working_hours_are_a_patch_old_runs_keep_their_rules_new_runs_take
     assert aware(task.due_at) == work_calendar(opened.astimezone(PARIS).year).deadline(opened, 30)
     handle = parcours.client.get_workflow_handle(pathway_id)
     description = await handle.describe()
-    assert description.typed_search_attributes.get(sa.PATCHES) == [WORKING_HOURS]
+    assert WORKING_HOURS in (description.typed_search_attributes.get(sa.PATCHES) or [])
     new = await replay_deadlines(await handle.fetch_history())
     assert at_closing_time(new[0][1])
 

@@ -55,6 +55,15 @@ class PathwayInput(BaseModel):
     calendar: WorkCalendar | None = Field(
         None, description="working days and hours, as data (None: a run started on 1.0.0, library holidays)"
     )
+    commit_local_seconds: float = Field(
+        30.0, gt=0, description="how long the read-model write may hold a workflow task before it turns durable"
+    )
+    commit_retry_seconds: tuple[float, float] = Field(
+        (5.0, 600.0), description="first and longest wait between durable attempts of a refused read-model write"
+    )
+    answer_within_seconds: float = Field(
+        10.0, gt=0, description="how long an update waits for the read model before answering 'recorded'"
+    )
 
 
 class PathwayOutcome(BaseModel):
@@ -138,3 +147,6 @@ class UpdateResult(BaseModel):
     pathway_id: str
     message: str
     opened: list[str] = []
+    projected: bool = Field(
+        True, description="False: recorded by the workflow, the read model (and so the pages) will follow"
+    )

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 WORKING_HOURS = "working-hours"
 CALENDAR_AT_CONTINUE_AS_NEW = "calendar-at-continue-as-new"
+BOUNDED_COMMITS = "bounded-commits"
 
 PATCHES: dict[str, str] = {
     WORKING_HOURS: (
@@ -20,6 +21,10 @@ PATCHES: dict[str, str] = {
         "suspension décomptée en temps ouvré, calendrier de la run (1.1.0)"
     ),
     CALENDAR_AT_CONTINUE_AS_NEW: "un parcours démarré en 1.0.0 reçoit son calendrier à son prochain continue-as-new (1.1.0)",
+    BOUNDED_COMMITS: (
+        "écriture de la base de lecture bornée (locale ~30 s puis durable), réponse bornée des actions, "
+        "incidents visibles, actions jamais à moitié appliquées, minuteries qui ne meurent plus en silence (1.1.0)"
+    ),
 }
 
 

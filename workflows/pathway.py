@@ -7,12 +7,16 @@ changes. Every change is projected into the read model before an update returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import math
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from definitions.calendar import WorkCalendar
@@ -41,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         ItemRow,
         ItemStatus,
         Notification,
+        PathwayRow,
         ProjectionBatch,
         SlaState,
         TimerEvent,
@@ -61,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         UpdateResult,
     )
-    from workflows.patches import CALENDAR_AT_CONTINUE_AS_NEW, WORKING_HOURS
+    from workflows.patches import BOUNDED_COMMITS, CALENDAR_AT_CONTINUE_AS_NEW, WORKING_HOURS
     from workflows.projection import pathway_row
 
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -69,6 +74,30 @@ PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), max
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
 )
+# Bounded commits (patch `bounded-commits`): the local write retries within its budget, then a regular
+# activity retries durably (backing off as the run's input says: 5 s to 10 min), without adding
+# history events per attempt.
+LOCAL_COMMIT_FIRST, LOCAL_COMMIT_LONGEST = 0.2, 5.0
+LOCAL_COMMIT_ATTEMPT = timedelta(seconds=5)
+LOCAL_COMMIT_SLICE = 5.0
+LOCAL_COMMIT_PAUSE = timedelta(seconds=1)
+
+
+def local_commit_retry(budget_seconds: float) -> RetryPolicy:
+    """Local attempts whose waits add up to the budget. The SDK does not end a retrying local
+    activity at its schedule-to-close timeout (measured with temporalio 1.35), so the budget is
+    an attempt count; each attempt is cut at 5 s (a hung connection)."""
+    attempts, waited, wait = 1, 0.0, LOCAL_COMMIT_FIRST
+    while waited + wait <= budget_seconds:
+        attempts, waited, wait = attempts + 1, waited + wait, min(wait * 2, LOCAL_COMMIT_LONGEST)
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=LOCAL_COMMIT_FIRST),
+        maximum_interval=timedelta(seconds=LOCAL_COMMIT_LONGEST),
+        maximum_attempts=attempts,
+    )
+
+
+RECORDED_DISPLAY_FOLLOWS = "Enregistré ; l'affichage suivra dès que la base de lecture répondra."
 MAX_AUTOMATIC_STEPS = 100
 
 
@@ -96,11 +125,21 @@ class PathwayWorkflow:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._search_values: dict[str, Any] = {}
         self._patches: set[str] = set()
+        # Bounded commits: handlers and timers ask for a write (`_requested`), one committer
+        # coroutine writes everything asked so far (`_written`), coalescing during an outage.
+        self._bounded = False
+        self._requested = 0
+        self._written = 0
+        self._retry_requested = False
+        self._failure: BaseException | None = None
 
     # --- Run ---------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: PathwayInput) -> PathwayOutcome:
+        self._bounded = self._patched(BOUNDED_COMMITS)
+        if self._bounded:
+            self._supervise(asyncio.create_task(self._committer()))
         async with self._lock:
             if input.carried is None:
                 self._record(
@@ -117,15 +156,18 @@ class PathwayWorkflow:
             self._ready = True
         for item_id in list(self.state.items):
             self._start_watcher(item_id)
-        await workflow.wait_condition(
-            lambda: self.state.status == "closed" or self._history_is_long() or self._migrated
-        )
+        await self._until(lambda: self.state.status == "closed" or self._history_is_long() or self._migrated)
         if self.state.status != "closed":
             await self._refresh_calendar()
-        # An update may arrive while e-mails drain: finish it too, so that nothing it changed,
-        # projected or sent is lost, and its caller gets its answer, before the run ends.
+        # An update may arrive while e-mails drain or the read model catches up: finish it too, so
+        # that nothing it changed, projected or sent is lost, and its caller gets its answer, before
+        # the run ends.
         while True:
-            await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._lock.locked())
+            await self._until(
+                lambda: (
+                    workflow.all_handlers_finished() and not self._lock.locked() and self._written >= self._requested
+                )
+            )
             if not self._sends:
                 break
             await self._drain_sends()
@@ -137,6 +179,23 @@ class PathwayWorkflow:
         return PathwayOutcome(
             pathway_id=input.pathway_id, exit_reason=self.state.exit_reason, closed_at=self.state.closed_at
         )
+
+    async def _until(self, condition: Any) -> None:
+        """`workflow.wait_condition`, except that a crashed timer or committer coroutine raises here:
+        the workflow task fails and Temporal retries it (an incident), never a silent death."""
+        await workflow.wait_condition(lambda: self._failure is not None or condition())
+        if self._failure is not None:
+            raise RuntimeError(f"coroutine du parcours en échec : {self._failure!r}") from self._failure
+
+    def _supervise(self, task: asyncio.Task[None]) -> None:
+        """Watch a background coroutine (a bounded run's timers and committer): its exception is
+        raised by the run (see `_until`)."""
+
+        def done(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None and self._failure is None:
+                self._failure = task.exception()
+
+        task.add_done_callback(done)
 
     async def _refresh_calendar(self) -> None:
         """Before continuing as new: a run started on 1.0.0 gets a calendar, and a calendar about
@@ -173,8 +232,11 @@ class PathwayWorkflow:
 
     @workflow.update
     async def ready(self) -> str:
-        """Returns once the pathway's first steps are in the read model."""
+        """Returns once the pathway's first steps are in the read model (a bounded run waits
+        `answer_within_seconds` at most: the pathway then shows as soon as the read model answers)."""
         await workflow.wait_condition(lambda: self._ready)
+        if self._bounded:
+            await self._answer(self._result("", []))
         return self.input.pathway_id
 
     @workflow.update
@@ -189,7 +251,8 @@ class PathwayWorkflow:
             opened = self._after(item, outcome.next if outcome else None)
             await self._commit()
             label = outcome.label if outcome else command.outcome
-            return self._result(f"Tâche « {item.title} » terminée : {label}.", opened)
+            answer = self._result(f"Tâche « {item.title} » terminée : {label}.", opened)
+        return await self._answer(answer)
 
     @complete_task.validator
     def _validate_complete(self, command: CompleteTask) -> None:
@@ -226,7 +289,8 @@ class PathwayWorkflow:
                 },
             )
             await self._commit()
-            return self._result(f"Tâche « {item.title} » réattribuée à {command.organisation_id}.", [item.id])
+            answer = self._result(f"Tâche « {item.title} » réattribuée à {command.organisation_id}.", [item.id])
+        return await self._answer(answer)
 
     @reassign_task.validator
     def _validate_reassign(self, command: ReassignTask) -> None:
@@ -249,7 +313,8 @@ class PathwayWorkflow:
             )
             await self._commit()
             module = self.definition.module(command.module_id)
-            return self._result(f"Module « {module.title if module else command.module_id} » ajouté.", opened)
+            answer = self._result(f"Module « {module.title if module else command.module_id} » ajouté.", opened)
+        return await self._answer(answer)
 
     @add_module.validator
     def _validate_add_module(self, command: AddModule) -> None:
@@ -276,7 +341,8 @@ class PathwayWorkflow:
             self._record(command.actor, "step_skipped", item, self._note(command.note_id))
             opened = self._after(item, task.skip_to)
             await self._commit()
-            return self._result(f"Étape « {item.title} » passée.", opened)
+            answer = self._result(f"Étape « {item.title} » passée.", opened)
+        return await self._answer(answer)
 
     @skip_step.validator
     def _validate_skip(self, command: SkipStep) -> None:
@@ -299,7 +365,8 @@ class PathwayWorkflow:
             self._touch_open_items()
             self._record(command.actor, "pathway_paused", None, self._note(command.note_id))
             await self._commit()
-            return self._result("Parcours suspendu : les délais sont arrêtés.", [])
+            answer = self._result("Parcours suspendu : les délais sont arrêtés.", [])
+        return await self._answer(answer)
 
     @pause.validator
     def _validate_pause(self, command: PauseClock) -> None:
@@ -332,7 +399,8 @@ class PathwayWorkflow:
             self._touch_open_items()
             self._record(command.actor, "pathway_resumed", None, {"paused_seconds": f"{shift.total_seconds():.0f}"})
             await self._commit()
-            return self._result("Parcours repris : les délais sont décalés de la durée de la suspension.", [])
+            answer = self._result("Parcours repris : les délais sont décalés de la durée de la suspension.", [])
+        return await self._answer(answer)
 
     @resume.validator
     def _validate_resume(self, command: ResumeClock) -> None:
@@ -355,7 +423,8 @@ class PathwayWorkflow:
                 {"exit_reason": command.exit_reason, **self._note(command.note_id)},
             )
             await self._commit()
-            return self._result(f"Parcours clos : {EXIT_REASONS[command.exit_reason]}.", [])
+            answer = self._result(f"Parcours clos : {EXIT_REASONS[command.exit_reason]}.", [])
+        return await self._answer(answer)
 
     @close.validator
     def _validate_close(self, command: ClosePathway) -> None:
@@ -421,7 +490,8 @@ class PathwayWorkflow:
                 )
             )
             await self._commit()
-            return self._result(f"Décision enregistrée ({command.action}).", opened)
+            answer = self._result(f"Décision enregistrée ({command.action}).", opened)
+        return await self._answer(answer)
 
     @decide_escalation.validator
     def _validate_decision(self, command: GtoDecision) -> None:
@@ -533,10 +603,11 @@ class PathwayWorkflow:
             )
             self._migrated = True
             await self._commit()
-            return self._result(
+            answer = self._result(
                 f"Parcours déplacé de la version {previous.version} à la version {new.version} de « {new.title} ».",
                 [item.id for item, _ in moved],
             )
+        return await self._answer(answer)
 
     @migrate_definition.validator
     def _validate_migration(self, command: MigrateDefinition) -> None:
@@ -781,6 +852,8 @@ class PathwayWorkflow:
     def _start_watcher(self, item_id: str) -> None:
         if item_id not in self._watchers:
             self._watchers[item_id] = asyncio.create_task(self._watch(item_id))
+            if self._bounded:
+                self._supervise(self._watchers[item_id])
 
     async def _watch(self, item_id: str) -> None:
         """Sleep until the item's next timer event, unless the item changes first."""
@@ -916,8 +989,33 @@ class PathwayWorkflow:
         return UpdateResult(pathway_id=self.input.pathway_id, message=message, opened=opened)
 
     async def _commit(self) -> None:
-        """Project what changed into the read model (before any update returns), then send the
-        e-mails it implies and refresh the search attributes."""
+        """Project what changed into the read model. A bounded run only asks its committer (the
+        caller answers through `_answer`); a run started before writes here, then sends e-mails."""
+        if self._bounded:
+            self._requested += 1
+            return
+        commit, row = self._batch()
+        # A local activity: a short database write (the read model and the e-mails it implies, in
+        # one transaction), done by this worker with no round trip through the server.
+        unsent: list[str] = await workflow.execute_local_activity(
+            COMMIT_ACTIVITY,
+            commit,
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=PROJECTION_RETRY,
+        )
+        # Decided or resolved escalations need no memory beyond the read model.
+        for escalation_id in [e.id for e in self.state.escalations.values() if e.status != "open"]:
+            del self.state.escalations[escalation_id]
+        for notification in commit.notifications:
+            if notification.key in unsent:
+                task = asyncio.create_task(self._send(notification))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+        self._upsert_search_attributes(row.current_steps, row.sla, row.stuck_since)
+
+    def _batch(self) -> tuple[CommitBatch, PathwayRow]:
+        """Everything changed since the last write, as one batch (and the pathway's row)."""
         self.state.revision += 1
         now = workflow.now()
         row = pathway_row(self.input, self.state, now=now)
@@ -932,25 +1030,102 @@ class PathwayWorkflow:
         )
         self._dirty_items, self._dirty_escalations, self._audit = {}, set(), []
         outbox, self._outbox = self._outbox, []
-        # A local activity: a short database write (the read model and the e-mails it implies, in
-        # one transaction) then the SMTP exchange, done by this worker with no round trip through
-        # the server. E-mails SMTP refused are retried by a regular activity with backoff.
-        unsent: list[str] = await workflow.execute_local_activity(
-            COMMIT_ACTIVITY,
-            CommitBatch(projection=batch, notifications=outbox),
-            result_type=list[str],
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=PROJECTION_RETRY,
+        return CommitBatch(projection=batch, notifications=outbox), row
+
+    async def _committer(self) -> None:
+        """Write what handlers and timers changed, one batch at a time: everything asked while a
+        write is pending goes in the next batch, so an outage costs one batch, not one per change."""
+        while True:
+            await workflow.wait_condition(lambda: self._requested > self._written)
+            asked = self._requested
+            commit, row = self._batch()
+            if not await self._commit_locally(commit):
+                await self._commit_durably(commit)
+            # Decided or resolved escalations this batch wrote need no memory beyond the read model.
+            for escalation in commit.projection.escalations:
+                current = self.state.escalations.get(escalation.id)
+                if current is not None and current.status != "open" and escalation.id not in self._dirty_escalations:
+                    del self.state.escalations[escalation.id]
+            self._upsert_search_attributes(row.current_steps, row.sla, row.stuck_since)
+            self._written = asked
+
+    async def _commit_locally(self, commit: CommitBatch) -> bool:
+        """Local attempts for `commit_local_seconds`, in slices of at most half the answer budget:
+        a local activity holds the workflow task, so between slices a short timer lets it end,
+        and updates waiting meanwhile get in and are answered on time. False: still refused."""
+        budget, answer = self.input.commit_local_seconds, self.input.answer_within_seconds
+        slice_seconds = min(LOCAL_COMMIT_SLICE, answer / 2)
+        for n in range(max(1, math.ceil(budget / (slice_seconds + LOCAL_COMMIT_PAUSE.total_seconds())))):
+            if n:
+                await workflow.sleep(LOCAL_COMMIT_PAUSE)
+            try:
+                await workflow.execute_local_activity(
+                    COMMIT_ACTIVITY,
+                    commit,
+                    result_type=list[str],
+                    start_to_close_timeout=LOCAL_COMMIT_ATTEMPT,
+                    retry_policy=local_commit_retry(slice_seconds),
+                )
+                return True
+            except (ActivityError, ApplicationError):  # the SDK raises the last attempt's error as is
+                continue
+        return False
+
+    async def _commit_durably(self, commit: CommitBatch) -> None:
+        """The read model refused the write for longer than the local budget: a regular activity
+        retries it with backoff (no history event per attempt), shown as an incident meanwhile;
+        `retry_now` (an operator) skips the wait."""
+        workflow.upsert_search_attributes([sa.INCIDENT.value_set("commit")])
+        while True:
+            self._retry_requested = False
+            attempt = workflow.start_activity(
+                COMMIT_ACTIVITY,
+                commit,
+                result_type=list[str],
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=self._durable_commit_retry(),
+            )
+            await workflow.wait_condition(partial(self._attempt_over, attempt))
+            if attempt.done():
+                attempt.result()  # a non-retryable failure raises: the run's task fails (an incident)
+                break
+            attempt.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await attempt
+        workflow.upsert_search_attributes([sa.INCIDENT.value_unset()])
+
+    def _durable_commit_retry(self) -> RetryPolicy:
+        first, longest = self.input.commit_retry_seconds
+        return RetryPolicy(
+            initial_interval=timedelta(seconds=first),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=max(first, longest)),
         )
-        # Decided or resolved escalations need no memory beyond the read model.
-        for escalation_id in [e.id for e in self.state.escalations.values() if e.status != "open"]:
-            del self.state.escalations[escalation_id]
-        for notification in outbox:
-            if notification.key in unsent:
-                task = asyncio.create_task(self._send(notification))
-                self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
-        self._upsert_search_attributes(row.current_steps, row.sla, row.stuck_since)
+
+    def _attempt_over(self, attempt: asyncio.Task[list[str]]) -> bool:
+        return attempt.done() or self._retry_requested
+
+    async def _answer(self, result: UpdateResult) -> UpdateResult:
+        """An update's answer once its change is in the read model; a bounded run answers within
+        `answer_within_seconds` whatever happens: the change is recorded, the pages will follow."""
+        wanted = self._requested  # this update's write (asked just before, with no await since)
+        if not self._bounded or self._written >= wanted:
+            return result
+        try:
+            await workflow.wait_condition(
+                lambda: self._written >= wanted, timeout=timedelta(seconds=self.input.answer_within_seconds)
+            )
+        except TimeoutError:
+            return result.model_copy(
+                update={"message": f"{result.message} {RECORDED_DISPLAY_FOLLOWS}".strip(), "projected": False}
+            )
+        return result
+
+    @workflow.signal
+    def retry_now(self) -> None:
+        """An operator's nudge (`parcours incidents retry`): a read-model write waiting for its next
+        durable attempt is tried again at once; any signal also gives a failing task a new attempt."""
+        self._retry_requested = True
 
     async def _send(self, notification: Notification) -> None:
         """Retry an e-mail SMTP refused, with backoff, until it is delivered (never lost)."""
@@ -988,17 +1163,44 @@ class PathwayWorkflow:
 
 class _ReadyLock:
     """Wait until the run has projected its first steps, then take the workflow's lock, so
-    concurrent updates and timers mutate state and project it one at a time."""
+    concurrent updates and timers mutate state and project it one at a time. In a bounded run a
+    handler that fails leaves the state exactly as it found it."""
 
     def __init__(self, owner: PathwayWorkflow) -> None:
         self.owner = owner
+        self.before: _Snapshot | None = None
 
     async def __aenter__(self) -> None:
         await workflow.wait_condition(lambda: self.owner._ready)
         await self.owner._lock.acquire()
+        self.before = _Snapshot.of(self.owner) if self.owner._bounded else None
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, error_type: object, *exc: object) -> None:
+        if error_type is not None and self.before is not None:
+            self.before.restore(self.owner)
         self.owner._lock.release()
+
+
+class _Snapshot:
+    """What an update handler may change, copied before it starts (deep copies taken together,
+    so the pending items keep pointing at the state's own items)."""
+
+    def __init__(self, owner: PathwayWorkflow) -> None:
+        self.state, self.dirty_items, self.dirty_escalations, self.audit, self.outbox = copy.deepcopy(
+            (owner.state, owner._dirty_items, owner._dirty_escalations, owner._audit, owner._outbox)
+        )
+        self.input, self.definition, self.migrated = owner.input, owner.definition, owner._migrated
+        self.requested = owner._requested
+
+    @classmethod
+    def of(cls, owner: PathwayWorkflow) -> _Snapshot:
+        return cls(owner)
+
+    def restore(self, owner: PathwayWorkflow) -> None:
+        owner.state, owner._dirty_items, owner._dirty_escalations = self.state, self.dirty_items, self.dirty_escalations
+        owner._audit, owner._outbox = self.audit, self.outbox
+        owner.input, owner.definition, owner._migrated = self.input, self.definition, self.migrated
+        owner._requested = self.requested
 
 
 def _schedule(

@@ -15,11 +15,15 @@ DEFINITION = SearchAttributeKey.for_keyword("ParcoursDefinition")
 DEFINITION_VERSION = SearchAttributeKey.for_int("ParcoursDefinitionVersion")
 
 PATCHES = SearchAttributeKey.for_keyword_list("ParcoursPatches")
+INCIDENT = SearchAttributeKey.for_keyword("ParcoursIncident")
+"""Set while something keeps the run from going on by itself (today `commit`: the read model
+refuses its writes and they are retried durably); unset once it recovers."""
 
 ALL = (CURRENT_STEPS, BASIN, SLA, STATUS, STUCK_SINCE, DEFINITION, DEFINITION_VERSION)
 """Refreshed at every commit."""
-REGISTERED = (*ALL, PATCHES)
-"""Every attribute the workflow sets: `ParcoursPatches` is set when a run takes a patch."""
+REGISTERED = (*ALL, PATCHES, INCIDENT)
+"""Every attribute the workflow sets: `ParcoursPatches` when a run takes a patch, `ParcoursIncident`
+while it has an incident."""
 
 _CLI_TYPES = {
     "KEYWORD_LIST": "KeywordList",
