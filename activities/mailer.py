@@ -6,10 +6,37 @@ from __future__ import annotations
 
 import asyncio
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 import aiosmtplib
 
 from parcours.settings import Settings
+
+SMTP_TIMEOUT = 20.0
+"""Seconds the SMTP client waits on each operation (connect, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA)."""
+SEND_DEADLINE = 90.0
+"""Seconds one e-mail may take in all (a few operations, one reconnection): past it the send is
+abandoned and counted as a failure. The outbox relay's lease (activities/outbox.py) exceeds it."""
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def message_id(key: str, public_url: str) -> str:
+    """The e-mail's Message-ID, a function of its key alone (and of the site's host): a resend of
+    the same key carries the same Message-ID, so the receiving side can recognise it. The key's
+    `:` become `.`; any other character outside [A-Za-z0-9-_] is written `=XX` (its UTF-8 bytes
+    in hex), so two keys never share a Message-ID."""
+    local = []
+    for index, char in enumerate(key):
+        if char in _SAFE:
+            local.append(char)
+        elif char == ":" and 0 < index < len(key) - 1 and key[index - 1] != ":" and key[index + 1] != ":":
+            local.append(".")  # a dot-atom: never first, last or doubled
+        else:
+            local.extend(f"={byte:02X}" for byte in char.encode())
+    host = urlsplit(public_url).hostname or ""
+    if not host or not all(c in _SAFE or c == "." for c in host) or ".." in host or host.strip(".") != host:
+        host = "parcours.localhost"
+    return f"<{''.join(local) or '=00'}@{host}>"
 
 
 def build_message(
@@ -32,7 +59,7 @@ def _client(settings: Settings) -> aiosmtplib.SMTP:
         username=settings.smtp_username,
         password=settings.smtp_password,
         start_tls=settings.smtp_starttls,
-        timeout=20,
+        timeout=SMTP_TIMEOUT,
     )
 
 
@@ -47,10 +74,12 @@ async def send_email(
 
 class MailerPool:
     """Up to `size` reusable SMTP connections; a broken one is dropped and the send retried once
-    on a fresh connection (the server may have closed an idle session)."""
+    on a fresh connection (the server may have closed an idle session). A send cut short (an
+    error, a deadline, a cancellation) closes its connection: the next one starts afresh."""
 
     def __init__(self, settings: Settings, size: int = 4) -> None:
         self.settings = settings
+        self.size = size
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._slots = asyncio.Semaphore(size)
 
@@ -58,22 +87,29 @@ class MailerPool:
         message = build_message(self.settings, to=to, subject=subject, body=body, headers=headers)
         async with self._slots:
             client = self._idle.get_nowait() if not self._idle.empty() else None
-            for attempt in range(2):
-                if client is None or not client.is_connected:
-                    client = _client(self.settings)
-                    await client.connect()
-                try:
-                    await client.send_message(message)
-                    break
-                except aiosmtplib.SMTPServerDisconnected:
-                    client = None
-                    if attempt == 1:
-                        raise
-                except (aiosmtplib.SMTPException, OSError):
-                    await _close(client)
-                    raise
+            try:
+                for attempt in range(2):
+                    if client is None or not client.is_connected:
+                        client = _client(self.settings)
+                        await client.connect()
+                    try:
+                        await client.send_message(message)
+                        break
+                    except aiosmtplib.SMTPServerDisconnected:
+                        client = None
+                        if attempt == 1:
+                            raise
+            except BaseException:
+                if client is not None and client.is_connected:
+                    client.close()  # mid-exchange: no polite QUIT, the session is in an unknown state
+                raise
             assert client is not None
             self._idle.put_nowait(client)
+
+    async def close(self) -> None:
+        """QUIT every idle connection (a worker stopping)."""
+        while not self._idle.empty():
+            await _close(self._idle.get_nowait())
 
 
 async def _close(client: aiosmtplib.SMTP | None) -> None:

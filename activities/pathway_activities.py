@@ -1,6 +1,8 @@
 """The activities pathway workflows call. `commit` writes the read model and the e-mails it
-implies in one transaction (a transactional outbox), then sends those e-mails; `send_notification`
-retries the ones SMTP refused. Both are idempotent, so Temporal may retry them freely."""
+implies in one transaction (a transactional outbox) and wakes this process's outbox relay
+(activities/outbox.py), which sends them: SMTP is never in the workflow's path. Both activities
+are idempotent, so Temporal may run them again freely (a retried local activity, or the regular
+activity a workflow falls back to)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from email.utils import make_msgid
 from typing import Any, TypeVar
 
-import aiosmtplib
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table
+from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 from temporalio import activity
 
 from activities.emails import render_email
-from activities.mailer import MailerPool
+from activities.outbox import OutboxRelay
 from definitions.calendar import WorkCalendar, work_calendar
 from parcours.settings import Settings
 from store import models
@@ -31,6 +33,7 @@ from workflows.contract import (
     CalendarRequest,
     CommitBatch,
     Notification,
+    PathwayRow,
 )
 
 log = logging.getLogger(__name__)
@@ -38,13 +41,14 @@ T = TypeVar("T")
 
 
 class PathwayActivities:
-    """Activities bound to one read model and one SMTP server."""
+    """Activities bound to one read model; `outbox` is the relay of the same process, woken when
+    e-mails are recorded (without one, the e-mails wait for a relay's next poll)."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, *, outbox: OutboxRelay | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.outbox = outbox
         self._db = ThreadPoolExecutor(max_workers=writer_pool_size(engine), thread_name_prefix="read-model")
-        self._mailer: MailerPool | None = None
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
         """Run blocking read-model work on the writer threads, never on the event loop."""
@@ -52,22 +56,20 @@ class PathwayActivities:
 
     @activity.defn(name=COMMIT_ACTIVITY)
     async def commit(self, batch: CommitBatch) -> list[str]:
-        """Project the batch and record its e-mails (one transaction), then try to send them.
-        Returns the keys SMTP refused, for the workflow to retry with backoff."""
-        rows = await self._in_db(self._write, batch)
-        unsent = []
-        for row in rows:
-            if row.status == "pending" and not await self._deliver(row):
-                unsent.append(row.key)
-        return unsent
+        """Project the batch and record its e-mails, in one transaction; the relay sends them.
+        Returns [] (runs started on release 1.0 read it as "the e-mails SMTP refused": none now)."""
+        await self._in_db(self._write, batch)
+        if batch.notifications and self.outbox is not None:
+            self.outbox.wake()
+        return []
 
     @activity.defn(name=NOTIFY_ACTIVITY)
     async def send_notification(self, notification: Notification) -> None:
-        """Send a recorded e-mail unless already sent. SMTP errors propagate: Temporal retries
-        with backoff until the server is back."""
-        row = await self._in_db(self._record, notification)
-        if row.status == "pending" and not await self._deliver(row):
-            raise RuntimeError(f"SMTP refused e-mail {notification.key}: {row.last_error}")
+        """Runs started on release 1.0 still schedule this for e-mails SMTP refused then: record
+        the e-mail if absent and return; the relay delivers it."""
+        await self._in_db(self._record, notification)
+        if self.outbox is not None:
+            self.outbox.wake()
 
     @activity.defn(name=CALENDAR_ACTIVITY)
     async def work_calendar(self, request: CalendarRequest) -> WorkCalendar:
@@ -79,13 +81,17 @@ class PathwayActivities:
             closes=request.closes or self.settings.day_closes,
         )
 
-    def _write(self, batch: CommitBatch) -> list[models.Notification]:
+    def _write(self, batch: CommitBatch) -> None:
+        """Idempotent: the same batch twice leaves the read model as once (upserts keyed by the
+        workflow's ids) and one row per e-mail key. A batch older than the pathway's row (an
+        attempt that timed out but committed after a later batch) leaves the projection alone."""
         with self.engine.begin() as connection:
-            apply_batch_in(connection, batch.projection)
+            if not _superseded(connection, batch.projection.pathway):
+                apply_batch_in(connection, batch.projection)
             with Session(bind=connection, expire_on_commit=False) as session:
-                rows = [self._recorded(session, n) for n in batch.notifications]
+                for notification in batch.notifications:
+                    self._recorded(session, notification)
                 session.flush()
-                return rows
 
     def _record(self, notification: Notification) -> models.Notification:
         with session_scope(self.engine) as session:
@@ -95,8 +101,14 @@ class PathwayActivities:
         """The e-mail's row, rendered and inserted on first sight (its key guards against twins)."""
         existing = session.get(models.Notification, notification.key)
         if existing is not None:
+            if existing.status == "pending" and existing.next_attempt_at is None:
+                # Written by a release 1.0 worker, whose run asks again (its send failed or its
+                # worker stopped): now the relay's to deliver.
+                existing.next_attempt_at = q.now()
+                session.add(existing)
             return existing
         recipients, context = self._recipients_and_context(session, notification)
+        now = q.now()
         row = models.Notification(
             key=notification.key,
             kind=notification.kind,
@@ -105,7 +117,8 @@ class PathwayActivities:
             recipients=recipients,
             subject="",
             body="",
-            created_at=q.now(),
+            created_at=now,
+            next_attempt_at=now,  # due at once: the relay's claim reads this column
         )
         try:
             rendered = render_email(notification.kind, context)
@@ -116,22 +129,6 @@ class PathwayActivities:
             row.last_error = f"construction impossible : {type(error).__name__}: {error}"[:500]
         session.add(row)
         return row
-
-    async def _deliver(self, row: models.Notification) -> bool:
-        headers = {
-            "Message-ID": make_msgid(idstring=row.key.replace(":", "."), domain="parcours"),
-            "X-Parcours-Key": row.key,
-        }
-        if self._mailer is None:  # created on the worker's event loop
-            self._mailer = MailerPool(self.settings)
-        try:
-            await self._mailer.send(to=row.recipients, subject=row.subject, body=row.body, headers=headers)
-        except (aiosmtplib.SMTPException, OSError) as error:
-            row.last_error = str(error)[:500]
-            await self._in_db(self._record_failure, row.key, row.last_error)
-            return False
-        await self._in_db(self._mark_sent, row.key)
-        return True
 
     def _recipients_and_context(self, session: Session, n: Notification) -> tuple[list[str], dict[str, object]]:
         """Recipients by kind (the organisation's mailbox; the basin's GTO; the SPIE direction)
@@ -167,17 +164,13 @@ class PathwayActivities:
         }
         return sorted(dict.fromkeys(recipients)), context
 
-    def _record_failure(self, key: str, error: str) -> None:
-        with session_scope(self.engine) as session:
-            row = session.get(models.Notification, key)
-            if row is not None:
-                row.attempts += 1
-                row.last_error = error
-                session.add(row)
 
-    def _mark_sent(self, key: str) -> None:
-        with session_scope(self.engine) as session:
-            row = session.get(models.Notification, key)
-            if row is not None:
-                row.status, row.sent_at, row.attempts = "sent", q.now(), row.attempts + 1
-                session.add(row)
+def _superseded(connection: Connection, row: PathwayRow) -> bool:
+    """Whether the read model already holds a newer revision of this pathway. On PostgreSQL the
+    row stays locked until the commit, so two attempts of one pathway's batches never interleave."""
+    pathway: Table = models.Pathway.__table__  # type: ignore[attr-defined]
+    query = sa_select(pathway.c.revision).where(pathway.c.id == row.id)
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    current = connection.execute(query).scalar_one_or_none()
+    return current is not None and current > row.revision
