@@ -4,7 +4,13 @@ Authentication: `POST /api/auth/token` gives a bearer token (12 h) to send as
 `Authorization: Bearer <token>`; a signed-in browser session also works, with its CSRF token in
 `X-CSRF-Token` on every POST. Errors are JSON `{detail}` (plus `fields` when a form is refused,
 `errors` when a definition is invalid): 401 not signed in, 403 denied, 404 unknown, 409 conflict
-with the pathway's state, 422 invalid, 429 too many failed sign-ins.
+with the pathway's state, 422 invalid, 429 too many failed sign-ins, 503 Temporal did not answer in
+time (the action may or may not have happened: send the same request again).
+
+Retries: every write takes an optional `Idempotency-Key` header (1 to 100 letters, digits, `-`, `_`,
+`.` or `:`; a UUID fits), scoped to the signed-in user. The same request sent again with the same
+key (after a timeout, a 503, a lost connection) acts once and gets the first answer; the same key
+with other values is refused (422). Keys are kept 30 days.
 
 Who sees what: caseworkers see the pathways whose follow-up group their organisation belongs to
 and their organisation's tasks; GTO leads see their basin's stuck pathways and escalations and
@@ -13,12 +19,13 @@ escalations of every basin. Every read of a person's data is written to the audi
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -27,7 +34,7 @@ from admin_ui.access import CurrentUser
 from admin_ui.deps import Engine_, Service, User, client_of, require_roles, verify_csrf
 from definitions.loader import InvalidDefinition
 from services import definitions as service_definitions
-from services import identity, reading
+from services import identity, reading, requests
 from services.identity import API_TOKEN_SECONDS, SignInRefused
 from store import views
 from store.models import (
@@ -246,8 +253,35 @@ REFUSED: Responses = {
     403: {"model": RefusedOut, "description": "not allowed"},
     404: {"model": RefusedOut, "description": "unknown id"},
     409: {"model": RefusedOut, "description": "not possible in the pathway's current state"},
-    422: {"model": RefusedOut, "description": "invalid request; `fields` names the form fields"},
+    422: {
+        "model": RefusedOut,
+        "description": "invalid request; `fields` names the form fields; also an invalid Idempotency-Key, "
+        "or one already used for another request",
+    },
+    503: {
+        "model": RefusedOut,
+        "description": "Temporal did not answer in time: send the same request again (same Idempotency-Key)",
+    },
 }
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="optional: the same key again (same user, same values) acts once and gets the "
+            "first answer; 1 to 100 letters, digits, `-`, `_`, `.` or `:` (a UUID fits)",
+        ),
+    ] = None,
+) -> str | None:
+    """The request's Idempotency-Key, refused (422, in French, naming the header) when malformed."""
+    if key is not None and not requests.valid_request_id(key):
+        raise HTTPException(422, f"En-tête Idempotency-Key invalide : {requests.REQUEST_ID_RULE}.")
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 
 
 # --- Access helpers ----------------------------------------------------------------------------
@@ -355,9 +389,12 @@ def list_definitions(user: User, engine: Engine_) -> list[DefinitionVersionPubli
         }
     },
 )
-async def publish_definition(request: Request, response: Response, user: DesignerActing, engine: Engine_) -> Any:
+async def publish_definition(
+    request: Request, response: Response, user: DesignerActing, engine: Engine_, key: IdempotencyKey
+) -> Any:
     """Validate and publish a definition (designers and admins). Version n+1 is created (201)
-    unless the latest version has the same content (200, `created: false`)."""
+    unless the latest version has the same content (200, `created: false`); the same request
+    again with the same Idempotency-Key gets the first answer (201 and its version)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = content_type == "application/json" or content_type.endswith("+json")
     if not is_json and content_type not in YAML_TYPES:
@@ -373,14 +410,27 @@ async def publish_definition(request: Request, response: Response, user: Designe
     except UnicodeDecodeError:
         problem = DefinitionProblem(step=None, field=None, message="le corps n'est pas un texte UTF-8", line=None)
         return _invalid_definition([problem])
-    try:
-        published = service_definitions.publish(engine, user.actor, text, source="api", is_json=is_json)
-    except InvalidDefinition as error:
-        return _invalid_definition(
-            [DefinitionProblem(step=e.step, field=e.field, message=e.message, line=e.line) for e in error.errors]
-        )
-    response.status_code = 201 if published.created else 200
-    return PublishedOut(id=published.definition.id, version=published.version, created=published.created)
+    logged = requests.open_request(
+        engine,
+        actor_user_id=user.id,
+        request_id=key,
+        kind="publish",
+        target="definition",
+        inputs={"content_type": content_type, "body": hashlib.sha256(raw).hexdigest()},
+    )
+    if logged.answer is not None:
+        first = PublishedOut.model_validate(logged.answer)
+    else:
+        try:
+            published = service_definitions.publish(engine, user.actor, text, source="api", is_json=is_json)
+        except InvalidDefinition as error:
+            return _invalid_definition(
+                [DefinitionProblem(step=e.step, field=e.field, message=e.message, line=e.line) for e in error.errors]
+            )
+        first = PublishedOut(id=published.definition.id, version=published.version, created=published.created)
+        logged.finish(first.model_dump())
+    response.status_code = 201 if first.created else 200
+    return first
 
 
 def _invalid_definition(problems: list[DefinitionProblem]) -> JSONResponse:
@@ -407,16 +457,18 @@ def _invalid_definition(problems: list[DefinitionProblem]) -> JSONResponse:
     responses=REFUSED,
 )
 async def start_pathway(
-    body: PathwayIn, response: Response, user: CaseworkerActing, service: Service
+    body: PathwayIn, response: Response, user: CaseworkerActing, service: Service, key: IdempotencyKey
 ) -> PathwayStartedOut:
     """Start a pathway for a person (caseworkers, with their own organisation as referent).
-    The person's consent to share with the follow-up group is required."""
+    The person's consent to share with the follow-up group is required. The same request again
+    with the same Idempotency-Key gives the same pathway (201), never a second one."""
     pathway_id = await service.start_pathway(
         definition_id=body.definition_id,
         basin_id=body.basin,
         referent_org=body.referent_org,
         person=body.person,
         actor=user.actor,
+        request_id=key,
     )
     response.headers["Location"] = f"/api/pathways/{pathway_id}"
     return PathwayStartedOut(pathway_id=pathway_id)
@@ -498,19 +550,32 @@ def list_tasks(
 
 
 @signed_in.post("/tasks/{task_id}/complete", response_model=ActionOut, tags=["Tâches"], responses=REFUSED)
-async def complete_task(task_id: str, body: CompleteIn, user: CaseworkerActing, service: Service) -> ActionOut:
+async def complete_task(
+    task_id: str, body: CompleteIn, user: CaseworkerActing, service: Service, key: IdempotencyKey
+) -> ActionOut:
     """Complete a task of your organisation with an outcome and its form's answers. The answer
-    lists the tasks it opened, already visible in GET /api/tasks (read-your-writes)."""
-    return _result(await service.complete_task(task_id=task_id, actor=user.actor, outcome=body.outcome, data=body.data))
+    lists the tasks it opened, already visible in GET /api/tasks (read-your-writes). Retried with
+    the same Idempotency-Key, the first answer (200); another request on a closed task: 409."""
+    return _result(
+        await service.complete_task(
+            task_id=task_id, actor=user.actor, outcome=body.outcome, data=body.data, request_id=key
+        )
+    )
 
 
 @signed_in.post("/tasks/{task_id}/reassign", response_model=ActionOut, tags=["Tâches"], responses=REFUSED)
-async def reassign_task(task_id: str, body: ReassignIn, user: CaseworkerActing, service: Service) -> ActionOut:
+async def reassign_task(
+    task_id: str, body: ReassignIn, user: CaseworkerActing, service: Service, key: IdempotencyKey
+) -> ActionOut:
     """Give a task to another organisation (the task's organisation or the pathway's referent);
     that organisation joins the follow-up group."""
     return _result(
         await service.reassign_task(
-            task_id=task_id, actor=user.actor, organisation_id=body.organisation, reason=body.reason
+            task_id=task_id,
+            actor=user.actor,
+            organisation_id=body.organisation,
+            reason=body.reason,
+            request_id=key,
         )
     )
 
@@ -540,7 +605,7 @@ def list_escalations(
     responses=REFUSED,
 )
 async def decide_escalation(
-    escalation_id: str, body: DecisionIn, user: GtoOrAdminActing, service: Service
+    escalation_id: str, body: DecisionIn, user: GtoOrAdminActing, service: Service, key: IdempotencyKey
 ) -> ActionOut:
     """The GTO's decision on an escalation (the basin's GTO lead, or an admin): reassign
     (`organisation`), extend (`extend_by`), add_step (`module_id`), close (`exit_reason`),
@@ -554,6 +619,7 @@ async def decide_escalation(
         extend_by=body.extend_by,
         module_id=body.module_id,
         exit_reason=body.exit_reason,
+        request_id=key,
     )
     return _result(result)
 

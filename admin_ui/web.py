@@ -10,12 +10,14 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from starlette.responses import Response
 
 from definitions.durations import working_days_between
 from definitions.schema import EXIT_REASONS, SOFT_SKILL_SCALE, SOFT_SKILLS
 from parcours import presenters
 from parcours.presenters import STATUS_LABELS, aware
+from services.requests import new_request_id
 from store import views
 from store.queries import list_organisations, now
 
@@ -77,7 +79,31 @@ templates.env.filters.update(
     basins_label=presenters.basins_label,
     completion_label=presenters.completion_label,
 )
+
+
+@pass_context
+def request_token(context: Any, form: str) -> str:
+    """A write form's hidden `request_id` (its idempotency token): the one just posted when the
+    page shows that form again (after a refusal or a 503, sending it again acts at most once),
+    else a new one for each rendering."""
+    request = context.get("request")
+    posted = getattr(request.state, "posted_request", None) if request is not None else None
+    if posted is not None and posted[0] == form:
+        return str(posted[1])
+    return new_request_id()
+
+
+def posted_request_id(request: Request, form: str, value: object) -> str | None:
+    """The token a write form posted (None if absent), kept for that form if the page shows again."""
+    token = value.strip() if isinstance(value, str) else ""
+    if not token:
+        return None
+    request.state.posted_request = (form, token)
+    return token
+
+
 templates.env.globals.update(
+    request_token=request_token,
     SLA_BADGES=SLA_BADGES,
     STATUS_LABELS=STATUS_LABELS,
     EXIT_REASONS=EXIT_REASONS,

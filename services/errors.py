@@ -5,9 +5,10 @@ from __future__ import annotations
 
 class ServiceError(Exception):
     """A request refused, with a French message and an HTTP-like kind
-    (invalid, forbidden, not_found, conflict); `fields` locates form errors."""
+    (invalid, forbidden, not_found, conflict, unavailable: the outcome is unknown, retry the same
+    request); `fields` locates form errors."""
 
-    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409}
+    STATUS = {"invalid": 422, "forbidden": 403, "not_found": 404, "conflict": 409, "unavailable": 503}
 
     def __init__(self, message: str, kind: str = "invalid", fields: dict[str, str] | None = None) -> None:
         super().__init__(message)

@@ -1,6 +1,9 @@
-"""How people and scripts act on pathways (CLI today, admin UI and API next): check the request
-against the read model, keep free text and form answers in the read model, then send the
-workflow an update and report its answer. Shared so every entry point says the same thing."""
+"""How people and scripts act on pathways (CLI, admin UI and API): check the request against the
+read model, keep free text and form answers in the read model, then send the workflow an update
+and report its answer. Shared so every entry point says the same thing.
+
+Every write takes a `request_id` (services/requests.py): the same request sent again (a client
+that timed out and retries) gets the first answer and writes nothing twice."""
 
 from __future__ import annotations
 
@@ -11,10 +14,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Engine
 from stdnum.fr import nir as stdnum_nir
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from definitions.calendar import DEFAULT_CLOSES, DEFAULT_OPENS, work_calendar
 from definitions.durations import PARIS, TOO_LONG, Delay, too_long
@@ -23,6 +36,7 @@ from definitions.schema import TRIAL_SUFFIX, Definition
 from parcours.presenters import GTO_ACTIONS
 from parcours.settings import Settings
 from services.errors import ID_MAX, ServiceError, bounded, french_validation_message, quoted
+from services.requests import Request, open_request
 from store import models
 from store import queries as q
 from store.db import session_scope
@@ -114,6 +128,44 @@ def check_extension(extend_by: str) -> Delay:
     return delay
 
 
+UNKNOWN_OUTCOME = frozenset(
+    {
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.UNKNOWN,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+    }
+)
+"""Temporal errors after which an update or a start may or may not have happened."""
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """The call may have reached Temporal and been applied (the client timed out, the server was
+    unreachable or overloaded): only a retry with the same request id can tell."""
+    if isinstance(error, RPCTimeoutOrCancelledError | TimeoutError):
+        return True
+    return isinstance(error, RPCError) and error.status in UNKNOWN_OUTCOME
+
+
+def unavailable(request: Request) -> ServiceError:
+    """The answer when the outcome is unknown: the same request again completes it (or, without a
+    request id of the caller's, check before retrying)."""
+    if request.given:
+        return ServiceError(
+            "Service momentanément indisponible : l'action n'a peut-être pas abouti. Réessayez la même "
+            "demande : elle ne sera pas appliquée deux fois.",
+            "unavailable",
+        )
+    return ServiceError(
+        "Service momentanément indisponible : l'action a peut-être été enregistrée ; vérifiez l'état "
+        "du parcours avant de réessayer.",
+        "unavailable",
+    )
+
+
 class PathwayService:
     def __init__(
         self,
@@ -124,8 +176,15 @@ class PathwayService:
         history_event_limit: int = 2000,
         opens: time = DEFAULT_OPENS,
         closes: time = DEFAULT_CLOSES,
+        commit_local_seconds: float = 30.0,
+        answer_within_seconds: float = 10.0,
+        commit_retry_seconds: tuple[float, float] = (5.0, 600.0),
     ) -> None:
         self.client = client
+        # How long a read-model write may hold a run, how long an action waits for it, then the
+        # backoff of its durable retries (workflows.model.PathwayInput; scaled down by tests).
+        self.commit_local_seconds, self.answer_within_seconds = commit_local_seconds, answer_within_seconds
+        self.commit_retry_seconds = commit_retry_seconds
         self.engine = engine
         self.task_queue = task_queue
         self.history_event_limit = history_event_limit
@@ -141,6 +200,9 @@ class PathwayService:
             history_event_limit=settings.history_event_limit,
             opens=settings.day_opens,
             closes=settings.day_closes,
+            commit_local_seconds=settings.commit_local_seconds,
+            answer_within_seconds=settings.answer_within_seconds,
+            commit_retry_seconds=(settings.commit_retry_first_seconds, settings.commit_retry_max_seconds),
         )
 
     # --- Who acts ---------------------------------------------------------------------------
@@ -154,10 +216,18 @@ class PathwayService:
     # --- Starting ---------------------------------------------------------------------------
 
     async def start_pathway(
-        self, *, definition_id: str, basin_id: str, referent_org: str, person: dict[str, Any], actor: Actor
+        self,
+        *,
+        definition_id: str,
+        basin_id: str,
+        referent_org: str,
+        person: dict[str, Any],
+        actor: Actor,
+        request_id: str | None = None,
     ) -> str:
         """Start a real person's pathway, with the actor's own organisation as referent (admins and
-        system scripts may name another); trial copies are refused here (see start_trial)."""
+        system scripts may name another); trial copies are refused here (see start_trial). The
+        same `request_id` again gives the same pathway (one pathway, one person)."""
         if actor.role not in ("admin", "system") and referent_org != actor.organisation_id:
             raise ServiceError(
                 "Vous ne pouvez démarrer un parcours qu'avec votre organisation "
@@ -174,10 +244,25 @@ class PathwayService:
                 "forbidden",
             )
         return await self._start(
-            definition_id=definition_id, basin_id=basin_id, referent_org=referent_org, person=person, actor=actor
+            definition_id=definition_id,
+            basin_id=basin_id,
+            referent_org=referent_org,
+            person=person,
+            actor=actor,
+            request=self._request(
+                actor,
+                request_id,
+                "start",
+                definition_id,
+                basin_id=basin_id,
+                referent_org=referent_org,
+                person=person,
+            ),
         )
 
-    async def start_trial(self, *, definition_id: str, basin_id: str, referent_org: str, actor: Actor) -> str:
+    async def start_trial(
+        self, *, definition_id: str, basin_id: str, referent_org: str, actor: Actor, request_id: str | None = None
+    ) -> str:
         """A designer's trial run of a trial copy (`…_essai`), for a fictitious person."""
         if actor.role not in ("designer", "admin"):
             raise ServiceError("Seuls les concepteur·rices de parcours peuvent lancer un essai.", "forbidden")
@@ -185,14 +270,39 @@ class PathwayService:
             raise ServiceError(f"« {quoted(definition_id)} » n'est pas une copie d'essai.", "conflict")
         person = {"first_name": "Personne", "last_name": "Fictive (essai)", "consent": True}
         return await self._start(
-            definition_id=definition_id, basin_id=basin_id, referent_org=referent_org, person=person, actor=actor
+            definition_id=definition_id,
+            basin_id=basin_id,
+            referent_org=referent_org,
+            person=person,
+            actor=actor,
+            request=self._request(
+                actor, request_id, "trial", definition_id, basin_id=basin_id, referent_org=referent_org
+            ),
         )
 
     async def _start(
-        self, *, definition_id: str, basin_id: str, referent_org: str, person: dict[str, Any], actor: Actor
+        self,
+        *,
+        definition_id: str,
+        basin_id: str,
+        referent_org: str,
+        person: dict[str, Any],
+        actor: Actor,
+        request: Request,
     ) -> str:
-        """Check everything first, then record the person and start the workflow; if the start
-        fails the person record is removed (no half-written state)."""
+        """Check everything first, then record the person and start the workflow. With a request id
+        the pathway and person ids derive from it: a retry finds (or completes) the same start. The
+        person is removed only when the workflow certainly does not exist; when the outcome is
+        unknown it is kept, and the caller is told to retry."""
+        if request.answer is not None:
+            return str(request.answer["pathway_id"])
+        derived = request.derived("P", 16)
+        pathway_id = derived.upper() if derived else "P-" + uuid.uuid4().hex[:16].upper()
+        if request.pending and await self._started(pathway_id, request):
+            # The first attempt started it and lost its answer: wait for its first steps.
+            await self._ready(pathway_id, request)
+            request.finish({"pathway_id": pathway_id})
+            return pathway_id
         try:
             person_in = PersonIn.model_validate(person)
         except ValidationError as error:
@@ -220,48 +330,105 @@ class PathwayService:
         if basin_id not in referent.basins and "all" not in referent.basins:
             raise ServiceError(f"{referent.name} n'intervient pas sur le bassin {basin.name}.", "conflict")
         parties = self._resolve_parties(definition, basin)
+        request.begin(pathway_id)
         person_id = q.create_person(
             self.engine,
             data={**person_in.model_dump(exclude={"consent"}), "consent_at": q.now()},
             created_by=actor.user_id,
+            person_id=request.derived("pers", 24),
         )
-        pathway_id = "P-" + uuid.uuid4().hex[:10].upper()
+        # Update-with-start: one round trip starts the run and returns once its first steps are in
+        # the read model. An existing run with this id is joined (a retry, a double submit); a
+        # closed one is never started again.
+        start = WithStartWorkflowOperation(
+            PathwayWorkflow.run,
+            PathwayInput(
+                pathway_id=pathway_id,
+                definition=definition,
+                basin_id=basin_id,
+                referent_org=referent_org,
+                person_ref=person_id,
+                parties=parties,
+                started_by=actor,
+                history_event_limit=self.history_event_limit,
+                calendar=work_calendar(q.now().astimezone(PARIS).year, opens=self.opens, closes=self.closes),
+                commit_local_seconds=self.commit_local_seconds,
+                answer_within_seconds=self.answer_within_seconds,
+                commit_retry_seconds=self.commit_retry_seconds,
+            ),
+            id=pathway_id,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            task_queue=self.task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.BASIN, basin_id),
+                    SearchAttributePair(sa.DEFINITION, definition.id),
+                    SearchAttributePair(sa.DEFINITION_VERSION, definition.version or 0),
+                    SearchAttributePair(sa.STATUS, "active"),
+                ]
+            ),
+        )
         try:
-            # Update-with-start: one round trip starts the run and returns once its first steps
-            # are in the read model.
-            start = WithStartWorkflowOperation(
-                PathwayWorkflow.run,
-                PathwayInput(
-                    pathway_id=pathway_id,
-                    definition=definition,
-                    basin_id=basin_id,
-                    referent_org=referent_org,
-                    person_ref=person_id,
-                    parties=parties,
-                    started_by=actor,
-                    history_event_limit=self.history_event_limit,
-                    calendar=work_calendar(q.now().astimezone(PARIS).year, opens=self.opens, closes=self.closes),
-                ),
-                id=pathway_id,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                task_queue=self.task_queue,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.BASIN, basin_id),
-                        SearchAttributePair(sa.DEFINITION, definition.id),
-                        SearchAttributePair(sa.DEFINITION_VERSION, definition.version or 0),
-                        SearchAttributePair(sa.STATUS, "active"),
-                    ]
-                ),
+            await self.client.execute_update_with_start_workflow(
+                PathwayWorkflow.ready, start_workflow_operation=start, id=request.update_id
             )
-            await self.client.execute_update_with_start_workflow(PathwayWorkflow.ready, start_workflow_operation=start)
-        except Exception:
-            with session_scope(self.engine) as session:
-                row = session.get(models.Person, person_id)
-                if row is not None:
-                    session.delete(row)
-            raise
+        except WorkflowAlreadyStartedError:
+            pass  # closed since: this request started it (checked below)
+        except Exception as error:
+            await self._failed_start(pathway_id, person_id, request, error)
+        pathway = q.get_pathway(self.engine, pathway_id=pathway_id)
+        if pathway is not None and pathway.person_id != person_id:
+            # Another start holds this id (ids are 64 random or derived bits: never seen).
+            self._forget_person(person_id)
+            request.forget()
+            raise ServiceError("Identifiant de parcours déjà pris : recommencez avec une nouvelle demande.", "conflict")
+        request.finish({"pathway_id": pathway_id})
         return pathway_id
+
+    async def _started(self, pathway_id: str, request: Request) -> bool:
+        """Whether Temporal knows this workflow id (False: certainly not started); 503 when it
+        cannot tell."""
+        try:
+            await self.client.get_workflow_handle(pathway_id).describe()
+            return True
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise unavailable(request) from None
+        except (RPCTimeoutOrCancelledError, TimeoutError):
+            raise unavailable(request) from None
+
+    async def _ready(self, pathway_id: str, request: Request) -> None:
+        """Wait for a started pathway's first steps (at once when it has closed since)."""
+        try:
+            await self.client.get_workflow_handle(pathway_id).execute_update(PathwayWorkflow.ready)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: closed since
+                raise unavailable(request) from None
+        except (RPCTimeoutOrCancelledError, TimeoutError):
+            raise unavailable(request) from None
+
+    async def _failed_start(self, pathway_id: str, person_id: str, request: Request, error: Exception) -> None:
+        """After a start that did not answer: remove the person only when the workflow certainly
+        does not exist; otherwise keep it (and the request) so that a retry completes the start."""
+        if outcome_unknown(error):
+            raise unavailable(request) from None
+        try:
+            exists = await self._started(pathway_id, request)
+        except ServiceError:
+            raise unavailable(request) from None
+        if exists:
+            raise unavailable(request) from None
+        self._forget_person(person_id)
+        request.forget()
+        raise error
+
+    def _forget_person(self, person_id: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(models.Person, person_id)
+            if row is not None:
+                session.delete(row)
 
     def _resolve_parties(self, definition: Definition, basin: models.Basin) -> dict[str, str]:
         """Each `partner:<type>` role to the organisation serving the basin (one read of the
@@ -359,9 +526,47 @@ class PathwayService:
             raise ServiceError(f"Escalade inconnue : « {quoted(escalation_id)} ».", "not_found")
         return escalation
 
+    # --- Requests: the same request twice acts once ---------------------------------------------
+
+    def _request(self, actor: Actor, request_id: str | None, kind: str, target: str, **inputs: Any) -> Request:
+        return open_request(
+            self.engine, actor_user_id=actor.user_id, request_id=request_id, kind=kind, target=target, inputs=inputs
+        )
+
+    async def _first_answer(self, request: Request) -> UpdateResult | None:
+        """The answer this request already got: kept in the request log, or — when its first
+        attempt lost it (a crash, a client timeout) or still runs — the workflow's answer to its
+        update id. Asked of this same user only, whose request passed every check when it was
+        recorded; nothing is written to the pathway. None: it never reached the workflow."""
+        if request.answer is not None:
+            return UpdateResult.model_validate(request.answer)
+        if not request.pending or request.pathway_id is None:
+            return None
+        handle = self.client.get_workflow_handle(request.pathway_id).get_update_handle(
+            request.update_id, result_type=UpdateResult
+        )
+        try:
+            result: UpdateResult = await handle.result()
+        except WorkflowUpdateFailedError as error:
+            request.forget()
+            raise self._refusal(error) from None
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:  # never accepted: act now
+                return None
+            raise unavailable(request) from None
+        except (RPCTimeoutOrCancelledError, TimeoutError):
+            raise unavailable(request) from None
+        request.finish(result.model_dump(mode="json"))
+        return result
+
     # --- Acting on tasks and pathways ---------------------------------------------------------
 
-    async def complete_task(self, *, task_id: str, actor: Actor, outcome: str, data: dict[str, Any]) -> UpdateResult:
+    async def complete_task(
+        self, *, task_id: str, actor: Actor, outcome: str, data: dict[str, Any], request_id: str | None = None
+    ) -> UpdateResult:
+        request = self._request(actor, request_id, "complete", task_id, outcome=outcome, data=data)
+        if (first := await self._first_answer(request)) is not None:
+            return first
         task, pathway = self._task_and_pathway(task_id)
         if actor.organisation_id != task.organisation_id and actor.role != "admin":
             raise ServiceError(
@@ -376,9 +581,15 @@ class PathwayService:
         checked = check_submission(definition.task(task.step_id), data)
         if checked.errors:
             raise ServiceError("Le formulaire contient des erreurs.", fields=checked.errors)
+        request.begin(pathway.id)
         submission_id = (
             q.save_submission(
-                self.engine, pathway_id=pathway.id, task_id=task_id, data=checked.values, submitted_by=actor.user_id
+                self.engine,
+                pathway_id=pathway.id,
+                task_id=task_id,
+                data=checked.values,
+                submitted_by=actor.user_id,
+                submission_id=request.derived("sub"),
             )
             if checked.values
             else None
@@ -392,67 +603,128 @@ class PathwayService:
             submission_id=submission_id,
         )
         try:
-            return await self._update(pathway.id, PathwayWorkflow.complete_task, command)
-        except ServiceError:
-            if submission_id:
+            return await self._update(pathway.id, PathwayWorkflow.complete_task, command, request)
+        except ServiceError as error:
+            if submission_id and error.kind != "unavailable":
                 q.delete_submission(self.engine, submission_id=submission_id)
             raise
 
     async def reassign_task(
-        self, *, task_id: str, actor: Actor, organisation_id: str, reason: str | None
+        self,
+        *,
+        task_id: str,
+        actor: Actor,
+        organisation_id: str,
+        reason: str | None,
+        request_id: str | None = None,
     ) -> UpdateResult:
+        request = self._request(actor, request_id, "reassign", task_id, organisation_id=organisation_id, reason=reason)
+        if (first := await self._first_answer(request)) is not None:
+            return first
         task, pathway = self._task_and_pathway(task_id)
         self._check_task_org(actor, task, pathway, "réattribuer cette tâche", referent_too=True)
         bounded(reason, field="motif", label="Motif de la réattribution")
         self._known_organisation(organisation_id)
-        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
+        request.begin(pathway.id)
+        note_id = self._note(request, reason, actor, pathway.id)
         return await self._update(
             pathway.id,
             PathwayWorkflow.reassign_task,
             ReassignTask(item_id=task_id, actor=actor, organisation_id=organisation_id, note_id=note_id),
+            request,
         )
 
-    async def skip_step(self, *, task_id: str, actor: Actor, reason: str | None) -> UpdateResult:
+    async def skip_step(
+        self, *, task_id: str, actor: Actor, reason: str | None, request_id: str | None = None
+    ) -> UpdateResult:
+        request = self._request(actor, request_id, "skip", task_id, reason=reason)
+        if (first := await self._first_answer(request)) is not None:
+            return first
         task, pathway = self._task_and_pathway(task_id)
         self._check_task_org(actor, task, pathway, "passer cette étape", referent_too=True)
+        if task.status != "open":
+            raise ServiceError(f"L'étape « {task.title} » n'est plus ouverte ({task.status}).", "conflict")
         bounded(reason, field="motif", label="Motif")
-        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway.id)
+        request.begin(pathway.id)
+        note_id = self._note(request, reason, actor, pathway.id)
         return await self._update(
-            pathway.id, PathwayWorkflow.skip_step, SkipStep(item_id=task_id, actor=actor, note_id=note_id)
+            pathway.id, PathwayWorkflow.skip_step, SkipStep(item_id=task_id, actor=actor, note_id=note_id), request
         )
 
     async def add_module(
-        self, *, pathway_id: str, actor: Actor, module_id: str, reason: str | None = None
+        self,
+        *,
+        pathway_id: str,
+        actor: Actor,
+        module_id: str,
+        reason: str | None = None,
+        request_id: str | None = None,
     ) -> UpdateResult:
+        request = self._request(actor, request_id, "add_module", pathway_id, module_id=module_id, reason=reason)
+        if (first := await self._first_answer(request)) is not None:
+            return first
         self._check_referent(actor, self._pathway(pathway_id), "ajouter un module au parcours")
         _id(module_id, field="module", label="Module")
         bounded(reason, field="motif", label="Motif")
-        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
+        request.begin(pathway_id)
+        note_id = self._note(request, reason, actor, pathway_id)
         return await self._update(
-            pathway_id, PathwayWorkflow.add_module, AddModule(module_id=module_id, actor=actor, note_id=note_id)
+            pathway_id,
+            PathwayWorkflow.add_module,
+            AddModule(module_id=module_id, actor=actor, note_id=note_id),
+            request,
         )
 
-    async def pause(self, *, pathway_id: str, actor: Actor, reason: str | None = None) -> UpdateResult:
+    async def pause(
+        self, *, pathway_id: str, actor: Actor, reason: str | None = None, request_id: str | None = None
+    ) -> UpdateResult:
+        request = self._request(actor, request_id, "pause", pathway_id, reason=reason)
+        if (first := await self._first_answer(request)) is not None:
+            return first
         self._check_referent(actor, self._pathway(pathway_id), "suspendre le parcours")
         bounded(reason, field="motif", label="Motif")
-        note_id = q.save_note(self.engine, text=reason, author_user_id=actor.user_id, pathway_id=pathway_id)
-        return await self._update(pathway_id, PathwayWorkflow.pause, PauseClock(actor=actor, note_id=note_id))
+        request.begin(pathway_id)
+        note_id = self._note(request, reason, actor, pathway_id)
+        return await self._update(pathway_id, PathwayWorkflow.pause, PauseClock(actor=actor, note_id=note_id), request)
 
-    async def resume(self, *, pathway_id: str, actor: Actor) -> UpdateResult:
+    async def resume(self, *, pathway_id: str, actor: Actor, request_id: str | None = None) -> UpdateResult:
+        request = self._request(actor, request_id, "resume", pathway_id)
+        if (first := await self._first_answer(request)) is not None:
+            return first
         self._check_referent(actor, self._pathway(pathway_id), "reprendre le parcours")
-        return await self._update(pathway_id, PathwayWorkflow.resume, ResumeClock(actor=actor))
+        request.begin(pathway_id)
+        return await self._update(pathway_id, PathwayWorkflow.resume, ResumeClock(actor=actor), request)
 
-    async def close(self, *, pathway_id: str, actor: Actor, exit_reason: str, note: str | None = None) -> UpdateResult:
+    async def close(
+        self,
+        *,
+        pathway_id: str,
+        actor: Actor,
+        exit_reason: str,
+        note: str | None = None,
+        request_id: str | None = None,
+    ) -> UpdateResult:
+        request = self._request(actor, request_id, "close", pathway_id, exit_reason=exit_reason, note=note)
+        if (first := await self._first_answer(request)) is not None:
+            return first
         self._check_referent(actor, self._pathway(pathway_id), "clore le parcours")
         _id(exit_reason, field="sortie", label="Motif de sortie")
         bounded(note, field="note", label="Note")
-        note_id = q.save_note(self.engine, text=note, author_user_id=actor.user_id, pathway_id=pathway_id)
+        request.begin(pathway_id)
+        note_id = self._note(request, note, actor, pathway_id)
         return await self._update(
-            pathway_id, PathwayWorkflow.close, ClosePathway(actor=actor, exit_reason=exit_reason, note_id=note_id)
+            pathway_id,
+            PathwayWorkflow.close,
+            ClosePathway(actor=actor, exit_reason=exit_reason, note_id=note_id),
+            request,
         )
 
-    def add_note(self, *, pathway_id: str, actor: Actor, text: str) -> str:
-        """A note shared with the follow-up group, by an organisation active in it."""
+    def add_note(self, *, pathway_id: str, actor: Actor, text: str, request_id: str | None = None) -> str:
+        """A note shared with the follow-up group, by an organisation active in it; the same
+        request again gives the same note (written once)."""
+        request = self._request(actor, request_id, "note", pathway_id, text=text)
+        if request.answer is not None:
+            return str(request.answer["note_id"])
         pathway = self._pathway(pathway_id)
         with session_scope(self.engine) as session:
             member = session.get(models.FollowUpMember, (pathway.id, actor.organisation_id))
@@ -462,10 +734,24 @@ class PathwayService:
         if pathway.status == "closed":
             raise ServiceError("Le parcours est clos : il n'accepte plus de note.", "conflict")
         bounded(text, field="note", label="Note")
-        note_id = q.save_note(self.engine, text=text, author_user_id=actor.user_id, pathway_id=pathway.id)
-        if note_id is None:
+        if not text or not text.strip():
             raise ServiceError("Écrivez la note avant de l'enregistrer.", fields={"note": "Écrivez la note."})
+        request.begin(pathway.id)
+        note_id = self._note(request, text, actor, pathway.id)
+        assert note_id is not None
+        request.finish({"note_id": note_id, "pathway_id": pathway.id})
         return note_id
+
+    def _note(self, request: Request, text: str | None, actor: Actor, pathway_id: str) -> str | None:
+        """The free text a command carries, kept in the read model once (its id derives from the
+        request id), before the update that refers to it."""
+        return q.save_note(
+            self.engine,
+            text=text,
+            author_user_id=actor.user_id,
+            pathway_id=pathway_id,
+            note_id=request.derived("note"),
+        )
 
     async def decide_escalation(
         self,
@@ -479,8 +765,23 @@ class PathwayService:
         module_id: str | None = None,
         exit_reason: str | None = None,
         escalation: models.Escalation | None = None,
+        request_id: str | None = None,
     ) -> UpdateResult:
         """`escalation`: the row the caller already read (one read per request)."""
+        request = self._request(
+            actor,
+            request_id,
+            "decision",
+            escalation_id,
+            action=action,
+            note=note,
+            organisation_id=organisation_id,
+            extend_by=extend_by,
+            module_id=module_id,
+            exit_reason=exit_reason,
+        )
+        if (first := await self._first_answer(request)) is not None:
+            return first
         if escalation is None or escalation.id != escalation_id:
             escalation = self.escalation(escalation_id)
         self.check_decider(actor, escalation.basin_id)
@@ -512,26 +813,37 @@ class PathwayService:
             raise ServiceError(
                 f"Décision inconnue « {quoted(action)} » (possibles : {', '.join(GTO_ACTIONS)})."
             ) from None
-        decision.note_id = q.save_note(
-            self.engine, text=note, author_user_id=actor.user_id, pathway_id=escalation.pathway_id
-        )
-        return await self._update(escalation.pathway_id, PathwayWorkflow.decide_escalation, decision)
+        request.begin(escalation.pathway_id)
+        decision.note_id = self._note(request, note, actor, escalation.pathway_id)
+        return await self._update(escalation.pathway_id, PathwayWorkflow.decide_escalation, decision, request)
 
     def _known_organisation(self, organisation_id: str) -> None:
         if q.get_organisation(self.engine, organisation_id=organisation_id) is None:
             raise ServiceError(f"Organisation inconnue : « {quoted(organisation_id)} ».", "not_found")
 
-    async def _update(self, pathway_id: str, update: Any, command: BaseModel) -> UpdateResult:
+    @staticmethod
+    def _refusal(error: WorkflowUpdateFailedError) -> ServiceError:
+        cause = error.cause
+        if isinstance(cause, ApplicationError):
+            return ServiceError(cause.message, cause.type or "conflict")
+        return ServiceError(f"Action refusée : {cause}", "conflict")
+
+    async def _update(self, pathway_id: str, update: Any, command: BaseModel, request: Request) -> UpdateResult:
+        """Send the update under the request's id (Temporal answers a repeated id with its first
+        outcome), keep its answer for retries; a refusal frees the key, an unknown outcome keeps
+        the request open for its retry (503)."""
         handle = self.client.get_workflow_handle(pathway_id)
         try:
-            result: UpdateResult = await handle.execute_update(update, command)
-            return result
+            result: UpdateResult = await handle.execute_update(update, command, id=request.update_id)
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError):
-                raise ServiceError(cause.message, cause.type or "conflict") from None
-            raise ServiceError(f"Action refusée : {cause}", "conflict") from None
-        except RPCError as error:
+            request.forget()
+            raise self._refusal(error) from None
+        except (RPCError, RPCTimeoutOrCancelledError, TimeoutError) as error:
+            if outcome_unknown(error):
+                raise unavailable(request) from None
+            request.forget()
             if "not found" in str(error).lower() or "completed" in str(error).lower():
                 raise ServiceError("Le parcours est clos : il n'accepte plus d'action.", "conflict") from None
             raise
+        request.finish(result.model_dump(mode="json"))
+        return result

@@ -265,7 +265,13 @@ class EscalationPublic(EscalationBase, Public):
 
 
 class Notification(SQLModel, table=True):
-    """Every e-mail, keyed by (task, generation, kind, level): the guard against sending twice."""
+    """Every e-mail, keyed by (task, generation, kind, level): the guard against sending twice.
+
+    Written by the commit activity (the outbox); the relay in every worker process
+    (activities/outbox.py) claims pending rows (`claimed_until`, `claim_token`: a lease), sends
+    them and retries failures at `next_attempt_at`."""
+
+    __table_args__ = (Index("ix_notification_relay", "status", "next_attempt_at"),)
 
     key: str = Field(primary_key=True)
     kind: str
@@ -279,6 +285,9 @@ class Notification(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime | None = _when()
     sent_at: datetime | None = _when()
+    next_attempt_at: datetime | None = _when()
+    claimed_until: datetime | None = _when()
+    claim_token: str | None = None
 
 
 class AuditEvent(SQLModel, table=True):
@@ -374,3 +383,22 @@ class DefinitionMigration(SQLModel, table=True):
     finished_at: datetime | None = _when()
     counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class CommandRequest(SQLModel, table=True):
+    """A write sent with a request id (the API's Idempotency-Key, a page's form token, the CLI's
+    `--request-id`), per user: what it asked (kind, target, a fingerprint of its inputs) and, once
+    done, its answer, so a retry gets the first answer instead of acting twice
+    (services/requests.py)."""
+
+    __tablename__ = "command_request"
+
+    actor_user_id: str = Field(primary_key=True)
+    request_id: str = Field(primary_key=True)
+    kind: str
+    target: str
+    fingerprint: str
+    pathway_id: str | None = None
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime | None = _when(index=True)
+    finished_at: datetime | None = _when()

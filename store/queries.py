@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from definitions.loader import content_hash
@@ -188,39 +189,66 @@ def list_definitions(engine: Engine) -> list[models.DefinitionVersion]:
 # --- Persons, notes, submissions ------------------------------------------------------------
 
 
-def create_person(engine: Engine, *, data: dict[str, Any], created_by: str) -> str:
-    person_id = new_id("pers")
+def _insert_if_absent(engine: Engine, row: Any) -> None:
+    """Add `row` unless a row with its key exists (a retried request writes its side rows once,
+    under ids derived from its request id); a concurrent twin inserting first is no error."""
     with session_scope(engine) as session:
-        session.add(models.Person(id=person_id, created_at=now(), consent_by=created_by, **data))
+        if session.get(type(row), row.id) is not None:
+            return
+    try:
+        with session_scope(engine) as session:
+            session.add(row)
+    except IntegrityError:
+        with session_scope(engine) as session:
+            if session.get(type(row), row.id) is None:
+                raise
+
+
+def create_person(engine: Engine, *, data: dict[str, Any], created_by: str, person_id: str | None = None) -> str:
+    """A new person; with `person_id` (derived from a request id), kept as is when it exists."""
+    person_id = person_id or new_id("pers")
+    _insert_if_absent(engine, models.Person(id=person_id, created_at=now(), consent_by=created_by, **data))
     return person_id
 
 
-def save_note(engine: Engine, *, text: str | None, author_user_id: str, pathway_id: str | None) -> str | None:
+def save_note(
+    engine: Engine, *, text: str | None, author_user_id: str, pathway_id: str | None, note_id: str | None = None
+) -> str | None:
+    """A note (None for an empty text); with `note_id` (derived from a request id), written once."""
     if not text or not text.strip():
         return None
-    note_id = new_id("note")
-    with session_scope(engine) as session:
-        session.add(
-            models.Note(
-                id=note_id, pathway_id=pathway_id, author_user_id=author_user_id, text=text.strip(), created_at=now()
-            )
-        )
+    note_id = note_id or new_id("note")
+    _insert_if_absent(
+        engine,
+        models.Note(
+            id=note_id, pathway_id=pathway_id, author_user_id=author_user_id, text=text.strip(), created_at=now()
+        ),
+    )
     return note_id
 
 
-def save_submission(engine: Engine, *, pathway_id: str, task_id: str, data: dict[str, Any], submitted_by: str) -> str:
-    submission_id = new_id("sub")
-    with session_scope(engine) as session:
-        session.add(
-            models.Submission(
-                id=submission_id,
-                pathway_id=pathway_id,
-                task_id=task_id,
-                data=data,
-                submitted_by=submitted_by,
-                created_at=now(),
-            )
-        )
+def save_submission(
+    engine: Engine,
+    *,
+    pathway_id: str,
+    task_id: str,
+    data: dict[str, Any],
+    submitted_by: str,
+    submission_id: str | None = None,
+) -> str:
+    """A form's answers; with `submission_id` (derived from a request id), written once."""
+    submission_id = submission_id or new_id("sub")
+    _insert_if_absent(
+        engine,
+        models.Submission(
+            id=submission_id,
+            pathway_id=pathway_id,
+            task_id=task_id,
+            data=data,
+            submitted_by=submitted_by,
+            created_at=now(),
+        ),
+    )
     return submission_id
 
 

@@ -26,6 +26,7 @@ from admin_ui.web import (
     fr_date,
     fr_datetime,
     organisation_names,
+    posted_request_id,
     render,
 )
 from definitions.schema import (
@@ -357,13 +358,16 @@ async def complete_task(request: Request, engine: Engine_, service: Service, use
         )
     step: TaskStep = context["step"]
     form = await request.form()
+    request_id = posted_request_id(request, "complete", form.get("request_id"))
     data, values = _read_task_form(step, form)
     outcome = _text(form, "outcome")
     chosen = step.outcome(outcome)
     try:
         if chosen is None:
             raise ServiceError("Choisissez l'issue de la tâche avec l'un des boutons en bas du formulaire.")
-        await service.complete_task(task_id=task.id, actor=user.actor, outcome=outcome, data=data)
+        await service.complete_task(
+            task_id=task.id, actor=user.actor, outcome=outcome, data=data, request_id=request_id
+        )
     except ServiceError as error:
         known = {f.id for f in step.form}
         others = {k: m for k, m in error.fields.items() if k not in known}
@@ -388,6 +392,7 @@ async def reassign_task(request: Request, engine: Engine_, service: Service, use
     task, pathway = _task_or_404(engine, task_id)
     context = _task_context(request, engine, service, user, task, pathway)
     form = await request.form()
+    request_id = posted_request_id(request, "reassign", form.get("request_id"))
     organisation_id, reason = _text(form, "organisation"), _text(form, "motif")
     errors: dict[str, str] = {}
     if not organisation_id:
@@ -410,7 +415,9 @@ async def reassign_task(request: Request, engine: Engine_, service: Service, use
             },
         )
     try:
-        await service.reassign_task(task_id=task.id, actor=user.actor, organisation_id=organisation_id, reason=reason)
+        await service.reassign_task(
+            task_id=task.id, actor=user.actor, organisation_id=organisation_id, reason=reason, request_id=request_id
+        )
     except ServiceError as error:
         return render(
             request,
@@ -444,7 +451,9 @@ async def _save_note(
     done_url: str,
 ) -> Response:
     """Share the posted note with the follow-up group, or show `template` again without it."""
-    text = _text(await request.form(), "note")
+    form = await request.form()
+    text = _text(form, "note")
+    request_id = posted_request_id(request, "note", form.get("request_id"))
     if not text:
         return render(
             request,
@@ -453,7 +462,7 @@ async def _save_note(
             **{**context, "note_error": "Écrivez la note avant de l'enregistrer."},
         )
     try:
-        service.add_note(pathway_id=pathway.id, actor=user.actor, text=text)
+        service.add_note(pathway_id=pathway.id, actor=user.actor, text=text, request_id=request_id)
     except ServiceError as error:
         return render(request, template, status_code=error.status, **{**context, "note_error": error.message})
     flash(request, "Note partagée avec le groupe de suivi.")
@@ -599,6 +608,7 @@ def _french_person_error(field: str, message: str) -> str:
 @router.post("/parcours/nouveau", dependencies=CSRF)
 async def start_pathway(request: Request, engine: Engine_, service: Service, user: User) -> Response:
     form = await request.form()
+    request_id = posted_request_id(request, "start", form.get("request_id"))
     values = {name: _text(form, name) for name in (*PERSON_FIELDS, "definition", "basin")}
     values["consent"] = "oui" if form.get("consent") else ""
     context = _start_context(engine, user, values["basin"], values=values)
@@ -625,6 +635,7 @@ async def start_pathway(request: Request, engine: Engine_, service: Service, use
             referent_org=user.organisation_id,
             person=person,
             actor=user.actor,
+            request_id=request_id,
         )
     except ServiceError as error:
         fields = {k: _french_person_error(k, m) for k, m in error.fields.items()}
@@ -910,6 +921,7 @@ async def _pathway_action(
     pathway = _pathway_or_404(engine, pathway_id)
     context = _pathway_context(request, engine, service, user, pathway)
     form = await request.form()
+    request_id = posted_request_id(request, action, form.get("request_id"))
     values = {name: _text(form, name) for name in ("module", "motif", "tache", "sortie", "note")}
     errors: dict[str, str] = {}
     actor = user.actor
@@ -918,7 +930,9 @@ async def _pathway_action(
     if action == "passer":
         if not values["tache"]:
             errors["tache"] = "Choisissez l'étape à passer."
-        elif values["tache"] not in {t.id for t in context["open_tasks"]}:
+        elif values["tache"] not in {t.id for t in context["open_tasks"]} and request_id is None:
+            # With a form token, the service answers: the first answer when this form was already
+            # sent (a retry after a 503), else its refusal (409).
             errors["tache"] = "Cette étape n'est plus ouverte dans ce parcours."
         if not values["motif"]:
             errors["motif"] = "Indiquez pourquoi l'étape est passée (motif partagé avec le groupe de suivi)."
@@ -939,19 +953,25 @@ async def _pathway_action(
                 actor=actor,
                 module_id=values["module"],
                 reason=values["motif"] or None,
+                request_id=request_id,
             )
         elif action == "passer":
-            result = await service.skip_step(task_id=values["tache"], actor=actor, reason=values["motif"])
+            result = await service.skip_step(
+                task_id=values["tache"], actor=actor, reason=values["motif"], request_id=request_id
+            )
         elif action == "suspendre":
-            result = await service.pause(pathway_id=pathway.id, actor=actor, reason=values["motif"] or None)
+            result = await service.pause(
+                pathway_id=pathway.id, actor=actor, reason=values["motif"] or None, request_id=request_id
+            )
         elif action == "reprendre":
-            result = await service.resume(pathway_id=pathway.id, actor=actor)
+            result = await service.resume(pathway_id=pathway.id, actor=actor, request_id=request_id)
         else:
             result = await service.close(
                 pathway_id=pathway.id,
                 actor=actor,
                 exit_reason=values["sortie"],
                 note=values["note"] or None,
+                request_id=request_id,
             )
     except ServiceError as error:
         return render(

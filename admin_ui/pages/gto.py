@@ -30,6 +30,7 @@ from admin_ui.web import (
     fr_date,
     fr_datetime,
     organisation_names,
+    posted_request_id,
     render,
     waited_label,
 )
@@ -524,8 +525,10 @@ async def decide(
     module_id: Annotated[str, Form(max_length=100)] = "",
     exit_reason: Annotated[str, Form(max_length=100)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
+    request_id: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     basin, escalation = _escalation_of_basin(engine, user, escalation_id)
+    token = posted_request_id(request, "decision", request_id)
     values = {
         "action": action,
         "organisation_id": organisation_id,
@@ -578,6 +581,7 @@ async def decide(
             module_id=module_id if action == "add_step" else None,
             exit_reason=exit_reason if action == "close" else None,
             escalation=escalation,
+            request_id=token,
         )
     except ServiceError as error:
         field_of = {
