@@ -13,6 +13,7 @@ COPY definitions definitions
 COPY workflows workflows
 COPY activities activities
 COPY store store
+COPY services services
 COPY worker worker
 COPY admin_ui admin_ui
 RUN pip install --no-cache-dir --no-deps .

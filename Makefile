@@ -3,10 +3,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test setup lint bench clean histories lock mutants
+.PHONY: run prod-local test setup lint bench clean histories lock mutants faults
 
 run: setup
 	$(BIN)/parcours dev
+
+# The production topology without Docker, until Ctrl-C: PostgreSQL (a private cluster), Temporal,
+# `parcours setup`, two workers, the UI on several uvicorn processes, an SMTP sink (tests/topology.py).
+prod-local: setup
+	$(BIN)/python -m tests.topology $(ARGS)
 
 test: setup
 	$(BIN)/pytest
@@ -49,6 +54,12 @@ mutants: setup
 
 bench: setup
 	$(BIN)/python bench/engine.py
+
+# The fault suite on the production topology (tests/topology.py), with 200 pathways in flight: prints,
+# for each fault, pathways lost, e-mails sent twice, pathways terminated, history growth, catch-up time
+# and what users saw (about 40 minutes; `make faults ARGS="--only a --pathways 50"` for a part).
+faults: setup
+	$(BIN)/python bench/faults.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .parcours

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import Response
@@ -21,7 +22,7 @@ from temporalio.client import Client
 from admin_ui import api
 from admin_ui.deps import LoginRequired, is_api, optional_user
 from admin_ui.middleware import SecurityMiddleware, docs_page
-from admin_ui.pages import admin, auth, caseworker, designer, gto, migrations
+from admin_ui.pages import admin, auth, caseworker, designer, gto, incidents, migrations
 from admin_ui.web import render
 from parcours.settings import Settings
 from services.errors import ServiceError, french_validation_message
@@ -31,6 +32,10 @@ from services.pathways import PathwayService
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / "node_modules"
+DATABASE_DOWN = (
+    "Service momentanément indisponible : la base de données ne répond pas. Réessayez dans quelques instants."
+)
+DATABASE_RETRY_AFTER_SECONDS = 10
 
 
 def service_factory(
@@ -94,9 +99,18 @@ def create_app(
             log.warning("front-end assets missing in %s: run `make setup` (npm install)", folder)
     app.mount("/static/app", StaticFiles(directory=Path(__file__).parent / "static"), name="app")
 
-    for router in (auth.router, caseworker.router, gto.router, designer.router, admin.router, migrations.router):
+    for router in (
+        auth.router,
+        caseworker.router,
+        gto.router,
+        designer.router,
+        admin.router,
+        migrations.router,
+        incidents.router,
+    ):
         app.include_router(router)
     app.include_router(api.router, prefix="/api")
+    app.include_router(incidents.api, prefix="/api")
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> Response:
@@ -140,6 +154,22 @@ def create_app(
             fields=error.fields,
         )
 
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(request: Request, error: DBAPIError) -> Response:
+        """The read model does not answer (stopped, restarting, unreachable): 503 and a French
+        message, never a 500 and its traceback. Other database errors (a constraint, a bug) stay 500."""
+        if not database_down(error):
+            return await unexpected(request, error)
+        log.warning("read model unavailable on %s: %s", request.url.path, str(error).splitlines()[0])
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        if is_api(request):
+            return JSONResponse({"detail": DATABASE_DOWN}, status_code=503, headers=headers)
+        response = render(  # no optional_user(): it would ask the database again
+            request, "error.html", status_code=503, title="Service momentanément indisponible", message=DATABASE_DOWN
+        )
+        response.headers.update(headers)
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
         problems = [
@@ -181,3 +211,20 @@ def create_app(
         )
 
     return app
+
+
+def database_down(error: DBAPIError) -> bool:
+    """Whether a database error means the database is out of reach (connection refused or lost,
+    server shutting down, SQLite locked), rather than a refused statement."""
+    return isinstance(error, OperationalError | InterfaceError) or error.connection_invalidated
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `parcours ui` worker process (uvicorn's factory, by import string): each
+    process reads the PARCOURS_* settings and opens its own read-model engine and Temporal
+    connection. `parcours ui` has already refused a wrong setting or an outdated read model."""
+    from parcours.settings import load_settings
+    from store.db import engine_for
+
+    settings = load_settings()
+    return create_app(engine_for(settings.resolved_database_url), settings)

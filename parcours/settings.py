@@ -7,7 +7,7 @@ from datetime import time
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "dev-secret-change-me"
@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     secret_key: str = DEFAULT_SECRET
     ui_host: str = "127.0.0.1"
     ui_port: int = Field(8000, ge=1, le=65535)
+    # `parcours ui`: uvicorn worker processes, each with its own connections (`--workers` overrides).
+    ui_workers: int = Field(1, ge=1, le=64)
     # Behind a reverse proxy: the header it sets to the client's address (e.g. X-Real-IP or
     # X-Forwarded-For, its last address), read for the sign-in rate limits. Unset: the socket peer.
     trusted_proxy_header: str | None = None
@@ -62,8 +64,18 @@ class Settings(BaseSettings):
     assets_dir: Path | None = None
     # Continue-as-new once a run's history grows past this many events (at a step boundary).
     history_event_limit: int = Field(2000, ge=100)
+    # Read-model writes of new pathways (README, "When something fails"): how long a write may
+    # hold a pathway before it is retried durably, how long an action waits for the pages to
+    # follow, and the backoff of durable retries. Given to each pathway when it starts.
+    commit_local_seconds: float = Field(30.0, gt=0, le=300)
+    answer_within_seconds: float = Field(10.0, gt=0, le=60)
+    commit_retry_first_seconds: float = Field(5.0, gt=0, le=600)
+    commit_retry_max_seconds: float = Field(600.0, gt=0, le=3600)
     # Open pathways kept in a worker's memory; beyond it a timer firing must replay a history first.
     workflow_cache_size: int = Field(5000, ge=100)
+    # Seconds between two looks of a worker's outbox relay at the e-mails due (it is woken at once
+    # by the commits of its own process; polling finds the others' and the retries).
+    outbox_poll_seconds: float = 2.0
 
     @model_validator(mode="after")
     def _refuse_default_secret_in_prod(self) -> Settings:
@@ -91,6 +103,13 @@ class Settings(BaseSettings):
                 f"PARCOURS_DAY_OPENS ({self.day_opens:%H:%M}) must be before PARCOURS_DAY_CLOSES ({self.day_closes:%H:%M})"
             )
         return self
+
+    @field_validator("outbox_poll_seconds")
+    @classmethod
+    def _outbox_poll_in_range(cls, value: float) -> float:
+        if not 0.05 <= value <= 300:
+            raise ValueError(f"{value:g} : il faut un nombre de secondes entre 0,05 et 300 (par défaut 2)")
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -37,6 +37,7 @@ pathways_app = typer.Typer(help="Parcours des personnes.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Tâches des organisations.", no_args_is_help=True)
 escalations_app = typer.Typer(help="Escalades vers les GTO.", no_args_is_help=True)
 users_app = typer.Typer(help="Utilisateurs : comptes et mots de passe.", no_args_is_help=True)
+incidents_app = typer.Typer(help="Incidents : parcours qui n'avancent plus seuls.", no_args_is_help=True)
 for sub, name in (
     (definitions_app, "definitions"),
     (territory_app, "territory"),
@@ -44,10 +45,44 @@ for sub, name in (
     (tasks_app, "tasks"),
     (escalations_app, "escalations"),
     (users_app, "users"),
+    (incidents_app, "incidents"),
 ):
     app.add_typer(sub, name=name)
 
 JsonOption = typer.Option(False, "--json", help="Sortie JSON")
+
+
+def request_id_option() -> Any:
+    return typer.Option(
+        None,
+        "--request-id",
+        help="Identifiant de la demande (défaut : un nouveau) : relancée avec le même, la commande "
+        "n'agit qu'une fois et redonne la première réponse",
+    )
+
+
+def request_id_of(value: str | None) -> str:
+    """`--request-id`, checked (a French refusal naming the option), or a new one."""
+    from services.requests import check_request_id, new_request_id
+
+    if value is None:
+        return new_request_id()
+    try:
+        check_request_id(value, label="--request-id")
+    except ServiceError as error:
+        fail(error.message)
+    return value
+
+
+def retry_hint(error: ServiceError, request_id: str) -> ServiceError:
+    """An unknown outcome (Temporal did not answer in time): how to retry without acting twice."""
+    if error.kind != "unavailable":
+        return error
+    return ServiceError(
+        f"{error.message}\nRelancez la même commande avec --request-id {request_id} : elle n'agira qu'une fois.",
+        error.kind,
+        error.fields,
+    )
 
 
 def finish(code: int = 0) -> NoReturn:
@@ -137,7 +172,7 @@ def run_async(work: Callable[[Settings], Coroutine[Any, Any, None]]) -> NoReturn
         asyncio.run(work(config))
     except ServiceError as error:
         lines = [error.message] + [f"  {field} : {message}" for field, message in error.fields.items()]
-        fail("\n".join(lines))
+        fail("\n".join(lines), 75 if error.kind == "unavailable" else 1)  # 75: EX_TEMPFAIL, retry
     except RuntimeError as error:
         if "Connection refused" in str(error) or "transport error" in str(error).lower():
             fail(
@@ -225,15 +260,22 @@ def setup(
 
 
 @app.command()
-def ui() -> None:
+def ui(
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=64, help="Processus uvicorn (défaut : PARCOURS_UI_WORKERS, 1)"
+    ),
+) -> None:
     """Servir l'interface d'administration et l'API (production : derrière un proxy)."""
     import uvicorn
 
-    from admin_ui.app import create_app
-
     config = settings()
+    read_model(config).dispose()  # refused here, once, before any worker process starts
+    # By import string and factory: each uvicorn worker process builds its own app, read-model
+    # engine and Temporal connection from the PARCOURS_* environment (admin_ui.app).
     uvicorn.run(
-        create_app(read_model(config), config),
+        "admin_ui.app:app_from_environment",
+        factory=True,
+        workers=workers or config.ui_workers,
         host=config.ui_host,
         port=config.ui_port,
         log_level="info",
@@ -330,9 +372,11 @@ def pathways_start(
     referent: str = typer.Option(..., "--referent", help="Organisation référente"),
     person: Path = typer.Option(..., "--person", help="Fichier JSON de la personne (consent: true requis)"),
     by: str = typer.Option(None, "--by", help="E-mail de l'utilisateur qui démarre"),
+    request_id: str = request_id_option(),
     as_json: bool = JsonOption,
 ) -> None:
-    """Démarrer le parcours d'une personne."""
+    """Démarrer le parcours d'une personne (relancée avec le même --request-id : le même parcours)."""
+    request = request_id_of(request_id)
     try:
         person_data = json.loads(person.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
@@ -345,9 +389,17 @@ def pathways_start(
             if by
             else Actor(user_id="cli", organisation_id=referent, role="caseworker")
         )
-        pathway_id = await service.start_pathway(
-            definition_id=definition, basin_id=basin, referent_org=referent, person=person_data, actor=actor
-        )
+        try:
+            pathway_id = await service.start_pathway(
+                definition_id=definition,
+                basin_id=basin,
+                referent_org=referent,
+                person=person_data,
+                actor=actor,
+                request_id=request,
+            )
+        except ServiceError as error:
+            raise retry_hint(error, request) from None
         tasks = [t.model_dump(mode="json") for t in q.list_tasks(service.engine, pathway_id=pathway_id)]
         emit(
             {"pathway_id": pathway_id, "open_tasks": tasks},
@@ -502,9 +554,11 @@ def tasks_complete(
     by: str = typer.Option(..., "--by", help="E-mail de l'utilisateur"),
     outcome: str = typer.Option(..., "--outcome"),
     data: str = typer.Option("{}", "--data", help="Réponses du formulaire en JSON"),
+    request_id: str = request_id_option(),
     as_json: bool = JsonOption,
 ) -> None:
     """Terminer une tâche avec une issue et les réponses du formulaire."""
+    request = request_id_of(request_id)
     try:
         form = json.loads(data)
         if not isinstance(form, dict):
@@ -515,7 +569,12 @@ def tasks_complete(
     async def work(config: Settings) -> None:
         actor = by_actor(read_model(config), by, "tasks")  # before reaching Temporal
         service = await service_for(config)
-        result = await service.complete_task(task_id=task_id, actor=actor, outcome=outcome, data=form)
+        try:
+            result = await service.complete_task(
+                task_id=task_id, actor=actor, outcome=outcome, data=form, request_id=request
+            )
+        except ServiceError as error:
+            raise retry_hint(error, request) from None
         emit(
             result.model_dump(mode="json"),
             as_json,
@@ -561,23 +620,29 @@ def escalations_decide(
     extend_by: str = typer.Option(None, "--extend-by", help="ex. « 5 working days » ou PT1H"),
     module: str = typer.Option(None, "--module"),
     exit_reason: str = typer.Option(None, "--exit-reason"),
+    request_id: str = request_id_option(),
     as_json: bool = JsonOption,
 ) -> None:
     """Décision du GTO sur une escalade."""
+    request = request_id_of(request_id)
 
     async def work(config: Settings) -> None:
         actor = by_actor(read_model(config), by, "escalations")  # before reaching Temporal
         service = await service_for(config)
-        result = await service.decide_escalation(
-            escalation_id=escalation_id,
-            actor=actor,
-            action=action,
-            note=note,
-            organisation_id=organisation,
-            extend_by=extend_by,
-            module_id=module,
-            exit_reason=exit_reason,
-        )
+        try:
+            result = await service.decide_escalation(
+                escalation_id=escalation_id,
+                actor=actor,
+                action=action,
+                note=note,
+                organisation_id=organisation,
+                extend_by=extend_by,
+                module_id=module,
+                exit_reason=exit_reason,
+                request_id=request,
+            )
+        except ServiceError as error:
+            raise retry_hint(error, request) from None
         emit(result.model_dump(mode="json"), as_json, lambda: result.message)
 
     run_async(work)
@@ -605,6 +670,81 @@ def patches(as_json: bool = JsonOption) -> None:
                 f"{u.patch_id}  avec : {u.running_with}  sans : {u.running_without}  — {u.description}" for u in usage
             ),
         )
+
+    run_async(work)
+
+
+# --- Incidents ------------------------------------------------------------------------------
+
+
+async def incidents_service(config: Settings) -> PathwayService:
+    """The service without the read model's schema check: incidents are read from Temporal, and
+    a read model that refuses writes is itself an incident (the retry's audit then goes to the log)."""
+    from services.temporal import connect
+
+    missing = missing_data_folder(config)
+    if missing:
+        fail(missing)
+    try:
+        client = await connect(config.temporal_address, config.temporal_namespace)
+    except RuntimeError:
+        raise ServiceError(
+            f"serveur Temporal injoignable à {config.temporal_address} : lancez `parcours dev` ou réglez PARCOURS_TEMPORAL_ADDRESS.",
+            "conflict",
+        ) from None
+    return PathwayService.from_settings(client, engine_for(config.resolved_database_url), config)
+
+
+@incidents_app.command("list")
+def incidents_list(
+    page: int = typer.Option(1, "--page", min=1, help="Page (25 incidents par page)"), as_json: bool = JsonOption
+) -> None:
+    """Parcours en incident : écriture refusée par la base de lecture, ou traitement en échec."""
+    from services import incidents
+
+    async def work(config: Settings) -> None:
+        service = await incidents_service(config)
+        listed = await incidents.list_incidents(service, page=page, page_size=25)
+
+        def text() -> str:
+            if not listed.items:
+                return "Aucun incident."
+            pages = f" (page {listed.page}/{listed.pages})" if listed.pages > 1 else ""
+            lines = [f"{listed.total} incident(s){pages} :"]
+            for i in listed.items:
+                line = f"  {i.pathway_id}  {i.kind_label}  depuis le {paris(i.since)}  essai n° {i.attempts}"
+                lines.append(line + (f"  prochain essai le {paris(i.next_retry)}" if i.next_retry else ""))
+                lines.append(f"      {i.error}")
+            lines.append("Heures de Paris. Relancer : parcours incidents retry IDENTIFIANT")
+            return "\n".join(lines)
+
+        emit(listed.as_dict([i.as_dict() for i in listed.items]), as_json, text)
+
+    run_async(work)
+
+
+@incidents_app.command("retry")
+def incidents_retry(
+    pathway_id: str,
+    by: str = typer.Option(None, "--by", help="E-mail de l'administrateur (sinon : l'opérateur système)"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Relancer un parcours en incident : nouvel essai sans attendre (tracé dans le journal d'audit)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services import incidents
+
+    async def work(config: Settings) -> None:
+        service = await incidents_service(config)
+        try:
+            actor = by_actor(service.engine, by, "incidents") if by else OPERATOR
+        except SQLAlchemyError:
+            raise ServiceError(
+                "base de lecture injoignable : --by ne peut pas être vérifié ; relancez sans --by (opérateur).",
+                "conflict",
+            ) from None
+        message = await incidents.retry(service, pathway_id=pathway_id, actor=actor)
+        emit({"pathway_id": pathway_id, "message": message}, as_json, lambda: message)
 
     run_async(work)
 
