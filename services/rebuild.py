@@ -151,7 +151,9 @@ async def _rebuild_one(
             return f"entrée du workflow illisible ({type(error).__name__})"
         try:
             async with writes:
-                return await asyncio.to_thread(rebuild_writes.write_pathway, engine, input, state, now=datetime.now(UTC))
+                return await asyncio.to_thread(
+                    rebuild_writes.write_pathway, engine, input, state, now=datetime.now(UTC)
+                )
         except rebuild_writes.Superseded:
             continue
     return "le parcours a changé à chaque tentative : relancez la reconstruction"
