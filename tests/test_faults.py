@@ -32,6 +32,7 @@ from bench.faults import (
     smtp_outage,
     temporal_restart,
     timed_definition,
+    ui_kills,
     worker_kills,
 )
 from parcours.settings import Settings
@@ -77,6 +78,7 @@ def assert_sound(figures: Figures) -> Check:
     check = figures.check
     assert check.lost == [], f"pathways lost: {check.lost}"
     assert check.wedged == [], f"pathways wedged: {check.wedged}"
+    assert check.diverged == [], f"read model ahead of its run (an action lost): {check.diverged}"
     assert check.terminated == [], f"pathways terminated: {check.terminated}"
     assert check.actions_wrong == [], f"actions not shown once in the read model: {check.actions_wrong}"
     assert check.duplicates == {}, f"e-mails sent twice for one key: {check.duplicates}"
@@ -150,6 +152,32 @@ async def test_temporal_killed_and_restarted_on_its_file_resumes_everything(topo
     # Whatever a user saw while it was down was an answer or a 503 in French: never a 500.
     for status, message in figures.seen.counts:
         assert status in ("200", "201") or UNAVAILABLE in message, (status, message)
+
+
+async def test_the_ui_killed_mid_request_then_retried_with_the_same_key_acts_once(
+    topology: Topology, fleet: Fleet
+) -> None:
+    """(e) the UI (all its uvicorn processes) killed with kill -9 in the middle of a start and of a
+    completion: twice while Temporal waits for a worker (the request is recorded and admitted),
+    twice at a random point; each request is then retried with the same Idempotency-Key."""
+    tracks = await fleet.start(QUIET_PATHWAYS, QUIET)
+
+    figures = await ui_kills(fleet, trials=4, tracks=tracks, seed=9)
+    assert_sound(figures)
+
+    cuts = figures.raw["cuts"]
+    assert [(c.kind, c.point) for c in cuts] == [
+        ("start", "waiting"),
+        ("complete", "waiting"),
+        ("start", "random"),
+        ("complete", "random"),
+    ]
+    for cut in cuts:  # the retry got the answer, a third send the same one; one effect, never two
+        assert cut.retry_status == (201 if cut.kind == "start" else 200), cut
+        assert cut.same_answer and cut.effects == 1, cut
+    # Cut while waiting, the first attempt got no answer at all: only the retry could tell.
+    assert all(not c.first[:3].isdigit() for c in cuts if c.point == "waiting"), cuts
+    assert all(w.running for w in topology.workers) and topology.ui.running
 
 
 # --- The UI when the read model does not answer -----------------------------------------------

@@ -607,7 +607,10 @@ class Topology:
             except httpx.HTTPError:
                 return False
 
-        await until(serving, timeout=timeout, what=f"parcours ui on {self.ui_url}")
+        try:
+            await until(serving, timeout=timeout, what=f"parcours ui on {self.ui_url}")
+        except TimeoutError as error:  # say why: what this incarnation printed
+            raise TimeoutError(f"{error}; its output:\n{self.ui.output()[-4000:]}") from None
 
     def ui_processes(self) -> list[int]:
         """The pids of the UI's live uvicorn worker processes (with one worker: the UI itself)."""
