@@ -363,8 +363,8 @@ MUTATIONS: list[Mutation] = [
     M(
         "local attempts hold the workflow task for the whole local budget",
         "workflows/pathway.py",
-        "slice_seconds = min(LOCAL_COMMIT_SLICE, answer / 2)",
-        "slice_seconds = budget",
+        "budget, slice_seconds = self.input.commit_local_seconds, self._local_slice()",
+        "budget = slice_seconds = self.input.commit_local_seconds",
         ("tests/test_bounded_commits.py::test_an_action_is_answered_while_local_writes_still_retry",),
     ),
     M(

@@ -134,23 +134,25 @@ async def test_an_action_is_answered_while_local_writes_still_retry(parcours_wit
         pathway_id = await parcours.start("test_flow", service=service)
         activities.down = True
         asked = time.monotonic()
-        answer = await asyncio.wait_for(
-            service.complete_task(
-                task_id=parcours.open_task(pathway_id, "accueil").id,
-                actor=service.actor_for(CAMILLE),
-                outcome="fait",
-                data={"besoin": "emploi"},
-            ),
-            timeout=120,
-        )
-        waited = time.monotonic() - asked
-        assert answer.projected is False and answer.message.endswith(RECORDED_DISPLAY_FOLLOWS)
-        # The one timing asserted here, because the bound is the promise; the margin is generous
-        # (without the slices the answer waits for two workflow-task heartbeats, 16 s or more).
-        assert waited < 5 * service.answer_within_seconds, f"answered after {waited:.1f} s"
-        handle = parcours.client.get_workflow_handle(pathway_id)
-        assert await incident(handle) is None  # still in its local phase: not yet an incident
-        activities.down = False
+        try:
+            answer = await asyncio.wait_for(
+                service.complete_task(
+                    task_id=parcours.open_task(pathway_id, "accueil").id,
+                    actor=service.actor_for(CAMILLE),
+                    outcome="fait",
+                    data={"besoin": "emploi"},
+                ),
+                timeout=120,
+            )
+            waited = time.monotonic() - asked
+            assert answer.projected is False and answer.message.endswith(RECORDED_DISPLAY_FOLLOWS)
+            # The one timing asserted here, because the bound is the promise; the margin is generous
+            # (without the slices the answer waits for two workflow-task heartbeats, 16 s or more).
+            assert waited < 5 * service.answer_within_seconds, f"answered after {waited:.1f} s"
+            handle = parcours.client.get_workflow_handle(pathway_id)
+            assert await incident(handle) is None  # still in its local phase: not yet an incident
+        finally:  # also on failure: stopping the worker waits for the local attempts to end
+            activities.down = False
         await eventually(
             lambda: sorted(t.step_id for t in parcours.open_tasks(pathway_id)) == ["appui_ft", "appui_referent"],
             what="the read model caught up",

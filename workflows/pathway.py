@@ -1050,11 +1050,10 @@ class PathwayWorkflow:
             self._written = asked
 
     async def _commit_locally(self, commit: CommitBatch) -> bool:
-        """Local attempts for `commit_local_seconds`, in slices of at most half the answer budget:
+        """Local attempts for `commit_local_seconds`, in slices of a fifth of the answer budget:
         a local activity holds the workflow task, so between slices a short timer lets it end,
         and updates waiting meanwhile get in and are answered on time. False: still refused."""
-        budget, answer = self.input.commit_local_seconds, self.input.answer_within_seconds
-        slice_seconds = min(LOCAL_COMMIT_SLICE, answer / 2)
+        budget, slice_seconds = self.input.commit_local_seconds, self._local_slice()
         for n in range(max(1, math.ceil(budget / (slice_seconds + LOCAL_COMMIT_PAUSE.total_seconds())))):
             if n:
                 await workflow.sleep(LOCAL_COMMIT_PAUSE)
@@ -1070,6 +1069,16 @@ class PathwayWorkflow:
             except (ActivityError, ApplicationError):  # the SDK raises the last attempt's error as is
                 continue
         return False
+
+    def _local_slice(self) -> float:
+        """A fifth of the answer budget (5 s at most): see `_answer_wait`."""
+        return min(LOCAL_COMMIT_SLICE, self.input.answer_within_seconds / 5)
+
+    def _answer_wait(self) -> float:
+        """How long an update waits for its write. An update arriving while a local slice holds the
+        workflow task gets in when that slice ends; its timer, due while another slice runs,
+        fires when that one ends: the wait plus two slices is the answer budget."""
+        return self.input.answer_within_seconds - 2 * self._local_slice()
 
     async def _commit_durably(self, commit: CommitBatch) -> None:
         """The read model refused the write for longer than the local budget: a regular activity
@@ -1113,7 +1122,7 @@ class PathwayWorkflow:
             return result
         try:
             await workflow.wait_condition(
-                lambda: self._written >= wanted, timeout=timedelta(seconds=self.input.answer_within_seconds)
+                lambda: self._written >= wanted, timeout=timedelta(seconds=self._answer_wait())
             )
         except TimeoutError:
             return result.model_copy(
