@@ -368,6 +368,20 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_bounded_commits.py::test_an_action_is_answered_while_local_writes_still_retry",),
     ),
     M(
+        "an action is written to the read model before Temporal holds it (a kill -9 leaves a phantom)",
+        "workflows/pathway.py",
+        "        while self._after_acceptance and self._unsettled:",
+        "        while False:",
+        ("tests/test_bounded_commits.py::test_an_action_reaches_the_read_model_only_once_temporal_holds_it",),
+    ),
+    M(
+        "an action refused while the pathway's workflow task is failing is a 500",
+        "services/pathways.py",
+        "            if outcome_unknown(error) or not_ready(error):",
+        "            if outcome_unknown(error):",
+        ("tests/test_incidents.py::test_a_failing_workflow_task_is_an_incident_until_fixed_and_retried",),
+    ),
+    M(
         "an action whose write is late hangs instead of answering 'recorded'",
         "workflows/pathway.py",
         '"message": f"{result.message} {RECORDED_DISPLAY_FOLLOWS}".strip(), "projected": False}',

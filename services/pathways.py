@@ -150,6 +150,17 @@ def outcome_unknown(error: BaseException) -> bool:
     return isinstance(error, RPCError) and error.status in UNKNOWN_OUTCOME
 
 
+def not_ready(error: BaseException) -> bool:
+    """Temporal refused the update before the workflow saw it: the pathway's last workflow task
+    failed (its worker was killed mid-task, or a bug) and no worker has taken it up again yet.
+    Nothing was applied; the same request goes through once a worker has the pathway again."""
+    return (
+        isinstance(error, RPCError)
+        and error.status == RPCStatusCode.FAILED_PRECONDITION
+        and any(detail.type_url.endswith("WorkflowNotReadyFailure") for detail in error.grpc_status.details)
+    )
+
+
 def unavailable(request: Request) -> ServiceError:
     """The answer when the outcome is unknown: the same request again completes it (or, without a
     request id of the caller's, check before retrying)."""
@@ -839,7 +850,7 @@ class PathwayService:
             request.forget()
             raise self._refusal(error) from None
         except (RPCError, RPCTimeoutOrCancelledError, TimeoutError) as error:
-            if outcome_unknown(error):
+            if outcome_unknown(error) or not_ready(error):
                 raise unavailable(request) from None
             request.forget()
             if "not found" in str(error).lower() or "completed" in str(error).lower():

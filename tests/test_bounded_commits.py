@@ -42,6 +42,30 @@ class ReadModelOutage(PathwayActivities):
         return await PathwayActivities.commit(self, batch)
 
 
+class AcceptanceWitness(PathwayActivities):
+    """Notes, for each task a write shows done, whether Temporal already held (in the history) the
+    acceptance of the update that completed it: what a worker killed right after the write keeps."""
+
+    def __init__(self, parcours: Parcours) -> None:
+        super().__init__(parcours.engine, parcours.settings)
+        self.client = parcours.client
+        self.accepted_when_written: dict[str, bool] = {}
+
+    @activity.defn(name=COMMIT_ACTIVITY)
+    async def commit(self, batch: CommitBatch) -> list[str]:
+        done = [i.item.id for i in batch.projection.items if i.item.kind == "task" and i.item.status == "done"]
+        if done:
+            accepted: list[bytes] = []
+            handle = self.client.get_workflow_handle(batch.projection.pathway.id)
+            async for event in handle.fetch_history_events():
+                if event.HasField("workflow_execution_update_accepted_event_attributes"):
+                    request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+                    accepted += [payload.data for payload in request.input.args.payloads]
+            for task_id in done:
+                self.accepted_when_written.setdefault(task_id, any(task_id.encode() in data for data in accepted))
+        return await PathwayActivities.commit(self, batch)
+
+
 @asynccontextmanager
 async def worker_with(parcours: Parcours, activities: PathwayActivities) -> AsyncIterator[Worker]:
     async with Worker(
@@ -157,6 +181,28 @@ async def test_an_action_is_answered_while_local_writes_still_retry(parcours_wit
             lambda: sorted(t.step_id for t in parcours.open_tasks(pathway_id)) == ["appui_ft", "appui_referent"],
             what="the read model caught up",
         )
+
+
+async def test_an_action_reaches_the_read_model_only_once_temporal_holds_it(parcours_without_worker: Parcours) -> None:
+    """Temporal keeps an update once the workflow task that accepted it completes; a write made
+    within that task would outlive a worker killed before it completes (the pages showing an action
+    the pathway lost: found by the fault suite's kill -9). Each write of a completed task must come
+    after Temporal recorded the update that completed it."""
+    parcours = parcours_without_worker
+    parcours.publish(flow("all"))
+    service = PathwayService(parcours.client, parcours.engine, task_queue=parcours.settings.task_queue)
+    witness = AcceptanceWitness(parcours)
+    async with worker_with(parcours, witness):
+        pathway_id = await parcours.start("test_flow", service=service)
+        first = parcours.open_task(pathway_id, "accueil").id
+        answer = await service.complete_task(
+            task_id=first, actor=service.actor_for(CAMILLE), outcome="fait", data={"besoin": "emploi"}
+        )
+        assert answer.projected is True
+        second = parcours.open_task(pathway_id, "appui_referent").id
+        await service.complete_task(task_id=second, actor=service.actor_for(CAMILLE), outcome="fait", data={})
+    assert witness.accepted_when_written == {first: True, second: True}
+    assert {first, second}.isdisjoint(t.id for t in parcours.open_tasks(pathway_id))
 
 
 async def test_an_operator_retry_skips_the_backoff(parcours_without_worker: Parcours) -> None:

@@ -38,6 +38,7 @@ from workflows.pathway import PathwayWorkflow
 
 ADMIN = "admin@example.org"
 CAMILLE = "camille.martin@example.org"  # caseworker, departement74 (referent)
+JULIEN = "julien.roux@example.org"  # caseworker, ft_annecy
 REFUSED = 'connection to server at "127.0.0.1", port 5432 failed: Connection refused'
 
 
@@ -108,6 +109,7 @@ async def test_a_failing_workflow_task_is_an_incident_until_fixed_and_retried(
     )
     web = Web(parcours=parcours, app=create_app(parcours.engine, parcours.settings, service=parcours.service))
     admin, camille = await web.signed_in(ADMIN), await web.signed_in(CAMILLE)
+    julien = await web.api(JULIEN)  # the timed task's organisation, ft_annecy
     env = cli_env(parcours, temporal_server)
 
     async with worker(parcours, workflow=ReminderFails):  # a bug ships: firing a reminder raises
@@ -139,6 +141,14 @@ async def test_a_failing_workflow_task_is_an_incident_until_fixed_and_retried(
         assert (await camille.get("/api/incidents")).status_code == 403
         assert retried_by(parcours, pathway_id) == []
 
+        # Meanwhile Temporal refuses actions on the pathway (its task is in a failed state): the
+        # caller is told to send the same request again, nothing is applied (never a 500).
+        task_id = parcours.open_task(pathway_id, "tache").id
+        complete = {"outcome": "fait", "data": {}}
+        refused = await julien.post(f"/api/tasks/{task_id}/complete", json=complete, headers=RETRY_KEY)
+        assert refused.status_code == 503 and "Réessayez la même demande" in refused.json()["detail"], refused.text
+        assert parcours.open_task(pathway_id, "tache").id == task_id
+
     # The fix is deployed: the real interpreter, and an administrator clicks "Relancer".
     async with build_worker(parcours.client, engine=parcours.engine, settings=parcours.settings):
         page = await admin.get("/admin/incidents")
@@ -157,8 +167,16 @@ async def test_a_failing_workflow_task_is_an_incident_until_fixed_and_retried(
         listed = json.loads((await parcours_cli(env, "incidents", "list", "--json")).stdout)
         assert pathway_id not in [i["pathway_id"] for i in listed["items"]]
         assert len(retried_by(parcours, pathway_id)) == 1
+
+        # The same request, sent again now that the pathway is served, is applied once.
+        done = await julien.post(f"/api/tasks/{task_id}/complete", json=complete, headers=RETRY_KEY)
+        assert done.status_code == 200, done.text
+        assert parcours.pathway(pathway_id).status == "closed"
     for client in (admin, camille):
         await client.aclose()
+
+
+RETRY_KEY = {"Idempotency-Key": "0b8a3c55-incident-retry"}
 
 
 async def _gone(service: PathwayService, pathway_id: str) -> bool:

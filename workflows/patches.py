@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 WORKING_HOURS = "working-hours"
 CALENDAR_AT_CONTINUE_AS_NEW = "calendar-at-continue-as-new"
 BOUNDED_COMMITS = "bounded-commits"
+COMMIT_AFTER_ACCEPTANCE = "commit-after-acceptance"
 
 PATCHES: dict[str, str] = {
     WORKING_HOURS: (
@@ -24,6 +25,10 @@ PATCHES: dict[str, str] = {
     BOUNDED_COMMITS: (
         "écriture de la base de lecture bornée (locale ~30 s puis durable), réponse bornée des actions, "
         "incidents visibles, actions jamais à moitié appliquées, minuteries qui ne meurent plus en silence (1.1.0)"
+    ),
+    COMMIT_AFTER_ACCEPTANCE: (
+        "une action n'est écrite dans la base de lecture qu'une fois enregistrée par Temporal : un worker "
+        "arrêté net ne laisse plus paraître une action perdue (1.1.0)"
     ),
 }
 

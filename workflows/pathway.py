@@ -66,7 +66,12 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         UpdateResult,
     )
-    from workflows.patches import BOUNDED_COMMITS, CALENDAR_AT_CONTINUE_AS_NEW, WORKING_HOURS
+    from workflows.patches import (
+        BOUNDED_COMMITS,
+        CALENDAR_AT_CONTINUE_AS_NEW,
+        COMMIT_AFTER_ACCEPTANCE,
+        WORKING_HOURS,
+    )
     from workflows.projection import pathway_row
 
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
@@ -81,6 +86,7 @@ LOCAL_COMMIT_FIRST, LOCAL_COMMIT_LONGEST = 0.2, 5.0
 LOCAL_COMMIT_ATTEMPT = timedelta(seconds=5)
 LOCAL_COMMIT_SLICE = 5.0
 LOCAL_COMMIT_PAUSE = timedelta(seconds=1)
+ACCEPTANCE_PAUSE = timedelta(milliseconds=1)  # any timer ends the workflow task
 
 
 def local_commit_retry(budget_seconds: float) -> RetryPolicy:
@@ -132,6 +138,10 @@ class PathwayWorkflow:
         self._written = 0
         self._retry_requested = False
         self._failure: BaseException | None = None
+        # Patch `commit-after-acceptance`: an update's changes are written once the workflow task
+        # that accepted it is complete (`_unsettled`: an update changed state in this task).
+        self._after_acceptance = False
+        self._unsettled = False
 
     # --- Run ---------------------------------------------------------------------------------
 
@@ -139,6 +149,7 @@ class PathwayWorkflow:
     async def run(self, input: PathwayInput) -> PathwayOutcome:
         self._bounded = self._patched(BOUNDED_COMMITS)
         if self._bounded:
+            self._after_acceptance = self._patched(COMMIT_AFTER_ACCEPTANCE)
             self._supervise(asyncio.create_task(self._committer()))
         async with self._lock:
             if input.carried is None:
@@ -993,6 +1004,7 @@ class PathwayWorkflow:
         caller answers through `_answer`); a run started before writes here, then sends e-mails."""
         if self._bounded:
             self._requested += 1
+            self._unsettled = self._unsettled or workflow.current_update_info() is not None
             return
         commit, row = self._batch()
         # A local activity: a short database write (the read model and the e-mails it implies, in
@@ -1037,6 +1049,7 @@ class PathwayWorkflow:
         write is pending goes in the next batch, so an outage costs one batch, not one per change."""
         while True:
             await workflow.wait_condition(lambda: self._requested > self._written)
+            await self._settled()
             asked = self._requested
             commit, row = self._batch()
             if not await self._commit_locally(commit):
@@ -1048,6 +1061,15 @@ class PathwayWorkflow:
                     del self.state.escalations[escalation.id]
             self._upsert_search_attributes(row.current_steps, row.sla, row.stuck_since)
             self._written = asked
+
+    async def _settled(self) -> None:
+        """Wait until every update that changed state has been accepted durably. Temporal records an
+        update's acceptance when the workflow task that ran its handler completes; a local write in
+        that same task, were the task then lost (its worker killed), would show an action Temporal
+        never kept. A short timer ends the task; an update arriving meanwhile waits one more."""
+        while self._after_acceptance and self._unsettled:
+            self._unsettled = False
+            await workflow.sleep(ACCEPTANCE_PAUSE)
 
     async def _commit_locally(self, commit: CommitBatch) -> bool:
         """Local attempts for `commit_local_seconds`, in slices of a fifth of the answer budget:
