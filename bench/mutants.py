@@ -370,8 +370,8 @@ MUTATIONS: list[Mutation] = [
     M(
         "an action is written to the read model before Temporal holds it (a kill -9 leaves a phantom)",
         "workflows/pathway.py",
-        "        while self._after_acceptance and self._unsettled:",
-        "        while False:",
+        "        if not (self._after_acceptance and self._unsettled):",
+        "        if True:",
         ("tests/test_bounded_commits.py::test_an_action_reaches_the_read_model_only_once_temporal_holds_it",),
     ),
     M(

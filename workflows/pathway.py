@@ -86,7 +86,6 @@ LOCAL_COMMIT_FIRST, LOCAL_COMMIT_LONGEST = 0.2, 5.0
 LOCAL_COMMIT_ATTEMPT = timedelta(seconds=5)
 LOCAL_COMMIT_SLICE = 5.0
 LOCAL_COMMIT_PAUSE = timedelta(seconds=1)
-ACCEPTANCE_PAUSE = timedelta(milliseconds=1)  # any timer ends the workflow task
 
 
 def local_commit_retry(budget_seconds: float) -> RetryPolicy:
@@ -139,7 +138,7 @@ class PathwayWorkflow:
         self._retry_requested = False
         self._failure: BaseException | None = None
         # Patch `commit-after-acceptance`: an update's changes are written once the workflow task
-        # that accepted it is complete (`_unsettled`: an update changed state in this task).
+        # that accepted it is complete (`_unsettled`: an update changed state since the last batch).
         self._after_acceptance = False
         self._unsettled = False
 
@@ -1049,10 +1048,9 @@ class PathwayWorkflow:
         write is pending goes in the next batch, so an outage costs one batch, not one per change."""
         while True:
             await workflow.wait_condition(lambda: self._requested > self._written)
-            await self._settled()
             asked = self._requested
             commit, row = self._batch()
-            if not await self._commit_locally(commit):
+            if not await self._commit_once_accepted(commit) and not await self._commit_locally(commit):
                 await self._commit_durably(commit)
             # Decided or resolved escalations this batch wrote need no memory beyond the read model.
             for escalation in commit.projection.escalations:
@@ -1062,14 +1060,27 @@ class PathwayWorkflow:
             self._upsert_search_attributes(row.current_steps, row.sla, row.stuck_since)
             self._written = asked
 
-    async def _settled(self) -> None:
-        """Wait until every update that changed state has been accepted durably. Temporal records an
+    async def _commit_once_accepted(self, commit: CommitBatch) -> bool:
+        """After an update changed the state, one attempt as a regular activity. Temporal records an
         update's acceptance when the workflow task that ran its handler completes; a local write in
-        that same task, were the task then lost (its worker killed), would show an action Temporal
-        never kept. A short timer ends the task; an update arriving meanwhile waits one more."""
-        while self._after_acceptance and self._unsettled:
-            self._unsettled = False
-            await workflow.sleep(ACCEPTANCE_PAUSE)
+        that task would outlive a worker killed before it completes (the pages showing an action
+        Temporal never kept). A regular activity is scheduled by that completion, so it runs once
+        the update is held (dispatched at once to this worker). False: not an update's batch, or
+        the attempt failed (the local slices follow)."""
+        if not (self._after_acceptance and self._unsettled):
+            return False
+        self._unsettled = False
+        try:
+            await workflow.execute_activity(
+                COMMIT_ACTIVITY,
+                commit,
+                result_type=list[str],
+                start_to_close_timeout=LOCAL_COMMIT_ATTEMPT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            return False
+        return True
 
     async def _commit_locally(self, commit: CommitBatch) -> bool:
         """Local attempts for `commit_local_seconds`, in slices of a fifth of the answer budget:
