@@ -156,6 +156,8 @@ class Pathway(PathwayBase, table=True):
         Index("ix_pathway_basin_status_sla", "basin_id", "status", "sla", "last_progress_at"),
         Index("ix_pathway_basin_started", "basin_id", "started_at"),
         Index("ix_pathway_basin_closed", "basin_id", "closed_at"),
+        # A basin's stuck pathways, longest stuck first (the GTO's list, one page at a time).
+        Index("ix_pathway_basin_stuck", "basin_id", "stuck_since", "last_progress_at", "id"),
     )
 
     person_id: str = Field(index=True)  # personal data: only GET /api/pathways/{id} shows the person
@@ -226,6 +228,9 @@ class Task(TaskBase, table=True):
         Index("ix_task_org_status_due", "organisation_id", "status", "due_at"),
         Index("ix_task_basin_status_step", "basin_id", "status", "definition_id", "step_id", "sla"),
         Index("ix_task_pathway_status", "pathway_id", "status"),
+        # Counted from the index alone: an inbox under any filter, and the statistics per step.
+        Index("ix_task_org_status_sla", "organisation_id", "status", "sla", "basin_id", "definition_id"),
+        Index("ix_task_status_step", "status", "definition_id", "step_id", "sla"),
     )
 
     generation: int = 0
