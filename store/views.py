@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, case, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
+from parcours.presenters import aware
 from store import models
 from store.db import session_scope
 
@@ -48,9 +50,11 @@ def _page(query: Any, count_query: Any, session: Any, page: int, size: int) -> t
 
 
 def stuck_clause(cutoff: datetime) -> Any:
-    """Open and (overdue, escalated, or no progress since `cutoff`)."""
+    """Open and (overdue, escalated, or no progress since `cutoff`). "Open" is written as the two
+    open statuses, not as "not closed": an index on (basin, status, …) then reads only the open
+    pathways of a basin, not its closed ones too."""
     return and_(
-        col(models.Pathway.status) != "closed",
+        col(models.Pathway.status).in_(["active", "paused"]),
         or_(col(models.Pathway.sla).in_(["overdue", "escalated"]), col(models.Pathway.last_progress_at) < cutoff),
     )
 
@@ -363,27 +367,21 @@ def tasks_by_id(engine: Engine, *, task_ids: list[str]) -> dict[str, models.Task
         return {task.id: task for task in session.exec(query)}
 
 
-def basin_activity(engine: Engine, *, basin_id: str, since: datetime) -> dict[str, list[datetime]]:
-    """When pathways of a basin started and closed, and when its escalations opened, since a date
-    (anonymous timestamps, bucketed per week by the caller)."""
+def basin_week_counts(engine: Engine, *, basin_id: str, bounds: list[datetime]) -> dict[str, list[int]]:
+    """How many pathways of a basin started and closed, and how many of its escalations opened, in
+    each period [bounds[i], bounds[i + 1]) (anonymous counts). Counted by the database: a basin of
+    a large territory starts tens of thousands of pathways in the weeks a dashboard shows."""
+    edges = [aware(b).astimezone(UTC) for b in bounds]
+
+    def per_period(session: Any, column: Any, basin_column: Any) -> list[int]:
+        cells = [func.count(case((and_(column >= a, column < b), 1))) for a, b in itertools.pairwise(edges)]
+        row = session.exec(select(*cells).where(basin_column == basin_id, column >= edges[0], column < edges[-1])).one()
+        return [int(n) for n in row]
+
+    pathway, escalation = models.Pathway, models.Escalation
     with session_scope(engine) as session:
-        started = session.exec(
-            select(models.Pathway.started_at).where(
-                models.Pathway.basin_id == basin_id, col(models.Pathway.started_at) >= since
-            )
-        ).all()
-        closed = session.exec(
-            select(models.Pathway.closed_at).where(
-                models.Pathway.basin_id == basin_id, col(models.Pathway.closed_at) >= since
-            )
-        ).all()
-        escalated = session.exec(
-            select(models.Escalation.opened_at).where(
-                models.Escalation.basin_id == basin_id, col(models.Escalation.opened_at) >= since
-            )
-        ).all()
-    return {
-        "started": [m for m in started if m is not None],
-        "closed": [m for m in closed if m is not None],
-        "escalated": [m for m in escalated if m is not None],
-    }
+        return {
+            "started": per_period(session, col(pathway.started_at), pathway.basin_id),
+            "closed": per_period(session, col(pathway.closed_at), pathway.basin_id),
+            "escalated": per_period(session, col(escalation.opened_at), escalation.basin_id),
+        }

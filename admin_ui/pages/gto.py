@@ -36,7 +36,7 @@ from admin_ui.web import (
 )
 from definitions.durations import PARIS, Delay
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
-from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, aware, csv_cell
+from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, csv_cell
 from services import reading
 from services.errors import ServiceError
 from store import models, views
@@ -196,7 +196,8 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
             }
         )
     open_escalations = views.escalation_list(engine, basin_id=basin.id, status="open", size=1).total
-    open_tasks_total = views.count_open_tasks(engine, basin_id=basin.id)
+    step_counts = views.step_counts(engine, basin_id=basin.id)
+    open_tasks_total = sum(entry["total"] for entry in step_counts)  # the heat map's counts, summed
     return render(
         request,
         "gto/dashboard.html",
@@ -207,16 +208,16 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
         rows=rows,
         open_escalations=open_escalations,
         open_tasks_total=open_tasks_total,
-        heatmaps=heatmaps(engine, basin.id, lookup),
+        heatmaps=heatmaps(step_counts, lookup),
         trends=trends(engine, basin.id, now),
     )
 
 
-def heatmaps(engine: Any, basin_id: str, lookup: Lookup) -> list[dict[str, Any]]:
+def heatmaps(step_counts: list[dict[str, Any]], lookup: Lookup) -> list[dict[str, Any]]:
     """One diagram per definition with open tasks in the basin (laid out by ELK in the browser),
-    each step showing its count and coloured by its worst deadline status."""
+    each step showing its count (`views.step_counts`) and coloured by its worst deadline status."""
     by_definition: dict[str, dict[str, dict[str, Any]]] = {}
-    for entry in views.step_counts(engine, basin_id=basin_id):
+    for entry in step_counts:
         by_definition.setdefault(entry["definition_id"], {})[entry["step_id"]] = entry
     maps = []
     for definition_id, counts in sorted(by_definition.items()):
@@ -250,16 +251,13 @@ def trends(engine: Any, basin_id: str, now: datetime) -> dict[str, Any]:
     """Pathways started / closed and escalations opened per week, the last TREND_WEEKS weeks."""
     today = now.astimezone(PARIS).date()
     first = today - timedelta(days=today.weekday() + 7 * (TREND_WEEKS - 1))
-    since = datetime.combine(first, datetime.min.time(), tzinfo=PARIS)
-    activity = views.basin_activity(engine, basin_id=basin_id, since=since)
+    starts = [first + timedelta(days=7 * i) for i in range(TREND_WEEKS + 1)]
+    bounds = [datetime.combine(day, datetime.min.time(), tzinfo=PARIS) for day in starts]  # Mondays, Paris time
+    counts = views.basin_week_counts(engine, basin_id=basin_id, bounds=bounds)
     weeks: list[dict[str, Any]] = [
-        {"start": first + timedelta(days=7 * i), "started": 0, "closed": 0, "escalated": 0} for i in range(TREND_WEEKS)
+        {"start": starts[i], **{kind: counts[kind][i] for kind in ("started", "closed", "escalated")}}
+        for i in range(TREND_WEEKS)
     ]
-    for kind, moments in activity.items():
-        for moment in moments:
-            index = (aware(moment).astimezone(PARIS).date() - first).days // 7
-            if 0 <= index < TREND_WEEKS:
-                weeks[index][kind] += 1
     for week in weeks:
         week["label"] = "sem. du " + fr_date(datetime.combine(week["start"], datetime.min.time(), tzinfo=PARIS))
     peak: int = max([1] + [w[k] for w in weeks for k in ("started", "closed", "escalated")])
