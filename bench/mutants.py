@@ -382,6 +382,13 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_incidents.py::test_a_failing_workflow_task_is_an_incident_until_fixed_and_retried",),
     ),
     M(
+        "the dashboard's trends compare Paris wall time with the read model's UTC",
+        "store/views.py",
+        "    edges = [aware(b).astimezone(UTC) for b in bounds]",
+        "    edges = list(bounds)",
+        ("tests/test_trends.py::test_each_event_counts_in_its_paris_week",),
+    ),
+    M(
         "an action whose write is late hangs instead of answering 'recorded'",
         "workflows/pathway.py",
         '"message": f"{result.message} {RECORDED_DISPLAY_FOLLOWS}".strip(), "projected": False}',
