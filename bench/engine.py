@@ -62,8 +62,6 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHistory  # noqa: E402
 from temporalio.common import (  # noqa: E402
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -679,14 +677,7 @@ class BurstStarter:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_queue=self.queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.BASIN, BASIN),
-                    SearchAttributePair(sa.DEFINITION, definition.id),
-                    SearchAttributePair(sa.DEFINITION_VERSION, definition.version or 0),
-                    SearchAttributePair(sa.STATUS, "active"),
-                ]
-            ),
+            search_attributes=sa.at_start(BASIN, definition.id, definition.version),
         )
         await self.client.execute_update_with_start_workflow(PathwayWorkflow.ready, start_workflow_operation=operation)
         tasks = q.list_tasks(self.engine, pathway_id=pathway_id, status="open")

@@ -21,8 +21,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -371,14 +369,7 @@ class PathwayService:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_queue=self.task_queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.BASIN, basin_id),
-                    SearchAttributePair(sa.DEFINITION, definition.id),
-                    SearchAttributePair(sa.DEFINITION_VERSION, definition.version or 0),
-                    SearchAttributePair(sa.STATUS, "active"),
-                ]
-            ),
+            search_attributes=sa.at_start(basin_id, definition.id, definition.version),
         )
         try:
             await self.client.execute_update_with_start_workflow(

@@ -4,7 +4,7 @@ never personal data."""
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 CURRENT_STEPS = SearchAttributeKey.for_keyword_list("ParcoursSteps")
 BASIN = SearchAttributeKey.for_keyword("ParcoursBasin")
@@ -24,6 +24,19 @@ ALL = (CURRENT_STEPS, BASIN, SLA, STATUS, STUCK_SINCE, DEFINITION, DEFINITION_VE
 REGISTERED = (*ALL, PATCHES, INCIDENT)
 """Every attribute the workflow sets: `ParcoursPatches` when a run takes a patch, `ParcoursIncident`
 while it has an incident."""
+
+
+def at_start(basin_id: str, definition_id: str, version: int | None) -> TypedSearchAttributes:
+    """What a pathway's workflow carries from its start, before its first commit refreshes `ALL`."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(BASIN, basin_id),
+            SearchAttributePair(DEFINITION, definition_id),
+            SearchAttributePair(DEFINITION_VERSION, version or 0),
+            SearchAttributePair(STATUS, "active"),
+        ]
+    )
+
 
 _CLI_TYPES = {
     "KEYWORD_LIST": "KeywordList",
