@@ -282,6 +282,11 @@ class Fleet:
     def live_ids(self) -> list[str]:
         return [t.pathway_id for t in self.live()]
 
+    async def caught_up(self, ended: float, pathway_ids: Sequence[str] | None = None) -> CatchUp:
+        """`catch_up` of the live pathways (or these), waited for as long as this fleet's patience."""
+        ids = self.live_ids() if pathway_ids is None else pathway_ids
+        return await catch_up(self.topology, ids, ended, timeout=self.patience, strict=self.strict)
+
     def of(self, definition: str) -> list[Track]:
         return [t for t in self.tracks.values() if t.definition == definition]
 
@@ -1006,7 +1011,7 @@ async def read_model_outage(
     for waited, answer in direct_answers:
         seen.note("update", _update_message(answer), waited)
     await driver.stop()
-    caught = await catch_up(topology, fleet.live_ids(), ended, timeout=fleet.patience, strict=fleet.strict)
+    caught = await fleet.caught_up(ended)
     after = await history_lengths(topology, quiet_ids)
     result = await check(fleet)
     timer_events = await _timer_events_between(topology, [t.pathway_id for t in timed], started_at, ended_at)
@@ -1103,10 +1108,10 @@ async def scaled_read_model_outage(
     ended = time.monotonic()
     for waited, answer in await asyncio.gather(*direct):
         seen.note("update", _update_message(answer), waited)
-    caught = await catch_up(topology, ids, ended, timeout=fleet.patience, strict=fleet.strict)
+    caught = await fleet.caught_up(ended, ids)
     # The other pathways (production budgets) wrote nothing meanwhile unless a timer fired: those
     # retry durably, their backoff grown with the outage; all are caught up before the next fault.
-    others = await catch_up(topology, fleet.live_ids(), ended, timeout=fleet.patience, strict=fleet.strict)
+    others = await fleet.caught_up(ended)
     result = await check(fleet)
     first = [samples[1][p] - samples[0][p] for p in ids]
     increments = [samples[n + 1][p] - samples[n][p] for n in range(1, hours) for p in ids]
@@ -1155,7 +1160,7 @@ async def smtp_outage(fleet: Fleet, *, outage: float, tracks: Sequence[Track], c
     ended = time.monotonic()
     say(f"(b) SMTP back after {ended - began:.0f}s; {waiting} e-mails waiting")
     await driver.stop()
-    caught = await catch_up(topology, fleet.live_ids(), ended, timeout=fleet.patience, strict=fleet.strict)
+    caught = await fleet.caught_up(ended)
     result = await check(fleet)
     return Figures(
         fault=f"(b) SMTP down {outage:.0f} s",
@@ -1200,7 +1205,7 @@ async def worker_kills(
         await topology.start_worker(index)
     ended = time.monotonic()
     await driver.stop()
-    caught = await catch_up(topology, fleet.live_ids(), ended, timeout=fleet.patience, strict=fleet.strict)
+    caught = await fleet.caught_up(ended)
     result = await check(fleet)
     return Figures(
         fault=f"(c) one worker kill -9 ×{kills}",
@@ -1231,7 +1236,7 @@ async def temporal_restart(fleet: Fleet, *, down: float, tracks: Sequence[Track]
     for worker in topology.workers:
         worker.check_alive()
     await driver.stop()
-    caught = await catch_up(topology, fleet.live_ids(), ended, timeout=fleet.patience, strict=fleet.strict)
+    caught = await fleet.caught_up(ended)
     result = await check(fleet)
     return Figures(
         fault=f"(d) Temporal killed, restarted on its file after {down:.0f} s",
@@ -1414,7 +1419,7 @@ async def ui_kills(fleet: Fleet, *, trials: int, tracks: Sequence[Track], seed: 
             )
         say(f"(e) {cuts[-1]}")
     ended = time.monotonic()
-    caught = await catch_up(topology, fleet.live_ids(), ended, timeout=fleet.patience, strict=fleet.strict)
+    caught = await fleet.caught_up(ended)
     result = await check(fleet)
     wrong = [c for c in cuts if c.effects != 1 or not c.same_answer or c.retry_status not in (200, 201)]
     result.actions_wrong += [f"{c}" for c in wrong]
