@@ -21,7 +21,7 @@ from temporalio.client import Client
 
 from admin_ui import api
 from admin_ui.deps import LoginRequired, is_api, optional_user
-from admin_ui.middleware import SecurityMiddleware, docs_page
+from admin_ui.middleware import OneSessionPerRead, SecurityMiddleware, docs_page
 from admin_ui.pages import admin, auth, caseworker, designer, gto, incidents, migrations
 from admin_ui.web import render
 from parcours.settings import Settings
@@ -78,6 +78,7 @@ def create_app(
     else:
         app.state.service_factory = service_factory(settings, engine, client)
 
+    app.add_middleware(OneSessionPerRead, engine=engine)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,

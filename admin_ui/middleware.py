@@ -8,9 +8,12 @@ import secrets
 from typing import Any
 
 from fastapi.openapi.docs import get_swagger_ui_html
+from sqlalchemy.engine import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from store.db import shared_session
 
 MAX_BODY_BYTES = 1024 * 1024
 """1 Mio: far above any form, definition or territory file; anything larger is refused (413)."""
@@ -113,6 +116,25 @@ class SecurityMiddleware:
             )
         response.headers["connection"] = "close"
         await response(scope, receive, send)
+
+
+class OneSessionPerRead:
+    """GET and HEAD requests read the database through one session (store.db.shared_session):
+    one connection and one transaction per page instead of one per query. Requests that change
+    something keep a session per step, since they read the worker's writes after a Temporal call."""
+
+    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        # Entered here, not in a thread, so that the request's context carries it; its end only
+        # returns the connection (a ROLLBACK of reads, as the pool does for every connection).
+        with shared_session(self.engine):
+            await self.app(scope, receive, send)
 
 
 def docs_page(request: Request, openapi_url: str, title: str) -> Response:

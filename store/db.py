@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session, create_engine
 
 
@@ -54,9 +57,30 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
+@dataclass
+class _SharedSession:
+    """The session the `session_scope`s of one block share (see `shared_session`)."""
+
+    engine: Engine
+    session: Session
+    depth: int = 0
+    wrote: bool = False
+
+
+_shared: ContextVar[_SharedSession | None] = ContextVar("parcours_shared_session", default=None)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session committed on success, rolled back on error: never a half-written state."""
+    """A session committed on success, rolled back on error: never a half-written state.
+
+    Inside `shared_session(engine)` the scopes share that block's session: the reads go on in
+    its transaction, and a scope that wrote still commits when it ends, as it would alone."""
+    shared = _shared.get()
+    if shared is not None and shared.engine is engine:
+        with _joined(shared) as session:
+            yield session
+        return
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
@@ -64,3 +88,48 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def _joined(shared: _SharedSession) -> Iterator[Session]:
+    """One scope inside a shared session: the outermost one commits what it wrote, or rolls back
+    the shared transaction on error (the writes of earlier scopes are committed already)."""
+    shared.depth += 1
+    try:
+        yield shared.session
+        if shared.depth == 1 and (shared.wrote or _pending(shared.session)):
+            shared.session.commit()
+            shared.wrote = False
+    except BaseException:
+        if shared.depth == 1:
+            shared.session.rollback()
+            shared.wrote = False
+        raise
+    finally:
+        shared.depth -= 1
+
+
+def _pending(session: Session) -> bool:
+    return bool(session.new or session.dirty or session.deleted)
+
+
+@contextmanager
+def shared_session(engine: Engine) -> Iterator[None]:
+    """Every `session_scope(engine)` in this block (and the threads it hands work to, which copy
+    its context) uses one session: a page that only reads opens one connection and one
+    transaction instead of one per query. For requests that read, not for those that call
+    Temporal between their reads: the shared session would not see the worker's writes."""
+    with Session(engine, expire_on_commit=False) as session:
+        shared = _SharedSession(engine, session)
+
+        @event.listens_for(session, "do_orm_execute")
+        def _note_writes(state: ORMExecuteState) -> None:
+            if not state.is_select:
+                shared.wrote = True
+
+        token = _shared.set(shared)
+        try:
+            yield
+        finally:
+            _shared.reset(token)
+            session.rollback()  # only reads are left: committed writes are committed
