@@ -47,8 +47,8 @@ MUTATIONS: list[Mutation] = [
     M(
         "an organisation that left the follow-up group still reads the pathway",
         "store/views.py",
-        "        member.organisation_id == organisation_id, col(member.until).is_(None)\n    )",
-        "        member.organisation_id == organisation_id\n    )",
+        "member.organisation_id == organisation_id, col(member.until).is_(None))",
+        "member.organisation_id == organisation_id)",
         (
             "tests/test_regressions.py::test_an_organisation_that_left_the_follow_up_group_can_no_longer_read_the_pathway",
         ),
@@ -800,6 +800,20 @@ MUTATIONS: list[Mutation] = [
         "config/dynamicconfig/parcours.yaml",
         "config/dynamicconfig/development-sql.yaml",
         ("tests/test_topology.py::test_compose_runs_temporal_s_production_image_after_its_schema_job",),
+    ),
+    M(
+        "pages read through one session per query again",
+        "admin_ui/app.py",
+        "    app.add_middleware(OneSessionPerRead, engine=engine)\n",
+        "",
+        ("tests/test_request_sessions.py",),
+    ),
+    M(
+        "a view's audit row written inside a shared session is never committed",
+        "store/db.py",
+        "            shared.session.commit()\n            shared.wrote = False\n    except",
+        "            pass\n    except",
+        ("tests/test_request_sessions.py",),
     ),
 ]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, case, or_
+from sqlalchemy import and_, case, or_, union_all
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
@@ -65,9 +65,16 @@ def followed_by(organisation_id: str) -> Any:
     organisation is an active member of its follow-up group; a closed one, until its person is
     anonymised, for its referent and the organisations still in the group when it closed (the
     projection sets their `until` to `closed_at`)."""
-    pathway, member = models.Pathway, models.FollowUpMember
-    active_member = select(member.pathway_id).where(
-        member.organisation_id == organisation_id, col(member.until).is_(None)
+    pathway, member, person = models.Pathway, models.FollowUpMember, models.Person
+    candidates = union_all(
+        select(member.pathway_id).where(member.organisation_id == organisation_id),
+        select(pathway.id).where(pathway.referent_org == organisation_id),
+    )
+    member_now = (
+        select(member.pathway_id)
+        .where(member.pathway_id == pathway.id, member.organisation_id == organisation_id, col(member.until).is_(None))
+        .correlate(pathway)
+        .exists()
     )
     member_at_closing = (
         select(member.pathway_id)
@@ -79,13 +86,24 @@ def followed_by(organisation_id: str) -> Any:
         .correlate(pathway)
         .exists()
     )
-    retained = select(models.Person.id).where(col(models.Person.anonymised_at).is_(None))
-    return or_(
-        and_(col(pathway.status) != "closed", col(pathway.id).in_(active_member)),
-        and_(
-            col(pathway.status) == "closed",
-            col(pathway.person_id).in_(retained),
-            or_(col(pathway.referent_org) == organisation_id, member_at_closing),
+    retained = (
+        select(person.id)
+        .where(person.id == pathway.person_id, col(person.anonymised_at).is_(None))
+        .correlate(pathway)
+        .exists()
+    )
+    # The organisation's pathways are found first by a join (its memberships and the pathways it
+    # is referent of), then each is checked by key. An `IN (…)` under an OR is rescanned for
+    # every row once its list outgrows PostgreSQL's work_mem: minutes at a million pathways.
+    return and_(
+        col(pathway.id).in_(candidates),
+        or_(
+            and_(col(pathway.status) != "closed", member_now),
+            and_(
+                col(pathway.status) == "closed",
+                or_(pathway.referent_org == organisation_id, member_at_closing),
+                retained,
+            ),
         ),
     )
 

@@ -39,6 +39,7 @@ async def listed(client: Any, query: str = "") -> set[str]:
     return {item["id"] for item in response.json()["items"]}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)  # the rule is SQL
 async def test_closed_pathways_stay_listed_for_who_followed_them_at_closing_until_anonymised(web: Web) -> None:
     parcours = web.parcours
     parcours.publish(flow())
