@@ -53,7 +53,7 @@ mutants: setup
 	$(BIN)/python bench/mutants.py
 
 bench: setup
-	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/summary.py
 
 # The fault suite on the production topology (tests/topology.py), with 200 pathways in flight: prints,
 # for each fault, pathways lost, e-mails sent twice, pathways terminated, history growth, catch-up time

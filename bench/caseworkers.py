@@ -52,6 +52,7 @@ import psutil  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 
+from bench import figures  # noqa: E402
 from bench.faults import machine  # noqa: E402
 from services import administration  # noqa: E402
 from store import models, views  # noqa: E402
@@ -697,6 +698,31 @@ async def measure(topology: Topology, arguments: argparse.Namespace) -> Outcome:
 # --- Report -----------------------------------------------------------------------------------
 
 
+def caseworker_figures(outcome: Outcome, arguments: argparse.Namespace) -> list[figures.Figure]:
+    record, who = outcome.record, f"{arguments.caseworkers} caseworkers"
+    found = [
+        figures.Figure(
+            "caseworkers",
+            f"{who}: {name} p50 / p95",
+            f"{pct(values, 50) * 1000:.0f} / {pct(values, 95) * 1000:.0f} ms",
+            f"p95 < {GOALS[key] * 1000:.0f} ms",
+            pct(values, 95) < GOALS[key],
+        )
+        for key, name in PAGES.items()
+        if (values := record.times.get(key, []))
+    ]
+    errors = sum(record.errors.values())
+    return [
+        *found,
+        figures.Figure("caseworkers", f"{who}: errors", str(errors), "0", errors == 0),
+        figures.Figure(
+            "caseworkers",
+            f"{who}: throughput",
+            f"{record.requests / outcome.seconds:.1f} requests/s, {record.completions / outcome.seconds:.1f} tasks/s",
+        ),
+    ]
+
+
 def report(outcome: Outcome, arguments: argparse.Namespace, began: datetime) -> str:
     record = outcome.record
     lines = [
@@ -796,6 +822,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--figures", type=Path, default=None, help="append the figures to this file (bench/summary.py)")
     parser.add_argument("--logs", type=Path, default=None, help="copy the processes' logs to this folder at the end")
     arguments = parser.parse_args()
     began = datetime.now(UTC)
@@ -805,6 +832,7 @@ def main() -> None:
         say(f"failed: {error!r}")
         os._exit(1)
     table = report(outcome, arguments, began)
+    figures.write(arguments.figures, caseworker_figures(outcome, arguments))
     print("\n" + table + "\n", flush=True)
     if arguments.markdown:
         arguments.markdown.write_text(table + "\n")

@@ -69,6 +69,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions  # noqa: E402
 
+from bench import figures  # noqa: E402
 from bench.baseline import BaselineWorkflow  # noqa: E402
 from bench.engine_profile import Profiler, summarise  # noqa: E402
 from bench.fair_activities import FairActor, FairAnswer, FairComplete, FairStart  # noqa: E402
@@ -962,6 +963,14 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def engine_figure(name: str, value: str, note: str) -> figures.Figure:
+    """A summary row as a figure: its goal and verdict when the note ends with one."""
+    for ending, met in (("  NOT met", False), ("  met", True)):
+        if note.endswith(ending):
+            return figures.Figure("engine", name, value, note.removesuffix(ending), met)
+    return figures.Figure("engine", name, f"{value} ({note.strip('()')})" if note else value)
+
+
 def cache_sizing(one: Burst, replay: dict[str, float]) -> list[str]:
     """How to size max_cached_workflows for 100,000 running pathways, from this run's figures."""
     per_run_kb, base = one.kb_per_run, (one.idle_mb[0] if one.idle_mb else float("nan"))
@@ -1180,6 +1189,7 @@ async def run(args: argparse.Namespace, children: Children) -> int:
             f"{replay_events:.0f} events; {replay['ms_source']:.1f} ms compiling the module, {replay['ms_cut']:.1f} ms cut",
         )
     )
+    figures.write(args.figures, [engine_figure(name, value, goal) for name, value, goal in rows])
     say("")
     say("=" * 120)
     say("SUMMARY")
@@ -1215,6 +1225,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy profiles of the Parcours worker during (a) and (b)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
+    parser.add_argument("--figures", type=Path, help="append the summary's figures to this file (bench/summary.py)")
     return parser.parse_args()
 
 
