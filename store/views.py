@@ -101,7 +101,7 @@ def followed_by(organisation_id: str) -> Any:
             and_(col(pathway.status) != "closed", member_now),
             and_(
                 col(pathway.status) == "closed",
-                or_(pathway.referent_org == organisation_id, member_at_closing),
+                or_(col(pathway.referent_org) == organisation_id, member_at_closing),
                 retained,
             ),
         ),
