@@ -34,12 +34,14 @@ from admin_ui.access import CurrentUser
 from admin_ui.deps import Engine_, Service, User, client_of, require_roles, verify_csrf
 from definitions.loader import InvalidDefinition
 from services import definitions as service_definitions
-from services import identity, reading, requests
+from services import hosts, identity, reading, requests
 from services.identity import API_TOKEN_SECONDS, SignInRefused
 from store import views
 from store.models import (
     DefinitionVersionPublic,
     EscalationPublic,
+    HostPublic,
+    ImmersionOfferPublic,
     PathwayPublic,
     PathwayStepPublic,
     PersonPublic,
@@ -303,6 +305,7 @@ def signed_in_as(*roles: str, change: bool = False) -> Callable[..., Awaitable[C
 Caseworker = Annotated[CurrentUser, Depends(signed_in_as("caseworker"))]
 CaseworkerActing = Annotated[CurrentUser, Depends(signed_in_as("caseworker", change=True))]
 CaseworkerOrGto = Annotated[CurrentUser, Depends(signed_in_as("caseworker", "gto_lead"))]
+CaseworkerOrAdminActing = Annotated[CurrentUser, Depends(signed_in_as("caseworker", "admin", change=True))]
 GtoOrAdmin = Annotated[CurrentUser, Depends(signed_in_as("gto_lead", "admin"))]
 GtoOrAdminActing = Annotated[CurrentUser, Depends(signed_in_as("gto_lead", "admin", change=True))]
 DesignerActing = Annotated[CurrentUser, Depends(signed_in_as("designer", "admin", change=True))]
@@ -637,6 +640,105 @@ def step_stats(
     """Open tasks per step and SLA state: where pathways wait. Anonymous counts, for everyone
     signed in."""
     return views.step_counts(engine, definition_id=definition, basin_id=basin)
+
+
+# --- Host structures for immersions -------------------------------------------------------------
+
+
+class TutorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=200)
+    job: str = Field("", max_length=200)
+    email: str = Field("", max_length=254)
+
+
+class HostIn(BaseModel):
+    """A host structure: SIRET checked (14 digits with its check digit), at least one trade."""
+
+    model_config = ConfigDict(extra="forbid")
+    basin: str = Field(max_length=100)
+    name: str = Field(max_length=200)
+    siret: str = Field(max_length=20)
+    address: str = Field(max_length=2000)
+    sector: str = Field(max_length=200)
+    trades: list[str] = Field(max_length=30)
+    accessibility: str = Field("", max_length=2000)
+    contact_name: str = Field(max_length=200)
+    contact_email: str = Field(max_length=254)
+    contact_phone: str = Field("", max_length=30)
+    tutors: list[TutorIn] = Field([], max_length=30)
+
+
+class PeriodIn(BaseModel):
+    start: str = Field(description="AAAA-MM-JJ", max_length=10)
+    end: str = Field(description="AAAA-MM-JJ", max_length=10)
+
+
+class OfferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trade: str = Field(max_length=200)
+    places: int = Field(1, ge=1, le=50)
+    periods: list[PeriodIn] = Field(min_length=1, max_length=12)
+
+
+class HostOut(HostPublic):
+    offers: list[ImmersionOfferPublic]
+
+
+@signed_in.get("/hosts", response_model=Page[HostOut], tags=["Structures d'accueil"])
+def list_hosts(
+    user: User,
+    engine: Engine_,
+    basin: Annotated[str | None, Query(description="a basin id")] = None,
+    trade: Annotated[str | None, Query(description="words of a trade or sector, any case and accents")] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
+) -> dict[str, Any]:
+    """The directory of host structures for immersions, with their open offers (every signed-in
+    user; it holds no personal data about the people accompanied)."""
+    paged = hosts.search(engine, basin_id=basin, trade=trade, page=page, size=size)
+    return paged.as_dict([_host_out(listing) for listing in paged.items])
+
+
+def _host_out(listing: hosts.HostListing) -> HostOut:
+    return HostOut(
+        **HostPublic.model_validate(listing.host).model_dump(),
+        offers=[ImmersionOfferPublic.model_validate(o) for o in listing.offers],
+    )
+
+
+@signed_in.post("/hosts", response_model=HostOut, status_code=201, tags=["Structures d'accueil"], responses=REFUSED)
+def add_host(body: HostIn, response: Response, user: CaseworkerOrAdminActing, engine: Engine_) -> HostOut:
+    """Add a host to a basin's directory (partners who prospect employers). The same SIRET again
+    in the basin: 409, so a retried request never adds it twice."""
+    entry = hosts.HostEntry(
+        **body.model_dump(exclude={"basin", "tutors"}), tutors=[t.model_dump() for t in body.tutors]
+    )
+    host = hosts.add_host(engine, actor=user.actor, basin_id=body.basin, entry=entry)
+    response.headers["Location"] = f"/api/hosts/{host.id}"
+    return _host_out(hosts.HostListing(host, []))
+
+
+@signed_in.get("/hosts/{host_id}", response_model=HostOut, tags=["Structures d'accueil"], responses=UNKNOWN)
+def get_host(host_id: str, user: User, engine: Engine_) -> HostOut:
+    return _host_out(hosts.host_listing(engine, host_id=host_id))
+
+
+@signed_in.post(
+    "/hosts/{host_id}/offers",
+    response_model=ImmersionOfferPublic,
+    status_code=201,
+    tags=["Structures d'accueil"],
+    responses=REFUSED,
+)
+def add_offer(
+    host_id: str, body: OfferIn, user: CaseworkerOrAdminActing, engine: Engine_, key: IdempotencyKey
+) -> ImmersionOfferPublic:
+    """Add an immersion offer to a host. The same request again with the same Idempotency-Key
+    answers the offer already added, never a second one."""
+    entry = hosts.OfferEntry(trade=body.trade, places=body.places, periods=[p.model_dump() for p in body.periods])
+    offer = hosts.add_offer(engine, actor=user.actor, host_id=host_id, entry=entry, request_id=key)
+    return ImmersionOfferPublic.model_validate(offer)
 
 
 router.include_router(signed_in)

@@ -815,6 +815,48 @@ MUTATIONS: list[Mutation] = [
         "            pass\n    except",
         ("tests/test_request_sessions.py",),
     ),
+    M(
+        "a host's SIRET is stored without its check",
+        "services/hosts.py",
+        "        clean.siret = siret_number.validate(raw_siret)",
+        "        clean.siret = raw_siret",
+        ("tests/test_hosts.py",),
+    ),
+    M(
+        "any organisation keeps the host directory",
+        "services/hosts.py",
+        '    return actor.role == "caseworker" and organisation is not None and organisation.type in DIRECTORY_KEEPERS',
+        "    return True",
+        ("tests/test_hosts.py",),
+    ),
+    M(
+        "the directory's search is accent-sensitive",
+        "services/hosts.py",
+        '    return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))',
+        "    return text.lower()",
+        ("tests/test_hosts.py",),
+    ),
+    M(
+        "an offer's trade does not find its host",
+        "services/hosts.py",
+        "        where.append(col(models.Host.search_text).like(pattern) | col(models.Host.id).in_(offered))",
+        "        where.append(col(models.Host.search_text).like(pattern))",
+        ("tests/test_hosts.py",),
+    ),
+    M(
+        "a one-time link serves again",
+        "services/links.py",
+        "    if row.used_at is not None:",
+        "    if False:",
+        ("tests/test_hosts.py",),
+    ),
+    M(
+        "a one-time link never expires",
+        "services/links.py",
+        "    if row.expires_at is None or aware(row.expires_at) <= q.now():",
+        "    if row.expires_at is None:",
+        ("tests/test_hosts.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

@@ -407,3 +407,73 @@ class CommandRequest(SQLModel, table=True):
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime | None = _when(index=True)
     finished_at: datetime | None = _when()
+
+
+class HostBase(SQLModel):
+    """A host structure for immersions (PMSMP) in a basin's directory: its own contact and tutors
+    only, never anything about the people in insertion (services/hosts.py)."""
+
+    id: str = Field(primary_key=True)
+    basin_id: str = Field(index=True)
+    name: str
+    siret: str = Field(index=True)
+    address: str = Field(sa_column=Column(Text, nullable=False))
+    sector: str
+    trades: list[str] = _json()
+    accessibility: str = Field(default="", sa_column=Column(Text, nullable=False))
+    contact_name: str
+    contact_email: str
+    contact_phone: str = ""
+    tutors: list[dict[str, str]] = _json()
+    added_by_org: str
+    created_at: datetime | None = _when()
+    updated_at: datetime | None = _when()
+
+
+class Host(HostBase, table=True):
+    __table_args__ = (Index("ux_host_basin_siret", "basin_id", "siret", unique=True),)
+
+    search_text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    """Name, sector and trades, lower case without accents: what the directory's search reads."""
+
+
+class HostPublic(HostBase, Public):
+    pass
+
+
+class ImmersionOfferBase(SQLModel):
+    """An immersion offer of a host: a trade, places and periods (ISO dates)."""
+
+    id: str = Field(primary_key=True)
+    host_id: str = Field(index=True)
+    trade: str
+    places: int = 1
+    periods: list[dict[str, str]] = _json()
+    active: bool = True
+    created_at: datetime | None = _when()
+
+
+class ImmersionOffer(ImmersionOfferBase, table=True):
+    __tablename__ = "immersion_offer"
+
+    search_text: str = ""
+
+
+class ImmersionOfferPublic(ImmersionOfferBase, Public):
+    pass
+
+
+class AccessLink(SQLModel, table=True):
+    """A one-time link for someone without an account (services/links.py): one purpose, one
+    subject, stored hashed, spent by the write it allows, expiring."""
+
+    __tablename__ = "access_link"
+
+    token_hash: str = Field(primary_key=True)
+    purpose: str
+    subject_id: str = Field(index=True)
+    sent_to: str
+    created_by: str
+    created_at: datetime | None = _when()
+    expires_at: datetime | None = _when()
+    used_at: datetime | None = _when()

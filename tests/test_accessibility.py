@@ -1,7 +1,8 @@
 """Accessibility: axe-core (npm `axe-core`, injected by Playwright into Debian's chromium) finds no
 serious or critical violation on the main pages of each role: sign-in, a caseworker's inbox, task
 and pathway, the GTO dashboard (with an escalated pathway) and an escalation, the designer's
-definitions list and new-definition form."""
+definitions list and new-definition form, the host directory and the host's own page (opened
+from its one-time link, then filled in and saved)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from services import hosts
 from store import queries as q
 from tests.browser import browser_page, served, sign_in
 from tests.conftest import Web, eventually
@@ -57,6 +59,23 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
     escalations = await eventually(
         lambda: q.list_escalations(web.parcours.engine, pathway_id=escalated), what="escalation"
     )
+    julien = web.parcours.service.actor_for("julien.roux@example.org")
+    host = hosts.add_host(
+        web.parcours.engine,
+        actor=julien,
+        basin_id="annecien",
+        entry=hosts.HostEntry(
+            name="Jardins du Fier",
+            siret="73282932000074",
+            address="Route de Lovagny, 74000 Annecy",
+            sector="Maraîchage",
+            trades=["Maraîcher"],
+            contact_name="M. Fier",
+            contact_email="contact@jardins-du-fier.example.org",
+        ),
+    )
+    invitation = hosts.invite_host(web.parcours.engine, actor=julien, host_id=host.id, public_url="http://x")
+    link = invitation.url.removeprefix("http://x")
     found: dict[str, list[dict[str, Any]]] = {}
 
     async def check(path: str) -> None:
@@ -67,8 +86,20 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
 
     async with served(web) as base, browser_page() as page:
         await check("/connexion")
+        # The host's own page, without an account, in chromium: checked, then filled in and saved.
+        await check(link)
+        await page.fill("#accessibility", "Plain-pied, bus ligne 6")
+        await page.get_by_role("button", name="Enregistrer la fiche").click()
+        await page.get_by_text("Merci, votre fiche est enregistrée").wait_for()
         pages_by_user = {
-            "camille.martin@example.org": ["/taches", f"/taches/{task.id}", f"/parcours/{pathway_id}"],
+            "camille.martin@example.org": [
+                "/taches",
+                f"/taches/{task.id}",
+                f"/parcours/{pathway_id}",
+                "/accueil",
+                "/accueil/nouvelle",
+                f"/accueil/{host.id}",
+            ],
             "lea.dupont@example.org": ["/gto", f"/gto/escalades/{escalations[0].id}"],
             "marc.girard@example.org": ["/definitions", "/definitions/nouvelle"],
         }
