@@ -5,6 +5,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 
 FROM python:3.11-slim
+# Debian's DejaVu fonts: every French character in the PDFs (the savoir-être passport).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock

@@ -857,6 +857,34 @@ MUTATIONS: list[Mutation] = [
         "    if row.expires_at is None:",
         ("tests/test_hosts.py",),
     ),
+    M(
+        "the passport is shown to the follow-up group without the person's consent",
+        "services/passport.py",
+        "    if user.organisation_id != pathway.referent_org and consent is None:",
+        "    if False:",
+        ("tests/test_passport.py",),
+    ),
+    M(
+        "any partner records the person's consent",
+        "services/passport.py",
+        '    if user.organisation_id != pathway.referent_org:\n        raise ServiceError("Seule',
+        '    if False:\n        raise ServiceError("Seule',
+        ("tests/test_passport.py",),
+    ),
+    M(
+        "the passport recognises only mastered skills",
+        "services/passport.py",
+        "if last is not None and last >= 3]",
+        "if last is not None and last >= 4]",
+        ("tests/test_passport.py",),
+    ),
+    M(
+        "the passport's chart is never drawn",
+        "admin_ui/pages/caseworker.py",
+        "Markup(passport.chart_svg(found)) if len(found.assessments) > 1 else None",
+        "None",
+        ("tests/test_passport.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

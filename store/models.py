@@ -477,3 +477,17 @@ class AccessLink(SQLModel, table=True):
     created_at: datetime | None = _when()
     expires_at: datetime | None = _when()
     used_at: datetime | None = _when()
+
+
+class Consent(SQLModel, table=True):
+    """A person's consent to a purpose (sharing the savoir-être passport with the follow-up
+    group), recorded by a caseworker of the referent organisation; withdrawn, never deleted."""
+
+    id: str = Field(primary_key=True)
+    person_id: str = Field(index=True)
+    purpose: str
+    given_at: datetime | None = _when()
+    recorded_by: str
+    recorded_by_org: str
+    withdrawn_at: datetime | None = _when()
+    withdrawn_by: str | None = None

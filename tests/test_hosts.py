@@ -5,8 +5,8 @@ link that expires, serves once, is audited and reaches nothing else."""
 from __future__ import annotations
 
 import re
-from html import unescape
 from datetime import timedelta
+from html import unescape
 from typing import Any
 
 from sqlalchemy import update

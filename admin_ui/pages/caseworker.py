@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse
+from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.responses import Response
@@ -40,7 +41,7 @@ from definitions.schema import (
     WaitStep,
 )
 from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, aware
-from services import reading
+from services import passport, reading
 from services.errors import ServiceError
 from services.pathways import PathwayService, PersonIn, person_errors
 from services.reading import read_person
@@ -900,7 +901,49 @@ def _pathway_context(
         "action_errors": {},
         "note_text": "",
         "note_error": None,
+        **_passport_context(engine, user, pathway),
     }
+
+
+def _passport_context(engine: Any, user: Any, pathway: models.Pathway) -> dict[str, Any]:
+    """The savoir-être passport on the pathway page: its table and chart, or why it is not shown
+    (the person has not consented to share it beyond the referent)."""
+    try:
+        found = passport.passport(engine, user, pathway.id, audit=False)  # the page's view is audited
+    except ServiceError as error:
+        return {"passport": None, "passport_refusal": error.message}
+    return {
+        "passport": found,
+        "passport_chart": Markup(passport.chart_svg(found)) if len(found.assessments) > 1 else None,
+        "passport_refusal": None,
+    }
+
+
+@router.get("/parcours/{pathway_id}/passeport.pdf")
+def passport_pdf(engine: Engine_, user: User, pathway_id: str) -> Response:
+    found = passport.passport(engine, user, pathway_id)
+    return Response(
+        passport.pdf(found),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="passeport-savoir-etre-{pathway_id}.pdf"'},
+    )
+
+
+@router.post("/parcours/{pathway_id}/passeport/consentement", dependencies=[Depends(verify_csrf)])
+async def passport_consent(request: Request, engine: Engine_, user: User, pathway_id: str) -> Response:
+    given = (await request.form()).get("accord") == "oui"
+    try:
+        passport.record_consent(engine, user, pathway_id, given=given)
+    except ServiceError as error:
+        flash(request, error.message, "error")
+    else:
+        flash(
+            request,
+            "Accord de la personne enregistré : son passeport est partagé avec le groupe de suivi."
+            if given
+            else "Accord retiré : le passeport n'est plus visible que de la structure référente.",
+        )
+    return RedirectResponse(f"/parcours/{pathway_id}#passeport", status_code=303)
 
 
 @router.get("/parcours/{pathway_id}")

@@ -1,0 +1,251 @@
+"""The savoir-être passport (issue 11 §3): every soft-skills assessment of a person's pathways
+(a diagnostic, a tutor's bilan, a review), with who assessed it and when; the progress per skill
+over time; a PDF of what was recognised. Shared with the partners of the follow-up group only
+with the person's consent, recorded by the referent organisation and withdrawable; without it
+only the referent sees it. Every view and every consent change is audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from io import BytesIO
+from xml.etree import ElementTree
+from pathlib import Path
+
+import pygal
+from fpdf import FPDF
+from pygal.style import Style
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from definitions.schema import SOFT_SKILL_SCALE, SOFT_SKILLS
+from parcours.presenters import aware, french_date
+from services.errors import ServiceError
+from services.reading import Viewer, readable_pathway, record_view
+from store import models, views
+from store import queries as q
+from store.db import session_scope
+
+SHARING = "passport_sharing"
+"""The consent's purpose: the passport shown to the follow-up group, not only the referent."""
+
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
+"""Debian's fonts-dejavu-core: every French character (œ, ’, « ») in the PDF."""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One soft-skills grid filled in: when, by whom, in which step, and the levels (1–4)."""
+
+    at: datetime
+    step: str
+    label: str
+    assessor: str
+    organisation: str
+    levels: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Passport:
+    pathway: models.Pathway
+    person_name: str
+    assessments: list[Assessment]
+    shared: bool  # the person consented to sharing it with the follow-up group
+    consent_at: datetime | None
+
+    @property
+    def skills(self) -> list[str]:
+        """The skills assessed at least once, in the referential's order."""
+        seen = {skill for a in self.assessments for skill in a.levels}
+        return [skill for skill in SOFT_SKILLS if skill in seen]
+
+    def progress(self) -> list[tuple[str, list[int | None], int | None]]:
+        """Per skill: its level at each assessment (None where not assessed) and its last level."""
+        rows = []
+        for skill in self.skills:
+            levels = [a.levels.get(skill) for a in self.assessments]
+            last = next((level for level in reversed(levels) if level is not None), None)
+            rows.append((skill, levels, last))
+        return rows
+
+    def recognised(self) -> list[tuple[str, int]]:
+        """The skills whose last level is "Acquis" or "Maîtrisé": what the passport certifies."""
+        return [(skill, last) for skill, _, last in self.progress() if last is not None and last >= 3]
+
+
+def _consent(engine: Engine, person_id: str) -> models.Consent | None:
+    with session_scope(engine) as session:
+        return session.exec(
+            select(models.Consent)
+            .where(
+                models.Consent.person_id == person_id,
+                models.Consent.purpose == SHARING,
+                col(models.Consent.withdrawn_at).is_(None),
+            )
+            .order_by(col(models.Consent.given_at).desc())
+        ).first()
+
+
+def _assessments(engine: Engine, pathway: models.Pathway) -> list[Assessment]:
+    """Every soft-skills grid in the pathway's form answers, oldest first."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(models.Submission, models.Task, models.User)
+            .join(models.Task, col(models.Task.id) == models.Submission.task_id)
+            .join(models.User, col(models.User.id) == models.Submission.submitted_by, isouter=True)
+            .where(models.Submission.pathway_id == pathway.id)
+            .order_by(col(models.Submission.created_at))
+        ).all()
+        organisations = {o.id: o.name for o in session.exec(select(models.Organisation))}
+    found = []
+    for submission, task, user in rows:
+        for field, value in submission.data.items():
+            if isinstance(value, dict) and value and all(k in SOFT_SKILLS for k in value):
+                found.append(
+                    Assessment(
+                        at=aware(submission.created_at or q.now()),
+                        step=task.title,
+                        label=field,
+                        assessor=user.name if user else "—",
+                        organisation=organisations.get(task.organisation_id, task.organisation_id),
+                        levels={k: int(v) for k, v in value.items() if v in SOFT_SKILL_SCALE},
+                    )
+                )
+    return found
+
+
+def passport(engine: Engine, user: Viewer, pathway_id: str, *, audit: bool = True) -> Passport:
+    """The passport of a pathway's person, for who may read the pathway: its referent always, the
+    rest of the follow-up group only once the person has consented to share it."""
+    pathway, reason = readable_pathway(engine, user, pathway_id)
+    consent = _consent(engine, pathway.person_id)
+    if user.organisation_id != pathway.referent_org and consent is None:
+        raise ServiceError(
+            "Le passeport savoir-être n'est partagé qu'avec l'accord de la personne : il n'est visible que de "
+            "la structure référente tant que cet accord n'est pas recueilli.",
+            "forbidden",
+        )
+    person = views.get_person(engine, person_id=pathway.person_id)
+    name = f"{person.first_name} {person.last_name}" if person and not person.anonymised_at else "Personne anonymisée"
+    if audit:
+        record_view(engine, user, pathway_id=pathway.id, what="passport", reason=reason)
+    return Passport(
+        pathway, name, _assessments(engine, pathway), consent is not None, consent.given_at if consent else None
+    )
+
+
+def record_consent(engine: Engine, user: Viewer, pathway_id: str, *, given: bool) -> None:
+    """The referent records the person's consent to share the passport, or its withdrawal."""
+    pathway, _ = readable_pathway(engine, user, pathway_id)
+    if user.organisation_id != pathway.referent_org:
+        raise ServiceError("Seule la structure référente recueille l'accord de la personne.", "forbidden")
+    now = q.now()
+    with session_scope(engine) as session:
+        current = session.exec(
+            select(models.Consent).where(
+                models.Consent.person_id == pathway.person_id,
+                models.Consent.purpose == SHARING,
+                col(models.Consent.withdrawn_at).is_(None),
+            )
+        ).all()
+        if given and not current:
+            session.add(
+                models.Consent(
+                    id=q.new_id("cons"),
+                    person_id=pathway.person_id,
+                    purpose=SHARING,
+                    given_at=now,
+                    recorded_by=user.id,
+                    recorded_by_org=user.organisation_id,
+                )
+            )
+        elif not given:
+            for row in current:
+                row.withdrawn_at, row.withdrawn_by = now, user.id
+                session.add(row)
+        if given != bool(current):  # a change, not a repeated click: audited once
+            session.add(
+                models.AuditEvent(
+                    id=q.new_id("acc"),
+                    at=now,
+                    pathway_id=pathway.id,
+                    actor_user_id=user.id,
+                    actor_org_id=user.organisation_id,
+                    action="consent_given" if given else "consent_withdrawn",
+                    detail={"purpose": SHARING},
+                )
+            )
+
+
+# --- The chart and the PDF ----------------------------------------------------------------------
+
+
+def chart_svg(passport: Passport) -> str:
+    """The levels per skill at each assessment, as an inline SVG (pygal: no script, no network);
+    the page shows the same figures as a table, the accessible alternative."""
+    chart = pygal.Line(
+        js=[],  # no script (the page's Content-Security-Policy, and no network)
+        disable_xml_declaration=True,
+        range=(1, 4),
+        y_labels=list(SOFT_SKILL_SCALE),
+        y_labels_major_every=1,
+        show_minor_y_labels=False,
+        height=320,
+        width=800,
+        legend_at_bottom=True,
+        legend_at_bottom_columns=3,
+        style=Style(font_family="Marianne, Arial, sans-serif", background="transparent"),
+        title="Niveau par savoir-être (1 à développer … 4 maîtrisé)",
+        x_title="Évaluations",
+    )
+    chart.x_labels = [f"{french_date(a.at)} – {a.step}" for a in passport.assessments]
+    for skill, levels, _ in passport.progress():
+        chart.add(SOFT_SKILLS[skill], levels)
+    tree = chart.render_tree()
+    for parent in list(tree.iter()):  # pygal writes its tooltips' config in a <script>: none here
+        for child in [c for c in parent if str(c.tag).endswith("script")]:
+            parent.remove(child)
+    return ElementTree.tostring(tree, encoding="unicode")
+
+
+def pdf(passport: Passport) -> bytes:
+    """The passport as a PDF (fpdf2): the recognised skills, then every assessment."""
+    document = FPDF()
+    document.set_title(f"Passeport savoir-être – {passport.person_name}")
+    document.set_creator("Parcours")
+    if (FONTS / "DejaVuSans.ttf").exists():
+        document.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
+        document.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
+        family = "DejaVu"
+    else:  # without Debian's fonts: the core font, its Latin-1 characters
+        family = "Helvetica"
+    document.add_page()
+    width = document.epw
+
+    def line(text: str, size: int = 11, style: str = "", gap: float = 6) -> None:
+        if family == "Helvetica":
+            text = text.replace("’", "'").encode("latin-1", "replace").decode("latin-1")
+        document.set_font(family, style, size)
+        document.multi_cell(width, gap, text, new_x="LMARGIN", new_y="NEXT")
+
+    line("Passeport savoir-être", 18, "B", 10)
+    line(passport.person_name, 14, "B", 8)
+    line(f"Parcours {passport.pathway.id}, édité le {french_date(q.now())}.", 10)
+    line("")
+    line("Savoir-être reconnus (dernier niveau « Acquis » ou « Maîtrisé »)", 13, "B", 8)
+    recognised = passport.recognised()
+    for skill, level in recognised:
+        line(f"• {SOFT_SKILLS[skill]} : {SOFT_SKILL_SCALE[level]}")
+    if not recognised:
+        line("Aucun pour l'instant.")
+    line("")
+    line("Évaluations", 13, "B", 8)
+    for a in passport.assessments:
+        line(f"{french_date(a.at)} – {a.step}, par {a.assessor} ({a.organisation})", 11, "B")
+        for skill, level in a.levels.items():
+            line(f"    {SOFT_SKILLS[skill]} : {level} – {SOFT_SKILL_SCALE[level]}", 10)
+    if not passport.assessments:
+        line("Aucune évaluation des savoir-être dans ce parcours.")
+    out = BytesIO()
+    document.output(out)
+    return out.getvalue()
