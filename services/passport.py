@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
-from xml.etree import ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pygal
 from fpdf import FPDF
