@@ -885,6 +885,41 @@ MUTATIONS: list[Mutation] = [
         "None",
         ("tests/test_passport.py",),
     ),
+    M(
+        "a person's export holds every person's pathways",
+        "services/person_space.py",
+        "select(models.Pathway).where(models.Pathway.person_id == person_id)))",
+        "select(models.Pathway)))",
+        ("tests/test_person_space.py",),
+    ),
+    M(
+        "a person's space downloads another person's passport",
+        "services/person_space.py",
+        "    if pathway is None or pathway.person_id != person_id:",
+        "    if pathway is None:",
+        ("tests/test_person_space.py",),
+    ),
+    M(
+        "any partner exports the person's data",
+        "services/person_space.py",
+        '        raise ServiceError("Seule la structure référente produit',
+        '        if False:\n            raise ServiceError("Seule la structure référente produit',
+        ("tests/test_person_space.py",),
+    ),
+    M(
+        "opening the person's link spends it",
+        "admin_ui/pages/person.py",
+        "        person_space.check_link(engine, token)",
+        "        person_space.open_space(engine, token)",
+        ("tests/test_person_space.py",),
+    ),
+    M(
+        "the person's withdrawal of the passport's sharing is not kept",
+        "services/passport.py",
+        "            row.withdrawn_at, row.withdrawn_by = now, PERSON",
+        "            pass",
+        ("tests/test_person_space.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

@@ -26,6 +26,9 @@ from store import models, views
 from store import queries as q
 from store.db import session_scope
 
+PERSON = "la-personne"
+"""The audit log's actor for what the person does in their own space."""
+
 SHARING = "passport_sharing"
 """The consent's purpose: the passport shown to the follow-up group, not only the referent."""
 
@@ -125,13 +128,48 @@ def passport(engine: Engine, user: Viewer, pathway_id: str, *, audit: bool = Tru
             "la structure référente tant que cet accord n'est pas recueilli.",
             "forbidden",
         )
-    person = views.get_person(engine, person_id=pathway.person_id)
-    name = f"{person.first_name} {person.last_name}" if person and not person.anonymised_at else "Personne anonymisée"
     if audit:
         record_view(engine, user, pathway_id=pathway.id, what="passport", reason=reason)
+    return of_pathway(engine, pathway, consent)
+
+
+def of_pathway(engine: Engine, pathway: models.Pathway, consent: models.Consent | None = None) -> Passport:
+    """A pathway's passport, its access already decided (the person's own space reads it too)."""
+    consent = consent or _consent(engine, pathway.person_id)
+    person = views.get_person(engine, person_id=pathway.person_id)
+    name = f"{person.first_name} {person.last_name}" if person and not person.anonymised_at else "Personne anonymisée"
     return Passport(
         pathway, name, _assessments(engine, pathway), consent is not None, consent.given_at if consent else None
     )
+
+
+def withdraw_by_the_person(engine: Engine, person_id: str) -> bool:
+    """The person withdraws their consent from their own space; whether one was withdrawn."""
+    now = q.now()
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(models.Consent).where(
+                models.Consent.person_id == person_id,
+                models.Consent.purpose == SHARING,
+                col(models.Consent.withdrawn_at).is_(None),
+            )
+        ).all()
+        for row in rows:
+            row.withdrawn_at, row.withdrawn_by = now, PERSON
+            session.add(row)
+        if rows:
+            session.add(
+                models.AuditEvent(
+                    id=q.new_id("acc"),
+                    at=now,
+                    pathway_id=None,
+                    actor_user_id=PERSON,
+                    actor_org_id=f"person:{person_id}",
+                    action="consent_withdrawn",
+                    detail={"purpose": SHARING, "by": "la personne"},
+                )
+            )
+    return bool(rows)
 
 
 def record_consent(engine: Engine, user: Viewer, pathway_id: str, *, given: bool) -> None:
@@ -208,25 +246,34 @@ def chart_svg(passport: Passport) -> str:
     return ElementTree.tostring(tree, encoding="unicode")
 
 
+def pdf_font(document: FPDF) -> str:
+    """Debian's DejaVu when installed (every French character), else the PDF core font."""
+    if (FONTS / "DejaVuSans.ttf").exists():
+        document.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
+        document.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
+        return "DejaVu"
+    return "Helvetica"
+
+
+def printable(text: str, family: str) -> str:
+    """The text as the font can write it (the core font knows Latin-1 only)."""
+    if family != "Helvetica":
+        return text
+    return text.replace("’", "'").replace("•", "-").encode("latin-1", "replace").decode("latin-1")
+
+
 def pdf(passport: Passport) -> bytes:
     """The passport as a PDF (fpdf2): the recognised skills, then every assessment."""
     document = FPDF()
     document.set_title(f"Passeport savoir-être – {passport.person_name}")
     document.set_creator("Parcours")
-    if (FONTS / "DejaVuSans.ttf").exists():
-        document.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
-        document.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
-        family = "DejaVu"
-    else:  # without Debian's fonts: the core font, its Latin-1 characters
-        family = "Helvetica"
+    family = pdf_font(document)
     document.add_page()
     width = document.epw
 
     def line(text: str, size: int = 11, style: str = "", gap: float = 6) -> None:
-        if family == "Helvetica":
-            text = text.replace("’", "'").encode("latin-1", "replace").decode("latin-1")
         document.set_font(family, style, size)
-        document.multi_cell(width, gap, text, new_x="LMARGIN", new_y="NEXT")
+        document.multi_cell(width, gap, printable(text, family), new_x="LMARGIN", new_y="NEXT")
 
     line("Passeport savoir-être", 18, "B", 10)
     line(passport.person_name, 14, "B", 8)
