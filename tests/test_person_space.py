@@ -68,7 +68,10 @@ async def test_the_person_sees_their_own_space_exports_their_data_and_nothing_el
         assert entered.status_code == 303 and entered.headers["location"] == "/mon-espace"
         space = unescape((await person.get("/mon-espace")).text)
         assert "Bonjour Alex" in space and "Parcours avec savoir-être" in space
-        assert 'Bilan France Travail</strong>, avec France Travail Annecy (<a href="mailto:annecy@ft.example.org">' in space
+        assert (
+            'Bilan France Travail</strong>, avec France Travail Annecy (<a href="mailto:annecy@ft.example.org">'
+            in space
+        )
         assert "Votre référent : <strong>Département de la Haute-Savoie" in space
         assert "Autonomie : Acquis" in space  # the passport's recognised skills
         assert "Béatrice" not in space
