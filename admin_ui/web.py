@@ -3,16 +3,19 @@ SLA badges), pagination, flash messages and CSRF tokens."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from starlette.responses import Response
 
+from activities.mailer import send_email
 from definitions.durations import working_days_between
 from definitions.schema import EXIT_REASONS, SOFT_SKILL_SCALE, SOFT_SKILLS
 from parcours import presenters
@@ -22,6 +25,7 @@ from store import views
 from store.queries import list_organisations, now
 
 PAGE_SIZE = 25
+log = logging.getLogger(__name__)
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -163,3 +167,14 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         },
         status_code=status_code,
     )
+
+
+async def mail_sent(settings: Any, *, to: str, subject: str, body: str) -> bool:
+    """Send an e-mail from a page (a one-time link): whether it left. A failure is logged for the
+    operator and the page says so, showing the link to pass on by other means."""
+    try:
+        await send_email(settings, to=[to], subject=subject, body=body)
+    except (aiosmtplib.SMTPException, OSError):
+        log.exception("e-mail %r not sent", subject)
+        return False
+    return True

@@ -920,6 +920,48 @@ MUTATIONS: list[Mutation] = [
         "            pass",
         ("tests/test_person_space.py",),
     ),
+    M(
+        "an immersion lasts longer than a month",
+        "services/immersions.py",
+        "    if end > start + relativedelta(months=1) - timedelta(days=1):",
+        "    if False:",
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "an immersion is renewed twice",
+        "services/immersions.py",
+        "        if previous.renewal_of:",
+        "        if False:",
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "a person spends more than two months with the same host",
+        "services/immersions.py",
+        "    if total > SAME_HOST_DAYS:",
+        "    if False:",
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "any organisation prescribes an immersion",
+        "services/immersions.py",
+        "    if organisation is None or organisation.type not in allowed:",
+        "    if organisation is None:",
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "a party signs on or after the start date",
+        "services/immersions.py",
+        "    if q.now().date() >= row.start_date:",
+        "    if False:",
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "the convention counts as signed after one signature",
+        "services/immersions.py",
+        "        if set(parties(row)) <= done:",
+        "        if done:",
+        ("tests/test_immersions.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

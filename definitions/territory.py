@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from definitions.schema import ORGANISATION_TYPES, Ident
 
 UserRole = Literal["caseworker", "gto_lead", "designer", "admin"]
+IMMERSION_PRESCRIBERS = ("france_travail", "mission_locale", "cap_emploi", "departement", "siae")
+"""Who may prescribe an immersion (PMSMP) unless the territory file says otherwise."""
 
 
 class _Strict(BaseModel):
@@ -51,6 +53,10 @@ class UserSpec(_Strict):
 class Territory(_Strict):
     name: str
     direction_email: str = Field(description="the SPIE direction, level-2 escalations")
+    immersion_prescribers: list[str] = Field(
+        default_factory=lambda: list(IMMERSION_PRESCRIBERS),
+        description="organisation types allowed to prescribe an immersion (PMSMP)",
+    )
     basins: list[BasinSpec] = Field(min_length=1)
     organisations: list[OrganisationSpec] = Field(min_length=1)
     users: list[UserSpec] = []

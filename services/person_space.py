@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from parcours.presenters import STATUS_LABELS, aware, french_datetime
-from services import links, passport
+from services import immersions, links, passport
 from services.errors import ServiceError
 from services.reading import Viewer, readable_pathway
 from store import models, views
@@ -121,6 +121,7 @@ class Space:
     pathways: list[PathwayView]
     passport_shared: bool
     group_consent_at: datetime | None
+    conventions: list[models.Immersion]  # accepted by the host, waiting for the person's signature
 
 
 def _person(engine: Engine, person_id: str) -> models.Person:
@@ -164,7 +165,7 @@ def space(engine: Engine, person_id: str) -> Space:
         )
     consent = shown[0].passport.shared if shown else False
     _audit(engine, person_id, "person_space_viewed")
-    return Space(person, shown, consent, person.consent_at)
+    return Space(person, shown, consent, person.consent_at, immersions.waiting_for_the_person(engine, person_id))
 
 
 def _audit(engine: Engine, person_id: str, action: str, pathway_id: str | None = None) -> None:

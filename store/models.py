@@ -491,3 +491,42 @@ class Consent(SQLModel, table=True):
     recorded_by_org: str
     withdrawn_at: datetime | None = _when()
     withdrawn_by: str | None = None
+
+
+class Immersion(SQLModel, table=True):
+    """An immersion (PMSMP) of a person with a host (services/immersions.py): proposed by a
+    prescriber, answered by the host through its link, its convention (the fields of cerfa 13912)
+    signed by every party through their own link. No personal data in it beyond its ids: the
+    person's identity stays in `person`."""
+
+    id: str = Field(primary_key=True)
+    pathway_id: str = Field(index=True)
+    person_id: str = Field(index=True)
+    host_id: str = Field(index=True)
+    host_siret: str
+    prescriber_org: str
+    prescriber_user: str
+    accompanying_org: str | None = None
+    renewal_of: str | None = None
+    status: str = "proposed"  # proposed, declined, accepted, signed, cancelled
+    start_date: date
+    end_date: date
+    weekly_hours: int
+    objectives: list[str] = _json()
+    convention: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime | None = _when()
+    answered_at: datetime | None = _when()
+    signed_at: datetime | None = _when()
+
+
+class ImmersionSignature(SQLModel, table=True):
+    """A party's simple electronic signature: who, when, and the hash of the text they saw."""
+
+    __tablename__ = "immersion_signature"
+
+    id: str = Field(primary_key=True)
+    immersion_id: str = Field(index=True)
+    party: str  # person, host, prescriber, accompanying
+    signer_name: str
+    signed_at: datetime | None = _when()
+    document_hash: str

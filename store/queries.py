@@ -3,6 +3,7 @@ Module-level functions with keyword-only arguments."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from store import models, views
 from store.db import session_scope
 
 DIRECTION_EMAIL = "direction_email"
+IMMERSION_PRESCRIBERS = "immersion_prescribers"
 TERRITORY_NAME = "territory_name"
 
 
@@ -52,6 +54,7 @@ def load_territory(engine: Engine, *, territory: Territory) -> dict[str, int]:
             session.merge(models.Basin(id=basin.id, name=basin.name, gto_email=basin.gto_email))
         session.merge(models.Setting(key=DIRECTION_EMAIL, value=territory.direction_email))
         session.merge(models.Setting(key=TERRITORY_NAME, value=territory.name))
+        session.merge(models.Setting(key=IMMERSION_PRESCRIBERS, value=json.dumps(territory.immersion_prescribers)))
         session.flush()
         for org in territory.organisations:
             session.merge(

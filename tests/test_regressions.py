@@ -406,6 +406,9 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "version": "1",
         "user_id": thomas.id,
         "migration_id": "migration-inconnue",
+        "host_id": "hote-inconnu",
+        "offer_id": "offre-inconnue",
+        "token": "jeton-inconnu",
     }
     yaml_text = (ROOT / "definitions/catalog/rsa_socio_pro.yaml").read_text(encoding="utf-8")
     # Each form: who may post it (None: before signing in) and what it sends.
@@ -441,6 +444,20 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
             ADMIN,
             {"email": "csrf@example.org", "name": "C", "role": "admin", "organisation": "spie74", "active": "1"},
         ),
+        "/accueil/nouvelle": (JULIEN, {"basin": "annecien", "name": "Hôte", "siret": "73282932000074"}),
+        "/accueil/{host_id}": (JULIEN, {"name": "Hôte"}),
+        "/accueil/{host_id}/offres": (JULIEN, {"trade": "Vente", "places": "1"}),
+        "/accueil/{host_id}/lien": (JULIEN, {}),
+        "/accueil/offres/{offer_id}/cloturer": (JULIEN, {}),
+        "/accueil/lien/{token}": (None, {"name": "Hôte"}),
+        "/parcours/{pathway_id}/passeport/consentement": (CAMILLE, {"accord": "oui"}),
+        "/parcours/{pathway_id}/espace-personne": (CAMILLE, {}),
+        "/parcours/{pathway_id}/immersions": (CAMILLE, {"host_id": "hote-inconnu"}),
+        "/mon-espace/lien/{token}": (None, {}),
+        "/mon-espace/accords/passeport": (None, {}),
+        "/mon-espace/fermer": (None, {}),
+        "/immersion/reponse/{token}": (None, {"reponse": "refuser"}),
+        "/immersion/signature/{token}": (None, {"signer_name": "X", "accord": "oui"}),
     }
     routes = post_routes(web.app)
     assert "/connexion" in routes and "/parcours/nouveau" in routes, routes  # the walk found the pages

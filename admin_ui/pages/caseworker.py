@@ -41,7 +41,7 @@ from definitions.schema import (
     WaitStep,
 )
 from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, aware
-from services import passport, reading
+from services import hosts, immersions, passport, reading
 from services.errors import ServiceError
 from services.pathways import PathwayService, PersonIn, person_errors
 from services.reading import read_person
@@ -902,7 +902,35 @@ def _pathway_context(
         "note_text": "",
         "note_error": None,
         **_passport_context(engine, user, pathway),
+        **_immersions_context(engine, user, pathway),
     }
+
+
+def _immersions_context(engine: Any, user: Any, pathway: models.Pathway) -> dict[str, Any]:
+    """The pathway's immersions, with their signatures, and what a prescriber proposes from."""
+    found = immersions.of_pathway(engine, pathway.id)
+    may_prescribe = pathway.status != "closed" and user.organisation_type in immersions.prescribers(engine)
+    directory = hosts.search(engine, basin_id=pathway.basin_id, size=200).items if may_prescribe else []
+    return {
+        "immersions": [
+            {
+                "row": row,
+                "host": views_host(engine, row.host_id),
+                "signed": {s.party for s in immersions.signatures(engine, row.id)},
+                "parties": immersions.parties(row),
+            }
+            for row in found
+        ],
+        "may_prescribe": may_prescribe,
+        "host_choices": [listing.host for listing in directory],
+        "immersion_objectives": immersions.OBJECTIVES,
+        "immersion_parties": immersions.PARTIES,
+        "renewable": [row for row in found if row.status == "signed" and not row.renewal_of],
+    }
+
+
+def views_host(engine: Any, host_id: str) -> Any:
+    return hosts.host_listing(engine, host_id=host_id).host
 
 
 def _passport_context(engine: Any, user: Any, pathway: models.Pathway) -> dict[str, Any]:

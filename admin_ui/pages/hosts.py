@@ -4,24 +4,20 @@ without an account). The rules are in services/hosts.py."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import aiosmtplib
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from activities.mailer import send_email
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
-from admin_ui.web import PAGE_SIZE, basin_names, flash, page_number, posted_request_id, render
+from admin_ui.web import PAGE_SIZE, basin_names, flash, mail_sent, page_number, posted_request_id, render
 from services import hosts
 from services.errors import ServiceError
 from services.hosts import HostEntry, OfferEntry
 
 router = APIRouter(include_in_schema=False)
-log = logging.getLogger(__name__)
 TUTOR_ROWS = 3
 Csrf = [Depends(verify_csrf)]
 
@@ -323,13 +319,8 @@ async def invite(request: Request, engine: Engine_, user: User, host_id: str) ->
         f"Ouvrez ce lien (valable {hosts.HOST_LINK_DAYS} jours, pour un seul enregistrement) :\n{invitation.url}\n\n"
         "Il ne donne accès qu'à votre fiche. Si vous n'attendiez pas ce message, ignorez-le.\n"
     )
-    sent = True
-    try:
-        await send_email(
-            settings, to=[host.contact_email], subject="[Parcours] Votre fiche de structure d'accueil", body=body
-        )
-    except (aiosmtplib.SMTPException, OSError):
-        log.exception("host link e-mail not sent")
-        sent = False
+    sent = await mail_sent(
+        settings, to=host.contact_email, subject="[Parcours] Votre fiche de structure d'accueil", body=body
+    )
     request.session["host_invitation"] = {"url": invitation.url, "sent": sent, "to": host.contact_email}
     return RedirectResponse(f"/accueil/{host_id}", status_code=303)

@@ -5,22 +5,18 @@ shares nothing with the staff's sign-in: a person's session never reads a staff 
 from __future__ import annotations
 
 import json
-import logging
 import time
 
-import aiosmtplib
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
-from activities.mailer import send_email
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
-from admin_ui.web import flash, render
+from admin_ui.web import flash, mail_sent, render
 from services import passport, person_space
 from services.errors import ServiceError
 
 router = APIRouter(include_in_schema=False)
-log = logging.getLogger(__name__)
 Csrf = [Depends(verify_csrf)]
 SESSION_KEY = "person_space"
 
@@ -159,13 +155,10 @@ async def send_link(request: Request, engine: Engine_, user: User, pathway_id: s
         f"et toutes vos données.\n\nOuvrez ce lien (valable {person_space.LINK_DAYS} jours, une seule fois) :\n"
         f"{invitation.url}\n\nSi vous n'attendiez pas ce message, ignorez-le.\n"
     )
-    try:
-        await send_email(settings, to=[invitation.email], subject="[Parcours] Votre espace", body=body)
-    except (aiosmtplib.SMTPException, OSError):
-        log.exception("person space e-mail not sent")
-        flash(request, f"Le lien n'a pas pu être envoyé à {invitation.email} : réessayez plus tard.", "error")
-    else:
+    if await mail_sent(settings, to=invitation.email, subject="[Parcours] Votre espace", body=body):
         flash(request, f"Lien vers son espace envoyé à {invitation.email}.")
+    else:
+        flash(request, f"Le lien n'a pas pu être envoyé à {invitation.email} : réessayez plus tard.", "error")
     return RedirectResponse(f"/parcours/{pathway_id}", status_code=303)
 
 

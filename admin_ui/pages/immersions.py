@@ -1,0 +1,191 @@
+"""Immersions (PMSMP): the prescriber's proposal from the pathway page, the host's answer and
+every party's signature through their one-time links (pages without an account), the convention
+as a PDF. The rules are in services/immersions.py."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from admin_ui.deps import Engine_, User, get_settings, verify_csrf
+from admin_ui.web import flash, mail_sent, render
+from services import immersions
+from services.errors import ServiceError
+from services.immersions import HostPart, Proposal
+
+router = APIRouter(include_in_schema=False)
+Csrf = [Depends(verify_csrf)]
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _pdf(content: bytes, name: str) -> Response:
+    return Response(
+        content, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+def _refused(request: Request, error: ServiceError) -> Response:
+    return render(
+        request, "person/refused.html", status_code=error.status, title="Lien non valide", message=error.message
+    )
+
+
+async def _send(request: Request, sent: immersions.Sent, subject: str, intro: str) -> bool:
+    body = (
+        f"Bonjour,\n\n{intro}\n\nOuvrez ce lien (valable {immersions.LINK_DAYS} jours, une seule fois) :\n{sent.url}\n\n"
+        "Il ne donne accès qu'à cette immersion. Si vous n'attendiez pas ce message, ignorez-le.\n"
+    )
+    return bool(sent.email) and await mail_sent(get_settings(request), to=sent.email, subject=subject, body=body)
+
+
+@router.post("/parcours/{pathway_id}/immersions", dependencies=Csrf)
+async def propose(request: Request, engine: Engine_, user: User, pathway_id: str) -> Response:
+    form = await request.form()
+    proposal = Proposal(
+        host_id=_text(form, "host_id"),
+        start_date=_text(form, "start_date"),
+        end_date=_text(form, "end_date"),
+        weekly_hours=_text(form, "weekly_hours"),
+        objectives=[v for v in form.getlist("objectives") if isinstance(v, str)],
+        accompanying_org=_text(form, "accompanying_org"),
+        renewal_of=_text(form, "renewal_of"),
+    )
+    try:
+        sent = immersions.propose(engine, user, pathway_id, proposal, public_url=get_settings(request).public_url)
+    except ServiceError as error:
+        flash(request, f"Immersion non proposée : {error.message}", "error")
+        return RedirectResponse(f"/parcours/{pathway_id}#immersions", status_code=303)
+    delivered = await _send(
+        request,
+        sent,
+        "[Parcours] Proposition d'immersion professionnelle",
+        f"{user.organisation_name} vous propose d'accueillir une personne en immersion professionnelle (PMSMP) "
+        f"du {sent.immersion.start_date:%d/%m/%Y} au {sent.immersion.end_date:%d/%m/%Y}.",
+    )
+    flash(
+        request,
+        f"Immersion proposée ; lien de réponse {'envoyé à ' + sent.email if delivered else 'non envoyé'} : {sent.url}",
+        "success" if delivered else "error",
+    )
+    return RedirectResponse(f"/parcours/{pathway_id}#immersions", status_code=303)
+
+
+@router.get("/immersion/reponse/{token}")
+def answer_page(request: Request, engine: Engine_, token: str) -> Response:
+    try:
+        found = immersions.for_host(engine, token)
+    except ServiceError as error:
+        return _refused(request, error)
+    return render(
+        request,
+        "immersions/answer.html",
+        title="Proposition d'immersion",
+        found=found,
+        token=token,
+        values={},
+        errors={},
+        objectives=immersions.OBJECTIVES,
+    )
+
+
+@router.post("/immersion/reponse/{token}", dependencies=Csrf)
+async def answer(request: Request, engine: Engine_, token: str) -> Response:
+    form = await request.form()
+    accept = _text(form, "reponse") == "accepter"
+    part = HostPart(**{name: _text(form, name) for name in HostPart.__dataclass_fields__})
+    try:
+        sent = immersions.answer(engine, token, accept=accept, part=part, public_url=get_settings(request).public_url)
+    except ServiceError as error:
+        if error.kind != "invalid":
+            return _refused(request, error)
+        found = immersions.for_host(engine, token)
+        return render(
+            request,
+            "immersions/answer.html",
+            status_code=error.status,
+            title="Proposition d'immersion",
+            found=found,
+            token=token,
+            values={k: _text(form, k) for k in HostPart.__dataclass_fields__},
+            errors=error.fields,
+            alert=error.message,
+            objectives=immersions.OBJECTIVES,
+        )
+    for link in sent:
+        await _send(
+            request,
+            link,
+            "[Parcours] Convention d'immersion à signer",
+            f"La convention d'immersion professionnelle (PMSMP) est prête : en tant que {immersions.PARTIES[link.party]}, "
+            "relisez-la et signez-la avant son début.",
+        )
+    return render(request, "immersions/answered.html", title="Merci", accepted=accept)
+
+
+@router.get("/immersion/signature/{token}")
+def signature_page(request: Request, engine: Engine_, token: str) -> Response:
+    try:
+        found = immersions.to_sign(engine, token)
+    except ServiceError as error:
+        return _refused(request, error)
+    return render(
+        request,
+        "immersions/sign.html",
+        title="Convention d'immersion",
+        found=found,
+        token=token,
+        parties=immersions.PARTIES,
+        seen_hash=immersions.text_hash(found.text),
+        errors={},
+    )
+
+
+@router.post("/immersion/signature/{token}", dependencies=Csrf)
+async def sign(request: Request, engine: Engine_, token: str) -> Response:
+    form = await request.form()
+    try:
+        row = immersions.sign(
+            engine,
+            token,
+            signer_name=_text(form, "signer_name"),
+            agreed=_text(form, "accord") == "oui",
+            seen_hash=_text(form, "seen_hash"),
+        )
+    except ServiceError as error:
+        if error.kind != "invalid":
+            return _refused(request, error)
+        found = immersions.to_sign(engine, token)
+        return render(
+            request,
+            "immersions/sign.html",
+            status_code=error.status,
+            title="Convention d'immersion",
+            found=found,
+            token=token,
+            parties=immersions.PARTIES,
+            seen_hash=immersions.text_hash(found.text),
+            errors=error.fields,
+            alert=error.message,
+        )
+    return render(request, "immersions/signed.html", title="Convention signée", complete=row.status == "signed")
+
+
+@router.get("/immersion/signature/{token}/convention.pdf")
+def party_pdf(request: Request, engine: Engine_, token: str) -> Response:
+    try:
+        found = immersions.to_sign(engine, token)
+    except ServiceError as error:
+        return _refused(request, error)
+    return _pdf(immersions.convention_pdf(engine, found.immersion), "convention-pmsmp.pdf")
+
+
+@router.get("/immersions/{immersion_id}/convention.pdf")
+def staff_pdf(engine: Engine_, user: User, immersion_id: str) -> Response:
+    row = immersions.readable(engine, user, immersion_id)
+    return _pdf(immersions.convention_pdf(engine, row), f"convention-pmsmp-{immersion_id}.pdf")
