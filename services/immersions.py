@@ -17,16 +17,15 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from io import BytesIO
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from fpdf import FPDF
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from definitions.territory import IMMERSION_PRESCRIBERS
-from services import links, passport
+from services import links
+from services.documents import Document
 from services.errors import ServiceError, quoted
 from services.reading import Viewer, readable_pathway
 from store import models
@@ -474,15 +473,8 @@ def signatures(engine: Engine, immersion_id: str) -> list[models.ImmersionSignat
 
 
 def convention_pdf(engine: Engine, row: models.Immersion) -> bytes:
-    document = FPDF()
-    document.set_title("Convention de mise en situation en milieu professionnel")
-    family = passport.pdf_font(document)
-    document.add_page()
-    width = document.epw
-
-    def line(text: str, size: int = 10, style: str = "", gap: float = 5) -> None:
-        document.set_font(family, style, size)
-        document.multi_cell(width, gap, passport.printable(text, family), new_x="LMARGIN", new_y="NEXT")
+    document = Document("Convention de mise en situation en milieu professionnel")
+    line = document.line
 
     line("Convention de mise en situation en milieu professionnel (PMSMP)", 15, "B", 8)
     line("Champs du formulaire officiel cerfa 13912.", 9)
@@ -494,9 +486,7 @@ def convention_pdf(engine: Engine, row: models.Immersion) -> bytes:
         line(
             f"{PARTIES[s.party]} : {s.signer_name}, le {s.signed_at:%d/%m/%Y %H:%M} UTC (empreinte {s.document_hash[:16]}…)"
         )
-    out = BytesIO()
-    document.output(out)
-    return out.getvalue()
+    return document.bytes()
 
 
 def readable(engine: Engine, user: Viewer, immersion_id: str) -> models.Immersion:

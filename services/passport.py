@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from io import BytesIO
-from pathlib import Path
 from xml.etree import ElementTree
 
 import pygal
-from fpdf import FPDF
 from pygal.style import Style
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from definitions.schema import SOFT_SKILL_SCALE, SOFT_SKILLS
 from parcours.presenters import aware, french_date
+from services.documents import Document
 from services.errors import ServiceError
 from services.reading import Viewer, readable_pathway, record_view
 from store import models, views
@@ -31,9 +29,6 @@ PERSON = "la-personne"
 
 SHARING = "passport_sharing"
 """The consent's purpose: the passport shown to the follow-up group, not only the referent."""
-
-FONTS = Path("/usr/share/fonts/truetype/dejavu")
-"""Debian's fonts-dejavu-core: every French character (œ, ’, « ») in the PDF."""
 
 
 @dataclass(frozen=True)
@@ -246,35 +241,10 @@ def chart_svg(passport: Passport) -> str:
     return ElementTree.tostring(tree, encoding="unicode")
 
 
-def pdf_font(document: FPDF) -> str:
-    """Debian's DejaVu when installed (every French character), else the PDF core font."""
-    if (FONTS / "DejaVuSans.ttf").exists():
-        document.add_font("DejaVu", "", str(FONTS / "DejaVuSans.ttf"))
-        document.add_font("DejaVu", "B", str(FONTS / "DejaVuSans-Bold.ttf"))
-        return "DejaVu"
-    return "Helvetica"
-
-
-def printable(text: str, family: str) -> str:
-    """The text as the font can write it (the core font knows Latin-1 only)."""
-    if family != "Helvetica":
-        return text
-    return text.replace("’", "'").replace("•", "-").encode("latin-1", "replace").decode("latin-1")
-
-
 def pdf(passport: Passport) -> bytes:
-    """The passport as a PDF (fpdf2): the recognised skills, then every assessment."""
-    document = FPDF()
-    document.set_title(f"Passeport savoir-être – {passport.person_name}")
-    document.set_creator("Parcours")
-    family = pdf_font(document)
-    document.add_page()
-    width = document.epw
-
-    def line(text: str, size: int = 11, style: str = "", gap: float = 6) -> None:
-        document.set_font(family, style, size)
-        document.multi_cell(width, gap, printable(text, family), new_x="LMARGIN", new_y="NEXT")
-
+    """The passport as a PDF: the recognised skills, then every assessment."""
+    document = Document(f"Passeport savoir-être – {passport.person_name}")
+    line = document.line
     line("Passeport savoir-être", 18, "B", 10)
     line(passport.person_name, 14, "B", 8)
     line(f"Parcours {passport.pathway.id}, édité le {french_date(q.now())}.", 10)
@@ -293,6 +263,4 @@ def pdf(passport: Passport) -> bytes:
             line(f"    {SOFT_SKILLS[skill]} : {level} – {SOFT_SKILL_SCALE[level]}", 10)
     if not passport.assessments:
         line("Aucune évaluation des savoir-être dans ce parcours.")
-    out = BytesIO()
-    document.output(out)
-    return out.getvalue()
+    return document.bytes()

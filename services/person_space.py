@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from io import BytesIO
 from typing import Any
 
-from fpdf import FPDF
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from parcours.presenters import STATUS_LABELS, aware, french_datetime
 from services import immersions, links, passport
+from services.documents import Document
 from services.errors import ServiceError
 from services.reading import Viewer, readable_pathway
 from store import models, views
@@ -271,15 +270,8 @@ def export_for_the_referent(engine: Engine, user: Viewer, pathway_id: str) -> di
 
 def export_pdf(data: dict[str, Any]) -> bytes:
     """The export as a readable PDF, in plain French."""
-    document = FPDF()
-    document.set_title("Mes données dans Parcours")
-    family = passport.pdf_font(document)
-    document.add_page()
-    width = document.epw
-
-    def line(text: str, size: int = 10, style: str = "", gap: float = 5) -> None:
-        document.set_font(family, style, size)
-        document.multi_cell(width, gap, passport.printable(text, family), new_x="LMARGIN", new_y="NEXT")
+    document = Document("Mes données dans Parcours")
+    line = document.line
 
     person = data["person"]
     line("Mes données dans Parcours", 18, "B", 10)
@@ -322,9 +314,7 @@ def export_pdf(data: dict[str, Any]) -> bytes:
         line(f"Notes partagées : {len(pathway['notes'])}. Traces d'accès et d'actions : {len(pathway['traces'])}.")
         for note in pathway["notes"]:
             line(f"• {note['created_at']} : {note['text']}")
-    out = BytesIO()
-    document.output(out)
-    return out.getvalue()
+    return document.bytes()
 
 
 def withdraw_passport_sharing(engine: Engine, person_id: str) -> bool:
