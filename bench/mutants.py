@@ -962,6 +962,27 @@ MUTATIONS: list[Mutation] = [
         "        if done:",
         ("tests/test_immersions.py",),
     ),
+    M(
+        "the tutor's hiring intention never leads to the job exit",
+        "services/immersions.py",
+        '    return Bilan(row, "embauche" if entry.hiring == "oui" else "sans_embauche")',
+        '    return Bilan(row, "sans_embauche")',
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "an immersion is not tied to the pathway's immersion step",
+        "services/immersions.py",
+        "            task_id=_immersion_task(session, pathway, user.organisation_id),",
+        "            task_id=None,",
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "an immersion step ignores next_if_hiring",
+        "definitions/schema.py",
+        '"next": data.get("next_if_hiring") if key == "embauche" else data.get("next")',
+        '"next": data.get("next")',
+        ("tests/test_definitions.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

@@ -21,6 +21,7 @@ from definitions.schema import (
     DecisionStep,
     Definition,
     EndStep,
+    ImmersionStep,
     ParallelStep,
     TaskStep,
     WaitStep,
@@ -163,7 +164,7 @@ def _french(item: Any, loc: list[Any]) -> str:
     if kind == "value_error":
         return str(item["msg"]).removeprefix("Value error, ")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return "type d'étape inconnu : utilisez task, parallel, decision, wait ou end"
+        return "type d'étape inconnu : utilisez task, immersion, parallel, decision, wait ou end"
     if kind == "missing":
         return f"champ obligatoire manquant « {last} »" if isinstance(last, str) else "champ obligatoire manquant"
     if kind == "extra_forbidden":
@@ -295,6 +296,10 @@ def check_graph(
                 err(task.id, group, f"identifiant « {dup} » en double dans {group}")
         for i, outcome in enumerate(task.outcomes):
             field = f"outcomes[{i}].next"
+            if isinstance(task, ImmersionStep):  # its outcomes come from these two fields
+                if outcome.id == "annulee":
+                    continue  # the same target as `next`, reported once
+                field = "next_if_hiring" if outcome.id == "embauche" else "next"
             if in_flow:
                 if outcome.next is None:
                     err(task.id, field, f"l'issue « {outcome.id} » n'indique pas l'étape suivante (next)")

@@ -4,7 +4,7 @@ process designers. Step kinds form a discriminated union on `kind`."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -193,6 +193,45 @@ class TaskStep(Strict):
         return next((f for f in self.form if f.id == field_id), None)
 
 
+IMMERSION_OUTCOMES = {
+    "embauche": "Intention d'embauche de la structure d'accueil",
+    "sans_embauche": "Immersion terminée, sans intention d'embauche",
+    "annulee": "Immersion déclinée, annulée ou interrompue",
+}
+
+
+class ImmersionStep(TaskStep):
+    """An immersion in a company (PMSMP). At run time it is a task of the prescriber (its role):
+    the immersion is proposed from the pathway page to a host of the directory, accepted and its
+    convention completed by the host, signed by every party, and the step ends with the tutor's
+    bilan: `next_if_hiring` when the host intends to hire, `next` otherwise (or when the immersion
+    is declined or cancelled). Its outcomes are these three and no others."""
+
+    kind: Literal["immersion"]  # type: ignore[assignment]
+    next: Ident = Field(description="after an immersion without hiring, declined or cancelled")
+    next_if_hiring: Ident = Field(description="after an immersion whose host intends to hire")
+    outcomes: list[Outcome] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_outcomes(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("outcomes") and {
+            o.get("id") if isinstance(o, dict) else getattr(o, "id", None) for o in data["outcomes"]
+        } != set(IMMERSION_OUTCOMES):
+            raise ValueError("les issues d'une étape immersion sont fixées : donnez seulement next et next_if_hiring")
+        if data.get("form"):
+            raise ValueError(
+                "une étape immersion n'a pas de formulaire : la convention et le bilan du tuteur en tiennent lieu"
+            )
+        outcomes = [
+            {"id": key, "label": label, "next": data.get("next_if_hiring") if key == "embauche" else data.get("next")}
+            for key, label in IMMERSION_OUTCOMES.items()
+        ]
+        return {**data, "outcomes": outcomes}
+
+
 class ParallelStep(Strict):
     """Joint accompaniment (accompagnement conjoint): several partners work at once. With
     `completion: all` the group ends when every branch is done, with `any` at the first one."""
@@ -248,7 +287,9 @@ class EndStep(Strict):
         return value
 
 
-Step = Annotated[TaskStep | ParallelStep | DecisionStep | WaitStep | EndStep, Field(discriminator="kind")]
+Step = Annotated[
+    TaskStep | ImmersionStep | ParallelStep | DecisionStep | WaitStep | EndStep, Field(discriminator="kind")
+]
 
 
 class Module(Strict):

@@ -23,6 +23,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from definitions.schema import SOFT_SKILL_SCALE, SOFT_SKILLS, Definition, ImmersionStep
 from definitions.territory import IMMERSION_PRESCRIBERS
 from services import links
 from services.documents import Document
@@ -32,7 +33,9 @@ from store import models
 from store import queries as q
 from store.db import session_scope
 
-ANSWER, SIGNATURE = "immersion_answer", "immersion_signature"
+ANSWER, SIGNATURE, BILAN = "immersion_answer", "immersion_signature", "immersion_bilan"
+BILAN_DAYS_AFTER = 30
+"""The tutor's bilan link stays valid this many days after the immersion's end."""
 LINK_DAYS = 10
 PARTIES = {
     "person": "la personne",
@@ -46,6 +49,8 @@ OBJECTIVES = {
     "recrutement": "Initier une démarche de recrutement",
 }
 MAX_WEEKLY_HOURS = 48
+TUTOR = "tuteur:"
+"""A form answer written by a host's tutor (no account): `tuteur:<name>` as its author."""
 SAME_HOST_DAYS = 62
 """Two months with the same host within twelve: counted as 62 days (two months of 31 days, so a
 month renewed once always fits)."""
@@ -213,6 +218,7 @@ def propose(engine: Engine, user: Viewer, pathway_id: str, proposal: Proposal, *
             renewal_of=proposal.renewal_of.strip() or None,
         )
         row = models.Immersion(
+            task_id=_immersion_task(session, pathway, user.organisation_id),
             id=q.new_id("imm"),
             pathway_id=pathway.id,
             person_id=pathway.person_id,
@@ -395,7 +401,13 @@ def to_sign(engine: Engine, token: str) -> ToSign:
     return ToSign(row, party, convention_text(engine, row), signed)
 
 
-def sign(engine: Engine, token: str, *, signer_name: str, agreed: bool, seen_hash: str) -> models.Immersion:
+@dataclass(frozen=True)
+class Signed:
+    immersion: models.Immersion
+    bilan: Sent | None  # the tutor's link, once every party has signed
+
+
+def sign(engine: Engine, token: str, *, signer_name: str, agreed: bool, seen_hash: str, public_url: str = "") -> Signed:
     """A party's signature of the text it saw (its hash must be the convention's current one),
     before the start date. The last signature makes the convention signed."""
     signer_name = signer_name.strip()
@@ -442,11 +454,106 @@ def sign(engine: Engine, token: str, *, signer_name: str, agreed: bool, seen_has
             )
         }
         _audit(session, links.LINK_ACTOR, f"{party}:{row.id}", row, "immersion_signed", {"party": party})
+        bilan = None
         if set(parties(row)) <= done:
             row.status, row.signed_at = "signed", q.now()
             session.add(row)
             _audit(session, links.LINK_ACTOR, f"{party}:{row.id}", row, "immersion_convention_signed", {})
-        return row
+            tutor = row.convention.get("tutor_email", "")
+            token = links.create(
+                session,
+                purpose=BILAN,
+                subject_id=row.id,
+                sent_to=tutor,
+                created_by=row.prescriber_user,
+                valid_for=(row.end_date - q.now().date()) + timedelta(days=BILAN_DAYS_AFTER),
+            )
+            bilan = Sent(row, f"{public_url.rstrip('/')}/immersion/bilan/{token}", tutor, "tutor")
+        return Signed(row, bilan)
+
+
+# --- The tutor's bilan ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BilanIn:
+    objectives_met: list[str] = field(default_factory=list)
+    skills: dict[str, str] = field(default_factory=dict)  # skill id -> "1".."4" or ""
+    hiring: str = ""  # "oui" or "non"
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Bilan:
+    immersion: models.Immersion
+    outcome: str  # the immersion step's outcome: embauche or sans_embauche
+
+
+def for_tutor(engine: Engine, token: str) -> models.Immersion:
+    link = links.open_link(engine, token=token, purpose=BILAN)
+    return _immersion_readonly(engine, link.subject_id)
+
+
+def record_bilan(engine: Engine, token: str, entry: BilanIn) -> Bilan:
+    """The tutor's bilan, once: objectives met, the savoir-être grid (kept for the passport as a
+    form answer of the pathway), the hiring intention that decides the immersion step's outcome."""
+    if entry.hiring not in ("oui", "non"):
+        raise ServiceError(
+            "Indiquez si la structure d'accueil envisage d'embaucher la personne.", "invalid", {"hiring": "Oui ou non."}
+        )
+    levels: dict[str, int] = {}
+    for skill, value in entry.skills.items():
+        if skill in SOFT_SKILLS and str(value).strip():
+            if str(value).strip() not in {str(k) for k in SOFT_SKILL_SCALE}:
+                raise ServiceError(f"Niveau invalide pour « {SOFT_SKILLS[skill]} » : de 1 à 4.", "invalid")
+            levels[skill] = int(str(value).strip())
+    if len(entry.comment) > 2000:
+        raise ServiceError("Commentaire : 2 000 caractères au plus.", "invalid", {"comment": "2 000 au plus."})
+    with session_scope(engine) as session:
+        link = links.spend(session, token=token, purpose=BILAN)
+        row = _immersion(session, link.subject_id)
+        if row.status != "signed":
+            raise ServiceError("Cette immersion n'a pas de convention signée : pas de bilan.", "conflict")
+        tutor = row.convention.get("tutor_name", "le tuteur")
+        row.bilan = {
+            "objectives_met": [o for o in entry.objectives_met if o in row.objectives],
+            "skills": levels,
+            "hiring": entry.hiring == "oui",
+            "comment": entry.comment.strip(),
+            "by": tutor,
+            "at": q.now().isoformat(),
+        }
+        session.add(row)
+        if levels:  # the passport reads every savoir-être grid of the pathway
+            session.add(
+                models.Submission(
+                    id=q.new_id("sub"),
+                    pathway_id=row.pathway_id,
+                    task_id=row.task_id or f"immersion:{row.id}",
+                    data={"savoir_etre_tuteur": levels},
+                    submitted_by=f"{TUTOR}{tutor}",
+                    created_at=q.now(),
+                )
+            )
+        _audit(session, links.LINK_ACTOR, f"tutor:{row.id}", row, "immersion_bilan", {"hiring": entry.hiring})
+    return Bilan(row, "embauche" if entry.hiring == "oui" else "sans_embauche")
+
+
+def _immersion_task(session: Session, pathway: models.Pathway, organisation_id: str) -> str | None:
+    """The open task of the pathway's immersion step given to this organisation, if any."""
+    version = session.get(models.DefinitionVersion, (pathway.definition_id, pathway.definition_version))
+    if version is None:
+        return None
+    steps = {s.id for s in Definition.model_validate(version.body).steps if isinstance(s, ImmersionStep)}
+    task = session.exec(
+        select(models.Task).where(
+            models.Task.pathway_id == pathway.id,
+            models.Task.status == "open",
+            models.Task.organisation_id == organisation_id,
+            col(models.Task.step_id).in_(steps or [""]),
+        )
+    ).first()
+    return task.id if task else None
 
 
 # --- Reading, the PDF -------------------------------------------------------------------------

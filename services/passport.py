@@ -89,7 +89,7 @@ def _assessments(engine: Engine, pathway: models.Pathway) -> list[Assessment]:
     with session_scope(engine) as session:
         rows = session.exec(
             select(models.Submission, models.Task, models.User)
-            .join(models.Task, col(models.Task.id) == models.Submission.task_id)
+            .join(models.Task, col(models.Task.id) == models.Submission.task_id, isouter=True)
             .join(models.User, col(models.User.id) == models.Submission.submitted_by, isouter=True)
             .where(models.Submission.pathway_id == pathway.id)
             .order_by(col(models.Submission.created_at))
@@ -102,10 +102,12 @@ def _assessments(engine: Engine, pathway: models.Pathway) -> list[Assessment]:
                 found.append(
                     Assessment(
                         at=aware(submission.created_at or q.now()),
-                        step=task.title,
+                        step=task.title if task else "Bilan d'immersion",
                         label=field,
-                        assessor=user.name if user else "—",
-                        organisation=organisations.get(task.organisation_id, task.organisation_id),
+                        assessor=user.name if user else submission.submitted_by.removeprefix("tuteur:"),
+                        organisation="tuteur de la structure d'accueil"
+                        if task is None or submission.submitted_by.startswith("tuteur:")
+                        else organisations.get(task.organisation_id, task.organisation_id),
                         levels={k: int(v) for k, v in value.items() if v in SOFT_SKILL_SCALE},
                     )
                 )

@@ -517,6 +517,8 @@ class Immersion(SQLModel, table=True):
     created_at: datetime | None = _when()
     answered_at: datetime | None = _when()
     signed_at: datetime | None = _when()
+    task_id: str | None = None  # the pathway's immersion step that the tutor's bilan completes
+    bilan: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class ImmersionSignature(SQLModel, table=True):

@@ -18,7 +18,7 @@ from definitions.loader import (
     parse_data,
     parse_text,
 )
-from definitions.schema import SOFT_SKILLS, Definition, TaskStep
+from definitions.schema import SOFT_SKILLS, Definition, ImmersionStep, TaskStep
 from definitions.territory import (
     CATALOG_DIR,
     DEMO_TERRITORY,
@@ -57,7 +57,7 @@ def test_catalog_uses_every_field_type_and_step_kind() -> None:
     field_types = {f.type for d in definitions for t in d.all_tasks() for f in t.form}
     assert field_types == {"text", "number", "date", "choice", "yes_no", "soft_skills"}
     kinds = {s.kind for d in definitions for s in d.steps}
-    assert kinds == {"task", "parallel", "decision", "wait", "end"}
+    assert kinds == {"task", "immersion", "parallel", "decision", "wait", "end"}
 
 
 def test_new_definitions_metadata() -> None:
@@ -70,16 +70,13 @@ def test_new_definitions_metadata() -> None:
         ["annecien", "genevois"],
     )
     assert deld.runs_in("annecien") and not deld.runs_in("chablais")
-    convention = deld.task("convention")
-    signatures = {f.id for f in convention.form if f.type == "yes_no"}
-    assert signatures == {
-        "signature_personne",
-        "signature_entreprise",
-        "signature_tuteur",
-        "signature_prescripteur",
+    immersion = deld.step("immersion")
+    assert isinstance(immersion, ImmersionStep) and immersion.role == "partner:france_travail"
+    assert {o.id: o.next for o in immersion.outcomes} == {
+        "embauche": "suivi_emploi",
+        "sans_embauche": "bilan_immersion",
+        "annulee": "bilan_immersion",
     }
-    duration = convention.field("duree_jours")
-    assert duration is not None and duration.maximum == 30
     boe = load_file(CATALOG_DIR / "boe_cap_emploi.yaml")
     assert (boe.status, boe.publics, boe.basins) == ("active", ["boe"], ["all"])
     assert boe.task("accueil").role == "partner:cap_emploi"
@@ -593,7 +590,7 @@ def test_json_schema_lists_step_kinds() -> None:
         if "const" in kind:
             kinds.add(kind["const"])
         kinds.update(kind.get("enum", []))
-    assert kinds == {"task", "parallel", "decision", "wait", "end"}
+    assert kinds == {"task", "immersion", "parallel", "decision", "wait", "end"}
     assert "steps" in schema["properties"]
 
 
@@ -711,3 +708,30 @@ steps:
         assert steps == ["d1", "d2"]
     else:
         raise AssertionError("a loop of decisions was accepted")
+
+
+def test_an_immersion_step_is_validated_like_the_others() -> None:
+    source = """
+id: t
+title: T
+basins: [all]
+start: imm
+steps:
+  - kind: immersion
+    id: imm
+    title: Immersion
+    role: referent
+    next: fin
+    next_if_hiring: {hiring}
+    {extra}
+  - {{kind: end, id: fin, title: Fin, exit_reason: reorientation}}
+"""
+    parsed = parse_text(source.format(hiring="fin", extra=""))
+    assert [o.id for o in parsed.step("imm").outcomes] == ["embauche", "sans_embauche", "annulee"]  # type: ignore[union-attr]
+    for hiring, extra, expected in (
+        ("ailleurs", "", "ligne 12 : étape « imm » : champ « next_if_hiring » : étape cible inconnue « ailleurs »"),
+        ("fin", "form: [{id: a, label: A, type: text}]", "une étape immersion n'a pas de formulaire"),
+        ("fin", "outcomes: [{id: ok, label: OK}]", "les issues d'une étape immersion sont fixées"),
+    ):
+        with pytest.raises(InvalidDefinition, match=expected):
+            parse_text(source.format(hiring=hiring, extra=extra))

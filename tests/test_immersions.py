@@ -23,7 +23,6 @@ from store import queries as q
 from store.db import session_scope
 from tests.browser import browser_page, served
 from tests.conftest import Web, csrf_of, eventually
-from tests.flows import flow
 from tests.test_accessibility import axe_violations, report
 
 CAMILLE = "camille.martin@example.org"  # departement74: referent and prescriber
@@ -42,15 +41,36 @@ HOST_PART = {
 }
 
 
+IMMERSION_FIRST = """
+id: test_immersion
+title: Immersion d'abord
+status: active
+basins: [all]
+start: accueil
+steps:
+  - {kind: task, id: accueil, title: Accueil, role: referent, outcomes: [{id: fait, label: Fait, next: immersion}]}
+  - kind: immersion
+    id: immersion
+    title: Immersion en entreprise
+    role: referent
+    deadline: 30 working days
+    next_if_hiring: emploi
+    next: bilan
+  - {kind: task, id: bilan, title: Bilan, role: referent, outcomes: [{id: fait, label: Fait, next: reorientation}]}
+  - {kind: end, id: emploi, title: Sortie vers l'emploi, exit_reason: emploi_durable}
+  - {kind: end, id: reorientation, title: Réorientation, exit_reason: reorientation}
+"""
+
+
 def day(offset: int) -> str:
     return (q.now().date() + timedelta(days=offset)).isoformat()
 
 
 async def setup(web: Web) -> tuple[str, str]:
     parcours = web.parcours
-    parcours.publish(flow())
+    parcours.publish(IMMERSION_FIRST)
     pathway_id = await parcours.service.start_pathway(
-        definition_id="test_flow",
+        definition_id="test_immersion",
         basin_id="annecien",
         referent_org="departement74",
         person=ALEX,
@@ -84,6 +104,14 @@ def links_to(web: Web, email: str, path: str) -> list[str]:
 async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_signature(web: Web) -> None:
     engine = web.parcours.engine
     pathway_id, host_id = await setup(web)
+    parcours = web.parcours
+    await parcours.service.complete_task(
+        task_id=parcours.open_task(pathway_id, "accueil").id,
+        actor=parcours.service.actor_for(CAMILLE),
+        outcome="fait",
+        data={},
+    )
+    step_task = parcours.open_task(pathway_id, "immersion")  # the immersion step: a task of the prescriber
     camille = await web.signed_in(CAMILLE)
     page = (await camille.get(f"/parcours/{pathway_id}")).text
     assert "Proposer une immersion" in page and "Jardins du Fier" in page
@@ -145,6 +173,35 @@ async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_
         rows = session.exec(select(models.AuditEvent).where(models.AuditEvent.pathway_id == pathway_id))
         actions = [e.action for e in rows]
     assert actions.count("immersion_signed") == 3 and "immersion_convention_signed" in actions
+    assert row.task_id == step_task.id
+
+    # The tutor's bilan, through its link: the hiring intention ends the step toward the job exit.
+    tutor = HOST_PART["tutor_email"]
+    bilan_link = (await eventually(lambda: links_to(web, tutor, "/immersion/bilan/"), what="tutor link"))[-1]
+    async with web.client() as host:
+        form = await host.get(bilan_link)
+        assert form.status_code == 200 and "Savoir-être observés" in unescape(form.text)
+        data = {
+            "csrf": csrf_of(form.text),
+            "objectives_met": ["decouvrir"],
+            "skill.rigueur": "4",
+            "skill.autonomie": "3",
+            "comment": "Très bonne intégration.",
+        }
+        missing = await host.post(bilan_link, data=data)
+        assert missing.status_code == 422 and "envisage d'embaucher" in unescape(missing.text)
+        done = await host.post(bilan_link, data={**data, "hiring": "oui"})
+        assert done.status_code == 200 and "intention d'embauche est transmise" in unescape(done.text)
+        assert (await host.post(bilan_link, data={**data, "hiring": "non"})).status_code == 409
+    closed = await eventually(
+        lambda: parcours.pathway(pathway_id).status == "closed" and parcours.pathway(pathway_id), what="job exit"
+    )
+    assert closed.exit_reason == "emploi_durable"
+    task = q.get_task(engine, task_id=step_task.id)
+    assert task is not None and task.outcome == "embauche"
+    # The tutor's grid joined the passport.
+    passport_page = unescape((await camille.get(f"/parcours/{pathway_id}")).text).split('id="passeport"')[1]
+    assert "Rigueur</th><td>4 – Maîtrisé</td>" in passport_page and "tuteur de la structure d'accueil" in passport_page
 
 
 async def test_each_legal_rule_is_refused_with_its_message(web: Web) -> None:

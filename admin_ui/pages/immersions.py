@@ -4,18 +4,24 @@ as a PDF. The rules are in services/immersions.py."""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from admin_ui.deps import Engine_, User, get_settings, verify_csrf
+from admin_ui.deps import Engine_, Service, User, get_settings, verify_csrf
 from admin_ui.web import flash, mail_sent, render
 from services import immersions
 from services.errors import ServiceError
 from services.immersions import HostPart, Proposal
+from services.pathways import PathwayService
+from store import queries as q
+from store import views
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 Csrf = [Depends(verify_csrf)]
 
 
@@ -150,12 +156,13 @@ def signature_page(request: Request, engine: Engine_, token: str) -> Response:
 async def sign(request: Request, engine: Engine_, token: str) -> Response:
     form = await request.form()
     try:
-        row = immersions.sign(
+        signed = immersions.sign(
             engine,
             token,
             signer_name=_text(form, "signer_name"),
             agreed=_text(form, "accord") == "oui",
             seen_hash=_text(form, "seen_hash"),
+            public_url=get_settings(request).public_url,
         )
     except ServiceError as error:
         if error.kind != "invalid":
@@ -173,7 +180,86 @@ async def sign(request: Request, engine: Engine_, token: str) -> Response:
             errors=error.fields,
             alert=error.message,
         )
-    return render(request, "immersions/signed.html", title="Convention signée", complete=row.status == "signed")
+    if signed.bilan is not None:
+        await _send(
+            request,
+            signed.bilan,
+            "[Parcours] Bilan de l'immersion à remplir",
+            "La convention d'immersion est signée par toutes les parties. En tant que tuteur ou tutrice, vous "
+            f"remplirez le bilan à la fin de l'immersion (le {signed.immersion.end_date:%d/%m/%Y}) : objectifs "
+            "atteints, savoir-être observés, intention d'embauche.",
+        )
+    return render(
+        request, "immersions/signed.html", title="Convention signée", complete=signed.immersion.status == "signed"
+    )
+
+
+@router.get("/immersion/bilan/{token}")
+def bilan_page(request: Request, engine: Engine_, token: str) -> Response:
+    try:
+        row = immersions.for_tutor(engine, token)
+    except ServiceError as error:
+        return _refused(request, error)
+    return render(
+        request,
+        "immersions/bilan.html",
+        title="Bilan de l'immersion",
+        row=row,
+        token=token,
+        objectives=immersions.OBJECTIVES,
+        errors={},
+    )
+
+
+@router.post("/immersion/bilan/{token}", dependencies=Csrf)
+async def bilan(request: Request, engine: Engine_, service: Service, token: str) -> Response:
+    form = await request.form()
+    entry = immersions.BilanIn(
+        objectives_met=[v for v in form.getlist("objectives_met") if isinstance(v, str)],
+        skills={key.removeprefix("skill."): _text(form, key) for key in form if key.startswith("skill.")},
+        hiring=_text(form, "hiring"),
+        comment=_text(form, "comment"),
+    )
+    try:
+        done = immersions.record_bilan(engine, token, entry)
+    except ServiceError as error:
+        if error.kind != "invalid":
+            return _refused(request, error)
+        row = immersions.for_tutor(engine, token)
+        return render(
+            request,
+            "immersions/bilan.html",
+            status_code=error.status,
+            title="Bilan de l'immersion",
+            row=row,
+            token=token,
+            objectives=immersions.OBJECTIVES,
+            errors=error.fields,
+            alert=error.message,
+        )
+    await _complete_step(service, done)
+    return render(request, "immersions/bilan_done.html", title="Merci", hiring=done.outcome == "embauche")
+
+
+async def _complete_step(service: PathwayService, done: immersions.Bilan) -> None:
+    """The bilan ends the pathway's immersion step, as its prescriber: with a hiring intention the
+    pathway takes `next_if_hiring`. If the workflow does not answer now, the bilan is kept and the
+    prescriber completes the step from its task page (the outcome is shown on the pathway)."""
+    row = done.immersion
+    task = q.get_task(service.engine, task_id=row.task_id) if row.task_id else None
+    prescriber = views.users_by_id(service.engine, [row.prescriber_user]).get(row.prescriber_user)
+    if task is None or task.status != "open" or prescriber is None:
+        return
+    try:
+        await service.complete_task(
+            task_id=task.id,
+            actor=service.actor_for(prescriber.email),
+            outcome=done.outcome,
+            data={},
+            request_id=f"bilan-{row.id}",
+        )
+    except ServiceError:
+        log.exception("immersion %s: its step was not completed from the tutor's bilan", row.id)
 
 
 @router.get("/immersion/signature/{token}/convention.pdf")
