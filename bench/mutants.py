@@ -983,6 +983,20 @@ MUTATIONS: list[Mutation] = [
         '"next": data.get("next")',
         ("tests/test_definitions.py",),
     ),
+    M(
+        "the tutor's reminders are never queued",
+        "services/immersions.py",
+        "            for reminder in tutor_reminders(row, bilan.url):\n                session.add(reminder)",
+        "            for reminder in tutor_reminders(row, bilan.url):\n                pass",
+        ("tests/test_immersions.py",),
+    ),
+    M(
+        "the tutor is reminded at midnight",
+        "services/immersions.py",
+        "REMINDER_HOUR = time(9, 0)",
+        "REMINDER_HOUR = time(0, 0)",
+        ("tests/test_immersions.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from definitions.durations import PARIS, is_working_day
 from definitions.schema import SOFT_SKILL_SCALE, SOFT_SKILLS, Definition, ImmersionStep
 from definitions.territory import IMMERSION_PRESCRIBERS
 from services import links
@@ -469,7 +470,60 @@ def sign(engine: Engine, token: str, *, signer_name: str, agreed: bool, seen_has
                 valid_for=(row.end_date - q.now().date()) + timedelta(days=BILAN_DAYS_AFTER),
             )
             bilan = Sent(row, f"{public_url.rstrip('/')}/immersion/bilan/{token}", tutor, "tutor")
+            for reminder in tutor_reminders(row, bilan.url):
+                session.add(reminder)
         return Signed(row, bilan)
+
+
+# --- The tutor's reminders --------------------------------------------------------------------
+
+REMINDER_HOUR = time(9, 0)
+"""Tutors are reminded at 9:00 (Paris) on a working day."""
+
+
+def reminder_days(start: date, end: date) -> tuple[date, date]:
+    """The mid-point check (the working day halfway through) and the bilan (the immersion's last
+    working day), in working days."""
+    working = [start + timedelta(days=i) for i in range(days(start, end)) if is_working_day(start + timedelta(days=i))]
+    if not working:
+        return start, end
+    return working[(len(working) - 1) // 2], working[-1]
+
+
+def tutor_reminders(row: models.Immersion, bilan_url: str) -> list[models.Notification]:
+    """The tutor's two reminders, as e-mails of the outbox due at their day: every worker's relay
+    sends them then (and retries them), like every other e-mail."""
+    tutor = row.convention.get("tutor_email", "")
+    midpoint, last = reminder_days(row.start_date, row.end_date)
+    texts = {
+        "midpoint": (
+            midpoint,
+            "[Parcours] Point d'étape de l'immersion",
+            "Bonjour,\n\nL'immersion que vous encadrez arrive à mi-parcours : c'est le moment du point "
+            "d'étape avec la personne et son conseiller.\n",
+        ),
+        "bilan": (
+            last,
+            "[Parcours] Bilan de l'immersion à remplir",
+            "Bonjour,\n\nL'immersion que vous encadrez se termine aujourd'hui. Merci de remplir son bilan "
+            f"(objectifs, savoir-être, intention d'embauche) par ce lien, une seule fois :\n{bilan_url}\n",
+        ),
+    }
+    return [
+        models.Notification(
+            key=f"immersion:{row.id}:{kind}",
+            kind=f"immersion_{kind}",
+            pathway_id=row.pathway_id,
+            task_id=row.task_id or f"immersion:{row.id}",
+            recipients=[tutor],
+            subject=subject,
+            body=body,
+            status="pending",
+            created_at=q.now(),
+            next_attempt_at=datetime.combine(day, REMINDER_HOUR, tzinfo=PARIS).astimezone(UTC),
+        )
+        for kind, (day, subject, body) in texts.items()
+    ]
 
 
 # --- The tutor's bilan ------------------------------------------------------------------------
@@ -580,6 +634,7 @@ def signatures(engine: Engine, immersion_id: str) -> list[models.ImmersionSignat
 
 
 def convention_pdf(engine: Engine, row: models.Immersion) -> bytes:
+    """The convention with its signatures and, once given, the tutor's bilan."""
     document = Document("Convention de mise en situation en milieu professionnel")
     line = document.line
 
@@ -593,6 +648,17 @@ def convention_pdf(engine: Engine, row: models.Immersion) -> bytes:
         line(
             f"{PARTIES[s.party]} : {s.signer_name}, le {s.signed_at:%d/%m/%Y %H:%M} UTC (empreinte {s.document_hash[:16]}…)"
         )
+    if row.bilan:  # the tutor's bilan, once given, with the convention
+        bilan = row.bilan
+        line("Bilan du tuteur", 12, "B", 8)
+        line(f"Par {bilan.get('by', '')}, le {str(bilan.get('at', ''))[:10]}.")
+        met = [OBJECTIVES[o] for o in bilan.get("objectives_met", []) if o in OBJECTIVES]
+        line("Objectifs atteints : " + (" ; ".join(met) if met else "aucun"))
+        for skill, level in bilan.get("skills", {}).items():
+            line(f"• {SOFT_SKILLS.get(skill, skill)} : {level} – {SOFT_SKILL_SCALE.get(int(level), '')}")
+        line("Intention d'embauche : " + ("oui" if bilan.get("hiring") else "non"))
+        if bilan.get("comment"):
+            line(f"Appréciation : {bilan['comment']}")
     return document.bytes()
 
 

@@ -15,6 +15,8 @@ from pypdf import PdfReader
 from sqlalchemy import update
 from sqlmodel import select
 
+from definitions.durations import PARIS, is_working_day
+from parcours.presenters import aware
 from services import hosts, immersions, links
 from services.errors import ServiceError
 from services.immersions import Proposal
@@ -175,6 +177,40 @@ async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_
     assert actions.count("immersion_signed") == 3 and "immersion_convention_signed" in actions
     assert row.task_id == step_task.id
 
+    # The tutor's reminders wait in the outbox for their working day, 9:00 in Paris: the mid-point
+    # check and, on the immersion's last working day, the bilan.
+    with session_scope(engine) as session:
+        reminders = {
+            n.kind: n
+            for n in session.exec(select(models.Notification).where(models.Notification.pathway_id == pathway_id))
+            if n.kind.startswith("immersion_")
+        }
+    assert set(reminders) == {"immersion_midpoint", "immersion_bilan"}
+    for reminder in reminders.values():
+        local = aware(reminder.next_attempt_at).astimezone(PARIS)  # type: ignore[arg-type]
+        assert (local.hour, local.minute) == (9, 0) and is_working_day(local.date())
+        assert reminder.recipients == [HOST_PART["tutor_email"]] and reminder.status == "pending"
+    midpoint = aware(reminders["immersion_midpoint"].next_attempt_at).astimezone(PARIS).date()  # type: ignore[arg-type]
+    last = aware(reminders["immersion_bilan"].next_attempt_at).astimezone(PARIS).date()  # type: ignore[arg-type]
+    assert row.start_date < midpoint < last <= row.end_date
+    assert not any(is_working_day(last + timedelta(days=i)) for i in range(1, (row.end_date - last).days + 1))
+    assert "/immersion/bilan/" in reminders["immersion_bilan"].body
+    # Once due, a worker's outbox relay sends it.
+    with session_scope(engine) as session:
+        session.execute(
+            update(models.Notification)
+            .where(models.Notification.key == reminders["immersion_midpoint"].key)
+            .values(next_attempt_at=q.now())
+        )
+    await eventually(
+        lambda: [
+            m
+            for m in web.parcours.mail.messages
+            if "Point d'étape de l'immersion" in str(m["Subject"]) and HOST_PART["tutor_email"] in str(m["To"])
+        ],
+        what="mid-point reminder",
+    )
+
     # The tutor's bilan, through its link: the hiring intention ends the step toward the job exit.
     tutor = HOST_PART["tutor_email"]
     bilan_link = (await eventually(lambda: links_to(web, tutor, "/immersion/bilan/"), what="tutor link"))[-1]
@@ -199,6 +235,9 @@ async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_
     assert closed.exit_reason == "emploi_durable"
     task = q.get_task(engine, task_id=step_task.id)
     assert task is not None and task.outcome == "embauche"
+    pdf = await camille.get(f"/immersions/{row.id}/convention.pdf")
+    text = "\n".join(p.extract_text() for p in PdfReader(BytesIO(pdf.content)).pages)
+    assert "Bilan du tuteur" in text and "Intention d'embauche : oui" in text and "Rigueur : 4" in text
     # The tutor's grid joined the passport.
     passport_page = unescape((await camille.get(f"/parcours/{pathway_id}")).text).split('id="passeport"')[1]
     assert "Rigueur</th><td>4 – Maîtrisé</td>" in passport_page and "tuteur de la structure d'accueil" in passport_page
