@@ -196,8 +196,8 @@ def _json_row(row: Any, *, without: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def export(engine: Engine, person_id: str) -> dict[str, Any]:
     """All the data Parcours holds about this person, and only theirs: identity, consents, each
-    pathway with its steps, tasks, form answers, shared notes, follow-up group and the traces of
-    who read or changed it."""
+    pathway with its steps, tasks, form answers, shared notes, follow-up group, immersions (their
+    conventions, signatures and tutors' bilans) and the traces of who read or changed it."""
     person = _person(engine, person_id)
     with session_scope(engine) as session:
         pathways = list(session.exec(select(models.Pathway).where(models.Pathway.person_id == person_id)))
@@ -211,6 +211,14 @@ def export(engine: Engine, person_id: str) -> dict[str, Any]:
         steps, tasks, answers = rows(models.PathwayStep), rows(models.Task), rows(models.Submission)
         notes, members, traces = rows(models.Note), rows(models.FollowUpMember), rows(models.AuditEvent)
         consents = list(session.exec(select(models.Consent).where(models.Consent.person_id == person_id)))
+        immersions_ = list(session.exec(select(models.Immersion).where(models.Immersion.person_id == person_id)))
+        signed = list(
+            session.exec(
+                select(models.ImmersionSignature).where(
+                    col(models.ImmersionSignature.immersion_id).in_([i.id for i in immersions_] or [""])
+                )
+            )
+        )
         organisations = {o.id: o.name for o in session.exec(select(models.Organisation))}
 
     def of(items: list[Any], pathway_id: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -239,6 +247,14 @@ def export(engine: Engine, person_id: str) -> dict[str, Any]:
                     for m in of(members, p.id)
                 ],
                 "traces": of(traces, p.id),
+                "immersions": [
+                    {
+                        **_json_row(i),
+                        "signatures": [_json_row(sig) for sig in signed if sig.immersion_id == i.id],
+                    }
+                    for i in immersions_
+                    if i.pathway_id == p.id
+                ],
             }
             for p in pathways
         ],

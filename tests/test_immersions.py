@@ -141,6 +141,9 @@ async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_
         assert accepted.status_code == 200 and "Votre accord est enregistré" in unescape(accepted.text)
         replayed = await host.post(answer_link, data={"csrf": csrf, "reponse": "refuser"})
         assert replayed.status_code == 409
+        # A link reaches nothing beyond its purpose: the host's answer link signs nothing.
+        elsewhere = answer_link.replace("/immersion/reponse/", "/immersion/signature/")
+        assert (await host.get(elsewhere)).status_code == 404
 
     # Each party gets its own link and sees exactly what it signs.
     signers = {"person": ALEX["email"], "host": HOST_CONTACT, "prescriber": CAMILLE}
@@ -238,6 +241,10 @@ async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_
     pdf = await camille.get(f"/immersions/{row.id}/convention.pdf")
     text = "\n".join(p.extract_text() for p in PdfReader(BytesIO(pdf.content)).pages)
     assert "Bilan du tuteur" in text and "Intention d'embauche : oui" in text and "Rigueur : 4" in text
+    # The person's export holds the immersion, its convention, signatures and the tutor's bilan.
+    exported = await camille.get(f"/parcours/{pathway_id}/donnees-personne.json")
+    immersion_export = exported.json()["pathways"][0]["immersions"][0]
+    assert immersion_export["bilan"]["hiring"] is True and len(immersion_export["signatures"]) == 3
     # The tutor's grid joined the passport.
     passport_page = unescape((await camille.get(f"/parcours/{pathway_id}")).text).split('id="passeport"')[1]
     assert "Rigueur</th><td>4 – Maîtrisé</td>" in passport_page and "tuteur de la structure d'accueil" in passport_page
