@@ -1,6 +1,7 @@
 """Immersions (PMSMP, issue 11 §2): proposed by a prescriber, answered by the host through its
 link, the convention signed by every party through their own link; each legal rule refused with
-its French message; expired or replayed links refused; the host's and a party's pages in chromium."""
+its French message; expired or replayed links refused; the host's, a party's and the tutor's
+pages in chromium."""
 
 from __future__ import annotations
 
@@ -367,5 +368,24 @@ async def test_the_host_s_and_a_party_s_pages_in_chromium(web: Web) -> None:
         await page.get_by_text("J'ai lu et j'accepte la convention").click()
         await page.get_by_role("button", name="Signer la convention").click()
         await page.get_by_text("Votre signature est enregistrée").wait_for()
+        # The tutor's bilan page (the other parties' signatures taken as given here).
+        with session_scope(engine) as session:
+            session.execute(
+                update(models.Immersion).where(models.Immersion.id == sent.immersion.id).values(status="signed")
+            )
+            token = links.create(
+                session,
+                purpose=immersions.BILAN,
+                subject_id=sent.immersion.id,
+                sent_to="t@example.org",
+                created_by="test",
+                valid_for=timedelta(days=1),
+            )
+        bilan_path = f"/immersion/bilan/{token}"
+        found[bilan_path] = await axe_violations(page, base, bilan_path)
+        await page.select_option("#skill-rigueur", "3")
+        await page.get_by_text("Non", exact=True).click()
+        await page.get_by_role("button", name="Enregistrer le bilan").click()
+        await page.get_by_text("Merci, le bilan est enregistré").wait_for()
     found = {path: violations for path, violations in found.items() if violations}
     assert not found, "axe-core: serious or critical violations\n" + report(found)
