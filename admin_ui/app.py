@@ -22,7 +22,19 @@ from temporalio.client import Client
 from admin_ui import api
 from admin_ui.deps import LoginRequired, is_api, optional_user
 from admin_ui.middleware import OneSessionPerRead, SecurityMiddleware, docs_page
-from admin_ui.pages import admin, auth, caseworker, designer, gto, hosts, immersions, incidents, migrations, person
+from admin_ui.pages import (
+    admin,
+    auth,
+    caseworker,
+    designer,
+    evaluation,
+    gto,
+    hosts,
+    immersions,
+    incidents,
+    migrations,
+    person,
+)
 from admin_ui.web import render
 from parcours.settings import Settings
 from services.errors import ServiceError, french_validation_message
@@ -111,6 +123,7 @@ def create_app(
         hosts.router,
         person.router,
         immersions.router,
+        evaluation.router,
     ):
         app.include_router(router)
     app.include_router(api.router, prefix="/api")

@@ -997,6 +997,34 @@ MUTATIONS: list[Mutation] = [
         "REMINDER_HOUR = time(0, 0)",
         ("tests/test_immersions.py",),
     ),
+    M(
+        "small counts are shown to designers",
+        "services/evaluation.py",
+        "    shown: dict[str, int | None] = {k: (None if 0 < v < threshold else v) for k, v in cells.items()}",
+        "    shown: dict[str, int | None] = dict(cells)",
+        ("tests/test_evaluation.py",),
+    ),
+    M(
+        "no secondary suppression",
+        "services/evaluation.py",
+        "    if total_shown and len(hidden) == 1:",
+        "    if False:",
+        ("tests/test_evaluation.py",),
+    ),
+    M(
+        "the comparison calls any difference significant",
+        "services/evaluation.py",
+        "    if positive_p < 0.05:",
+        "    if positive_p < 1.01:",
+        ("tests/test_evaluation.py",),
+    ),
+    M(
+        "delays in calendar days, not working days",
+        "services/evaluation.py",
+        "    return bisect_right(days, last.toordinal()) - bisect_right(days, first.toordinal())",
+        "    return last.toordinal() - first.toordinal()",
+        ("tests/test_evaluation.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

@@ -309,6 +309,9 @@ class Definition(Strict):
     title: str
     description: str | None = None
     status: Literal["experimental", "active", "retired"] = "experimental"
+    reference: Ident | None = Field(
+        None, description="experimental pathways: the definition they are evaluated against (issue 12)"
+    )
     publics: list[Literal["brsa", "deld", "neet", "boe", "tous"]] = []
     basins: list[Ident] = Field(min_length=1, description="basin ids, or ['all']")
     start: Ident

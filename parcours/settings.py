@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     commit_retry_max_seconds: float = Field(600.0, gt=0, le=3600)
     # Open pathways kept in a worker's memory; beyond it a timer firing must replay a history first.
     workflow_cache_size: int = Field(5000, ge=100)
+    secrecy_threshold: int = Field(
+        11,
+        ge=1,
+        le=1000,
+        description="counts below it are not shown to designers or the direction (secret statistique)",
+    )
     # Seconds between two looks of a worker's outbox relay at the e-mails due (it is woken at once
     # by the commits of its own process; polling finds the others' and the retries).
     outbox_poll_seconds: float = 2.0

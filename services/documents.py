@@ -1,4 +1,4 @@
-"""The PDFs Parcours hands out (the savoir-être passport, a person's data, a convention), written
+"""The PDFs and charts Parcours hands out (the savoir-être passport, a person's data, a convention), written
 line by line with fpdf2 in Debian's DejaVu fonts (every French character: œ, ’, « »); without
 them, in the PDF core font and its Latin-1 characters."""
 
@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from io import BytesIO
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
 
 from fpdf import FPDF
+from pygal.style import Style
 
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
 CORE = "Helvetica"
@@ -37,3 +40,16 @@ class Document:
         out = BytesIO()
         self.pdf.output(out)
         return out.getvalue()
+
+
+def inline_svg(chart: Any) -> str:
+    """A pygal chart as an inline SVG for a page: pygal writes its tooltips' configuration in a
+    <script>, which the pages' Content-Security-Policy would refuse: it is left out."""
+    tree = chart.render_tree()
+    for parent in list(tree.iter()):
+        for child in [c for c in parent if str(c.tag).endswith("script")]:
+            parent.remove(child)
+    return ElementTree.tostring(tree, encoding="unicode")
+
+
+CHART_STYLE = Style(font_family="Marianne, Arial, sans-serif", background="transparent")

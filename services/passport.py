@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from xml.etree import ElementTree
 
 import pygal
-from pygal.style import Style
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from definitions.schema import SOFT_SKILL_SCALE, SOFT_SKILLS
 from parcours.presenters import aware, french_date
-from services.documents import Document
+from services.documents import CHART_STYLE, Document, inline_svg
 from services.errors import ServiceError
 from services.reading import Viewer, readable_pathway, record_view
 from store import models, views
@@ -229,18 +227,14 @@ def chart_svg(passport: Passport) -> str:
         width=800,
         legend_at_bottom=True,
         legend_at_bottom_columns=3,
-        style=Style(font_family="Marianne, Arial, sans-serif", background="transparent"),
+        style=CHART_STYLE,
         title="Niveau par savoir-être (1 à développer … 4 maîtrisé)",
         x_title="Évaluations",
     )
     chart.x_labels = [f"{french_date(a.at)} – {a.step}" for a in passport.assessments]
     for skill, levels, _ in passport.progress():
         chart.add(SOFT_SKILLS[skill], levels)
-    tree = chart.render_tree()
-    for parent in list(tree.iter()):  # pygal writes its tooltips' config in a <script>: none here
-        for child in [c for c in parent if str(c.tag).endswith("script")]:
-            parent.remove(child)
-    return ElementTree.tostring(tree, encoding="unicode")
+    return inline_svg(chart)
 
 
 def pdf(passport: Passport) -> bytes:

@@ -101,7 +101,11 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
                 f"/accueil/{host.id}",
             ],
             "lea.dupont@example.org": ["/gto", f"/gto/escalades/{escalations[0].id}"],
-            "marc.girard@example.org": ["/definitions", "/definitions/nouvelle"],
+            "marc.girard@example.org": [
+                "/definitions",
+                "/definitions/nouvelle",
+                "/definitions/rsa_socio_pro/evaluation",
+            ],
         }
         for email, paths in pages_by_user.items():
             await page.context.clear_cookies()

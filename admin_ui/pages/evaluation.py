@@ -1,0 +1,152 @@
+"""The evaluation of a pathway, for designers and administrators (issue 12 §1–4): a cohort's
+indicators under the statistical-secrecy rule, its comparison with the reference pathway, a chart
+with its table, and the figures as CSV. The rules are in services/evaluation.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import Annotated
+
+import pygal
+from fastapi import APIRouter, Depends, Request
+from markupsafe import Markup
+from starlette.responses import Response
+
+from admin_ui.access import CurrentUser
+from admin_ui.deps import Engine_, get_settings, require_roles
+from admin_ui.web import basin_names, render
+from definitions.schema import EXIT_REASONS
+from parcours.presenters import csv_cell
+from services import evaluation
+from services.documents import CHART_STYLE, inline_svg
+from services.errors import ServiceError
+from services.evaluation import Cohort
+from store import queries as q
+
+router = APIRouter(include_in_schema=False)
+Evaluator = Annotated[CurrentUser, Depends(require_roles("designer", "admin"))]
+
+
+def _date(value: str | None, label: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ServiceError(f"{label} : date attendue au format AAAA-MM-JJ ({value[:20]!r}).", "invalid") from None
+
+
+def _cohort(definition_id: str, version: str | None, bassin: str | None, du: str | None, au: str | None) -> Cohort:
+    try:
+        number = int(version) if version else None
+    except ValueError:
+        raise ServiceError("Version : un nombre entier.", "invalid") from None
+    return Cohort(definition_id, number, bassin or None, _date(du, "Du"), _date(au, "Au"))
+
+
+def funnel_chart(found: evaluation.Evaluation) -> str:
+    """Reached and done per step, drawn on the server (no script); the table beside it is the
+    accessible alternative. Hidden counts are drawn as absent."""
+    chart = pygal.Bar(
+        js=[],
+        disable_xml_declaration=True,
+        height=300,
+        width=800,
+        legend_at_bottom=True,
+        style=CHART_STYLE,
+        title="Étapes atteintes et terminées",
+    )
+    chart.x_labels = [s.title for s in found.steps]
+    chart.add("Atteinte", [s.reached for s in found.steps])
+    chart.add("Terminée", [s.done for s in found.steps])
+    return inline_svg(chart)
+
+
+@router.get("/definitions/{definition_id}/evaluation")
+def evaluation_page(
+    request: Request,
+    engine: Engine_,
+    user: Evaluator,
+    definition_id: str,
+    version: str | None = None,
+    bassin: str | None = None,
+    du: str | None = None,
+    au: str | None = None,
+) -> Response:
+    threshold = get_settings(request).secrecy_threshold
+    cohort = _cohort(definition_id, version, bassin, du, au)
+    found = evaluation.evaluate(engine, cohort, threshold=threshold, now=q.now())
+    definition = evaluation.definition_of(engine, definition_id, cohort.version)
+    compared = None
+    if definition.reference:
+        reference = evaluation.evaluate(
+            engine,
+            Cohort(definition.reference, None, cohort.basin_id, cohort.started_from, cohort.started_to),
+            threshold=threshold,
+            now=q.now(),
+        )
+        compared = evaluation.compare(found, reference)
+    return render(
+        request,
+        "designer/evaluation.html",
+        title=f"Évaluation – {definition.title}",
+        nav="definitions",
+        definition=definition,
+        found=found,
+        compared=compared,
+        chart=Markup(funnel_chart(found)) if found.steps and found.size else None,
+        basins=basin_names(engine),
+        filters={"version": version or "", "bassin": bassin or "", "du": du or "", "au": au or ""},
+        exit_labels=EXIT_REASONS,
+        positive=evaluation.POSITIVE_EXITS,
+    )
+
+
+@router.get("/definitions/{definition_id}/evaluation.csv")
+def evaluation_csv(
+    request: Request,
+    engine: Engine_,
+    user: Evaluator,
+    definition_id: str,
+    version: str | None = None,
+    bassin: str | None = None,
+    du: str | None = None,
+    au: str | None = None,
+) -> Response:
+    """The same figures as CSV (semicolon, UTF-8 with BOM for spreadsheets), hidden counts « < seuil »."""
+    threshold = get_settings(request).secrecy_threshold
+    found = evaluation.evaluate(
+        engine, _cohort(definition_id, version, bassin, du, au), threshold=threshold, now=q.now()
+    )
+    hidden = f"< {threshold}"
+
+    def cell(value: object) -> str:
+        return hidden if value is None else csv_cell(value)
+
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";")
+    writer.writerow(["indicateur", "étape", "valeur"])
+    writer.writerow(["taille de la cohorte", "", cell(found.size)])
+    for s in found.steps:
+        for label, value in (
+            ("atteinte", s.reached),
+            ("terminée", s.done),
+            ("passée", s.skipped),
+            ("délai p50 (jours ouvrés)", s.delay_p50),
+            ("délai p90 (jours ouvrés)", s.delay_p90),
+            ("taux de retard", s.stall_rate),
+            ("taux d'escalade", s.escalation_rate),
+        ):
+            writer.writerow([label, s.title, cell(value)])
+    for reason, count in found.exits.items():
+        writer.writerow(["sortie", EXIT_REASONS[reason], cell(count)])
+    writer.writerow(["sorties positives", "", cell(found.positive_exits)])
+    writer.writerow(["durée p50 (jours ouvrés)", "", cell(found.duration[0])])
+    writer.writerow(["durée p90 (jours ouvrés)", "", cell(found.duration[1])])
+    return Response(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="evaluation-{definition_id}.csv"'},
+    )
