@@ -12,17 +12,19 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
 from scipy import stats
+from sqlalchemy import Date, and_, case, func
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import col, select
 
 from definitions.durations import PARIS, is_working_day
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
-from parcours.presenters import aware
 from services.errors import ServiceError
 from store import models
 from store.db import session_scope
@@ -49,22 +51,26 @@ def _working_day_starts() -> list[int]:
     return found
 
 
-def working_days(start: datetime, end: datetime) -> int:
-    """Working days from start to end (their dates in Paris): 0 the same day, 1 the next working day."""
-    days = _working_day_starts()
-    first, last = aware(start).astimezone(PARIS).date(), aware(end).astimezone(PARIS).date()
-    return bisect_right(days, last.toordinal()) - bisect_right(days, first.toordinal())
-
-
-def percentile(values: list[int], p: float) -> float | None:
-    """The p-th percentile (linear interpolation), None without values."""
-    if not values:
+def percentile(values: list[int] | Counter[int], p: float) -> float | None:
+    """The p-th percentile (linear interpolation between the two nearest ranks), None without
+    values; `values` may be counted (value -> how many)."""
+    counted = values if isinstance(values, Counter) else Counter(values)
+    total = sum(counted.values())
+    if total == 0:
         return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    low = int(k)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+    k = (total - 1) * p / 100
+    low_rank, high_rank = int(k), min(int(k) + 1, total - 1)
+    low = high = None
+    seen = 0
+    for value in sorted(counted):
+        seen += counted[value]
+        if low is None and seen > low_rank:
+            low = value
+        if seen > high_rank:
+            high = value
+            break
+    assert low is not None and high is not None
+    return low + (high - low) * (k - low_rank)
 
 
 # --- Statistical secrecy --------------------------------------------------------------------
@@ -140,115 +146,194 @@ def definition_of(engine: Engine, definition_id: str, version: int | None) -> De
     return Definition.model_validate(row.body)
 
 
-def _pathways(engine: Engine, cohort: Cohort) -> list[models.Pathway]:
+def _cohort_filter(cohort: Cohort) -> list[Any]:
     where: list[Any] = [models.Pathway.definition_id == cohort.definition_id]  # trials have their own id
     if cohort.version is not None:
         where.append(models.Pathway.definition_version == cohort.version)
     if cohort.basin_id:
         where.append(models.Pathway.basin_id == cohort.basin_id)
     if cohort.started_from:
-        where.append(
-            col(models.Pathway.started_at) >= datetime.combine(cohort.started_from, datetime.min.time(), PARIS)
-        )
+        where.append(col(models.Pathway.started_at) >= datetime.combine(cohort.started_from, time(), PARIS))
     if cohort.started_to:
         where.append(
-            col(models.Pathway.started_at)
-            < datetime.combine(cohort.started_to + timedelta(days=1), datetime.min.time(), PARIS)
+            col(models.Pathway.started_at) < datetime.combine(cohort.started_to + timedelta(days=1), time(), PARIS)
         )
-    with session_scope(engine) as session:
-        return list(session.exec(select(models.Pathway).where(*where)))
+    return where
+
+
+class utc_day(FunctionElement[date]):
+    """The calendar day of a timestamp, counted in the database, in UTC whatever the session's time
+    zone (Parcours acts in working hours, so an event's UTC day is its day in Paris, but for the
+    first two hours after midnight)."""
+
+    type = Date()
+    name = "utc_day"
+    inherit_cache = True
+
+
+@compiles(utc_day)
+def _utc_day(element: utc_day, compiler: Any, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"  # SQLite stores UTC
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
+    return f"(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC')::date"
+
+
+def _day(column: Any) -> Any:
+    return utc_day(column)
+
+
+def _delays(rows: Any) -> Counter[int]:
+    """Working days between (start day, end day) pairs counted by the database: (start, end, n)."""
+    values: Counter[int] = Counter()
+    for start, end, count in rows:
+        if start is not None and end is not None:
+            values[working_days_between_days(_as_date(start), _as_date(end))] += int(count)
+    return values
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def working_days_between_days(first: date, last: date) -> int:
+    days = _working_day_starts()
+    return bisect_right(days, last.toordinal()) - bisect_right(days, first.toordinal())
 
 
 def evaluate(engine: Engine, cohort: Cohort, *, threshold: int, now: datetime) -> Evaluation:
-    """The cohort's indicators; counts under the secrecy rule (rates and delays only over at
+    """The cohort's indicators, aggregated by the database (counts and pairs of days; the working
+    days and percentiles from those); counts under the secrecy rule (rates and delays only over at
     least `threshold` pathways or tasks)."""
     definition = definition_of(engine, cohort.definition_id, cohort.version)
-    pathways = _pathways(engine, cohort)
-    ids = [p.id for p in pathways]
-    started = {p.id: p.started_at for p in pathways}
-    steps_rows: list[models.PathwayStep] = []
-    tasks: list[models.Task] = []
+    where = _cohort_filter(cohort)
+    pathway, step_row, task = models.Pathway, models.PathwayStep, models.Task
+    parallel_ids = [s.id for s in definition.steps if isinstance(s, ParallelStep)]
+    branch_of = {b.id: s.id for s in definition.steps if isinstance(s, ParallelStep) for b in s.branches}
+    in_cohort = select(pathway.id).where(*where)
+    # Tasks carry their pathway's definition and basin: without a version or a period, the cohort's
+    # tasks are found by their own columns (an index) instead of through the pathways.
+    simple = cohort.version is None and cohort.started_from is None and cohort.started_to is None
+    of_cohort: list[Any] = (
+        [task.definition_id == cohort.definition_id, *([task.basin_id == cohort.basin_id] if cohort.basin_id else [])]
+        if simple
+        else [col(task.pathway_id).in_(in_cohort)]
+    )
     with session_scope(engine) as session:
-        for chunk in range(0, len(ids), 5000):
-            part = ids[chunk : chunk + 5000]
-            steps_rows += session.exec(
-                select(models.PathwayStep).where(col(models.PathwayStep.pathway_id).in_(part))
-            ).all()
-            tasks += session.exec(select(models.Task).where(col(models.Task.pathway_id).in_(part))).all()
+        statuses = session.exec(
+            select(pathway.status, pathway.exit_reason, func.count())
+            .where(*where)
+            .group_by(col(pathway.status), col(pathway.exit_reason))
+        ).all()
+        durations = _delays(
+            session.exec(
+                select(_day(pathway.started_at), _day(pathway.closed_at), func.count())
+                .where(*where, pathway.status == "closed")
+                .group_by(_day(pathway.started_at), _day(pathway.closed_at))
+            )
+        )
+        funnel = session.exec(
+            select(
+                step_row.step_id,
+                func.count(func.distinct(step_row.pathway_id)),
+                func.count(func.distinct(case((col(step_row.status) == "done", step_row.pathway_id)))),
+                func.count(func.distinct(case((col(step_row.status) == "skipped", step_row.pathway_id)))),
+            )
+            .where(col(step_row.pathway_id).in_(in_cohort))
+            .group_by(step_row.step_id)
+        ).all()
+        task_delays = session.exec(
+            select(task.step_id, _day(task.opened_at), _day(task.closed_at), func.count())
+            .where(*of_cohort, col(task.closed_at).is_not(None))
+            .group_by(task.step_id, _day(task.opened_at), _day(task.closed_at))
+        ).all()
+        late = case((and_(col(task.due_at).is_not(None), func.coalesce(task.closed_at, now) > task.due_at), 1), else_=0)
+        task_counts = session.exec(
+            select(
+                task.step_id, func.count(), func.sum(late), func.sum(case((col(task.escalation_level) > 0, 1), else_=0))
+            )
+            .where(*of_cohort)
+            .group_by(task.step_id)
+        ).all()
 
-    reached: dict[str, set[str]] = {}
-    done: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    for row in steps_rows:
-        reached.setdefault(row.step_id, set()).add(row.pathway_id)
-        done[row.step_id] += row.status == "done"
-        skipped[row.step_id] += row.status == "skipped"
-    by_step: dict[str, list[models.Task]] = {}
-    for task in tasks:
-        by_step.setdefault(task.step_id, []).append(task)
+        def first_reached(condition: Any, moment: Any) -> Counter[int]:
+            first = (
+                select(step_row.pathway_id.label("pid"), func.min(moment).label("at"))  # type: ignore[attr-defined]
+                .where(col(step_row.pathway_id).in_(in_cohort), condition)
+                .group_by(step_row.pathway_id)
+                .subquery()
+            )
+            return _delays(
+                session.exec(
+                    select(_day(pathway.started_at), _day(first.c.at), func.count())
+                    .join(first, first.c.pid == pathway.id)
+                    .group_by(_day(pathway.started_at), _day(first.c.at))
+                )
+            )
+
+        orientation = first_reached(
+            and_(col(step_row.step_id).like("%orientation%"), col(step_row.status) == "done"), step_row.closed_at
+        )
+        accompaniment = first_reached(col(step_row.step_id).in_(parallel_ids or [""]), step_row.opened_at)
+
+    size = sum(int(n) for _, _, n in statuses)
+    closed = sum(int(n) for status, _, n in statuses if status == "closed")
+    exits_raw: Counter[str] = Counter()
+    for status, reason, n in statuses:
+        if status == "closed":
+            exits_raw[reason or "autre"] += int(n)
+    positive = sum(exits_raw[r] for r in POSITIVE_EXITS)
+    reached = {step_id: (int(a), int(d), int(k)) for step_id, a, d, k in funnel}
+    delays_by_step: dict[str, Counter[int]] = {}
+    for step_id, opened, closed_day, n in task_delays:
+        delays_by_step.setdefault(branch_of.get(step_id, step_id), Counter()).update(_delays([(opened, closed_day, n)]))
+    counts_by_step: dict[str, list[int]] = {}
+    for step_id, n, n_late, n_escalated in task_counts:
+        totals = counts_by_step.setdefault(branch_of.get(step_id, step_id), [0, 0, 0])
+        totals[0] += int(n)
+        totals[1] += int(n_late or 0)
+        totals[2] += int(n_escalated or 0)
 
     def rate(part: int, whole: int) -> float | None:
         return part / whole if whole >= threshold else None
+
+    def p50_p90(values: Counter[int]) -> tuple[float | None, float | None]:
+        return (percentile(values, 50), percentile(values, 90)) if values.total() >= threshold else (None, None)
 
     figures = []
     for step in definition.steps:
         if step.kind in ("decision", "end"):
             continue
-        step_tasks = by_step.get(step.id, [])
-        if isinstance(step, ParallelStep):
-            step_tasks = [t for b in step.branches for t in by_step.get(b.id, [])]
-        closed = [t for t in step_tasks if t.closed_at and t.opened_at]
-        delays = [working_days(t.opened_at, t.closed_at) for t in closed]  # type: ignore[arg-type]
-        late = sum(1 for t in step_tasks if t.due_at and aware(t.closed_at or now) > aware(t.due_at))
-        escalated = sum(1 for t in step_tasks if t.escalation_level > 0)
-        enough = len(delays) >= threshold
+        got, done, skipped = reached.get(step.id, (0, 0, 0))
+        n_tasks, n_late, n_escalated = counts_by_step.get(step.id, [0, 0, 0])
+        p50, p90 = p50_p90(delays_by_step.get(step.id, Counter()))
         figures.append(
             StepFigures(
                 step_id=step.id,
                 title=step.title,
-                reached=shown_count(len(reached.get(step.id, ())), threshold),
-                done=shown_count(done[step.id], threshold),
-                skipped=shown_count(skipped[step.id], threshold),
-                delay_p50=percentile(delays, 50) if enough else None,
-                delay_p90=percentile(delays, 90) if enough else None,
-                stall_rate=rate(late, len(step_tasks)),
-                escalation_rate=rate(escalated, len(step_tasks)),
+                reached=shown_count(got, threshold),
+                done=shown_count(done, threshold),
+                skipped=shown_count(skipped, threshold),
+                delay_p50=p50,
+                delay_p90=p90,
+                stall_rate=rate(n_late, n_tasks),
+                escalation_rate=rate(n_escalated, n_tasks),
             )
         )
-
-    def first_time(predicate: Any, key: str) -> list[int]:
-        """Working days from each pathway's start to the first time `predicate` holds of a step row."""
-        first: dict[str, datetime] = {}
-        for row in steps_rows:
-            moment = getattr(row, key)
-            if predicate(row) and moment is not None:
-                pid = row.pathway_id
-                first[pid] = min(first.get(pid, moment), moment)
-        return [working_days(begun, moment) for pid, moment in first.items() if (begun := started.get(pid))]
-
-    orientation = first_time(lambda r: "orientation" in r.step_id and r.status == "done", "closed_at")
-    parallel_ids = {s.id for s in definition.steps if isinstance(s, ParallelStep)}
-    accompaniment = first_time(lambda r: r.step_id in parallel_ids, "opened_at")
-    closed_pathways = [p for p in pathways if p.status == "closed" and p.closed_at]
-    durations = [working_days(p.started_at, p.closed_at) for p in closed_pathways if p.started_at]  # type: ignore[arg-type]
-    exits_raw = Counter(p.exit_reason or "autre" for p in closed_pathways)
-    positive = sum(exits_raw[r] for r in POSITIVE_EXITS)
-
-    def p50_p90(values: list[int]) -> tuple[float | None, float | None]:
-        return (percentile(values, 50), percentile(values, 90)) if len(values) >= threshold else (None, None)
-
     return Evaluation(
         cohort=cohort,
         threshold=threshold,
-        size=shown_count(len(pathways), threshold),
+        size=shown_count(size, threshold),
         steps=figures,
         to_orientation=p50_p90(orientation),
         to_accompaniment=p50_p90(accompaniment),
         exits=suppress({r: exits_raw.get(r, 0) for r in EXIT_REASONS}, threshold),
         positive_exits=shown_count(positive, threshold),
-        closed=shown_count(len(closed_pathways), threshold),
+        closed=shown_count(closed, threshold),
         duration=p50_p90(durations),
-        raw={"size": len(pathways), "closed": len(closed_pathways), "positive": positive, "durations": durations},
+        raw={"size": size, "closed": closed, "positive": positive, "durations": durations},
     )
 
 
@@ -298,7 +383,9 @@ def compare(experiment: Evaluation, reference: Evaluation) -> Comparison:
     table = [[e["positive"], e["closed"] - e["positive"]], [r["positive"], r["closed"] - r["positive"]]]
     positive_p = float(stats.fisher_exact(table).pvalue)
     duration_p = (
-        float(stats.mannwhitneyu(e["durations"], r["durations"]).pvalue) if e["durations"] and r["durations"] else None
+        float(stats.mannwhitneyu(list(e["durations"].elements()), list(r["durations"].elements())).pvalue)
+        if e["durations"] and r["durations"]
+        else None
     )
     gap = (positive[0].rate - positive[1].rate) * 100 if positive[0] and positive[1] else 0.0
     if positive_p < 0.05:

@@ -37,6 +37,7 @@ steps:
 EXPERIMENT = REFERENCE.replace("id: eval_ref", "id: eval_exp\nreference: eval_ref").replace(
     "status: active", "status: experimental"
 )
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=PARIS)  # no public holiday in March 2026
 
 

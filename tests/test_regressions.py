@@ -458,6 +458,7 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "/mon-espace/fermer": (None, {}),
         "/immersion/reponse/{token}": (None, {"reponse": "refuser"}),
         "/immersion/signature/{token}": (None, {"signer_name": "X", "accord": "oui"}),
+        "/immersion/bilan/{token}": (None, {"hiring": "oui"}),
     }
     routes = post_routes(web.app)
     assert "/connexion" in routes and "/parcours/nouveau" in routes, routes  # the walk found the pages
