@@ -38,7 +38,14 @@ def _date(value: str | None, label: str) -> date | None:
         raise ServiceError(f"{label} : date attendue au format AAAA-MM-JJ ({value[:20]!r}).", "invalid") from None
 
 
-def _cohort(definition_id: str, version: str | None, bassin: str | None, du: str | None, au: str | None) -> Cohort:
+def cohort_asked(
+    definition_id: str,
+    version: str | None = None,
+    bassin: str | None = None,
+    du: str | None = None,
+    au: str | None = None,
+) -> Cohort:
+    """The cohort a page or an export asks for: a definition, a version, a basin, a period."""
     try:
         number = int(version) if version else None
     except ValueError:
@@ -64,21 +71,14 @@ def funnel_chart(found: evaluation.Evaluation) -> str:
     return inline_svg(chart)
 
 
+CohortAsked = Annotated[Cohort, Depends(cohort_asked)]
+
+
 @router.get("/definitions/{definition_id}/evaluation")
-def evaluation_page(
-    request: Request,
-    engine: Engine_,
-    user: Evaluator,
-    definition_id: str,
-    version: str | None = None,
-    bassin: str | None = None,
-    du: str | None = None,
-    au: str | None = None,
-) -> Response:
+def evaluation_page(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
     threshold = get_settings(request).secrecy_threshold
-    cohort = _cohort(definition_id, version, bassin, du, au)
     found = evaluation.evaluate(engine, cohort, threshold=threshold, now=q.now())
-    definition = evaluation.definition_of(engine, definition_id, cohort.version)
+    definition = evaluation.definition_of(engine, cohort.definition_id, cohort.version)
     compared = None
     if definition.reference:
         reference = evaluation.evaluate(
@@ -98,28 +98,22 @@ def evaluation_page(
         compared=compared,
         chart=Markup(funnel_chart(found)) if found.steps and found.size else None,
         basins=basin_names(engine),
-        filters={"version": version or "", "bassin": bassin or "", "du": du or "", "au": au or ""},
+        filters={
+            "version": str(cohort.version or ""),
+            "bassin": cohort.basin_id or "",
+            "du": cohort.started_from.isoformat() if cohort.started_from else "",
+            "au": cohort.started_to.isoformat() if cohort.started_to else "",
+        },
         exit_labels=EXIT_REASONS,
         positive=evaluation.POSITIVE_EXITS,
     )
 
 
 @router.get("/definitions/{definition_id}/evaluation.csv")
-def evaluation_csv(
-    request: Request,
-    engine: Engine_,
-    user: Evaluator,
-    definition_id: str,
-    version: str | None = None,
-    bassin: str | None = None,
-    du: str | None = None,
-    au: str | None = None,
-) -> Response:
+def evaluation_csv(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
     """The same figures as CSV (semicolon, UTF-8 with BOM for spreadsheets), hidden counts « < seuil »."""
     threshold = get_settings(request).secrecy_threshold
-    found = evaluation.evaluate(
-        engine, _cohort(definition_id, version, bassin, du, au), threshold=threshold, now=q.now()
-    )
+    found = evaluation.evaluate(engine, cohort, threshold=threshold, now=q.now())
     hidden = f"< {threshold}"
 
     def cell(value: object) -> str:
@@ -148,5 +142,5 @@ def evaluation_csv(
     return Response(
         "\ufeff" + out.getvalue(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="evaluation-{definition_id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="evaluation-{cohort.definition_id}.csv"'},
     )
