@@ -391,8 +391,10 @@ def _party_link(link: links.Link) -> tuple[str, str]:
     return immersion_id, party
 
 
-def to_sign(engine: Engine, token: str) -> ToSign:
-    link = links.open_link(engine, token=token, purpose=SIGNATURE)
+def to_sign(engine: Engine, token: str, *, signed_ok: bool = False) -> ToSign:
+    """What a party's link shows; `signed_ok`: the party signed already and reads it again (the
+    convention's PDF stays theirs until the link expires)."""
+    link = links.open_link(engine, token=token, purpose=SIGNATURE, spent_ok=signed_ok)
     immersion_id, party = _party_link(link)
     with session_scope(engine) as session:
         row = _immersion(session, immersion_id)
@@ -543,8 +545,8 @@ class Bilan:
     outcome: str  # the immersion step's outcome: embauche or sans_embauche
 
 
-def for_tutor(engine: Engine, token: str) -> models.Immersion:
-    link = links.open_link(engine, token=token, purpose=BILAN)
+def for_tutor(engine: Engine, token: str, *, given_ok: bool = False) -> models.Immersion:
+    link = links.open_link(engine, token=token, purpose=BILAN, spent_ok=given_ok)
     return _immersion_readonly(engine, link.subject_id)
 
 

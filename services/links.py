@@ -58,11 +58,11 @@ def create(
     return token
 
 
-def _usable(row: models.AccessLink | None, purpose: str) -> models.AccessLink:
+def _usable(row: models.AccessLink | None, purpose: str, *, spent_ok: bool = False) -> models.AccessLink:
     """The link's row, or the French refusal its holder sees (never which part of it was wrong)."""
     if row is None or row.purpose != purpose:
         raise ServiceError("Ce lien n'est pas valide. Demandez un nouveau lien à votre contact.", "not_found")
-    if row.used_at is not None:
+    if row.used_at is not None and not spent_ok:
         raise ServiceError(
             f"Ce lien a déjà servi, le {french_datetime(aware(row.used_at))} : vos informations ont été "
             "enregistrées. Pour les modifier, demandez un nouveau lien à votre contact.",
@@ -87,11 +87,12 @@ def _audit(session: Session, row: models.AccessLink, action: str) -> None:
     )
 
 
-def open_link(engine: Engine, *, token: str, purpose: str) -> Link:
-    """The link behind `token` if it serves `purpose` and is neither spent nor expired; the
-    opening is audited. It is not spent: a mail client that previews it spends nothing."""
+def open_link(engine: Engine, *, token: str, purpose: str, spent_ok: bool = False) -> Link:
+    """The link behind `token` if it serves `purpose` and is neither spent (unless `spent_ok`:
+    reading again what one signed) nor expired; the opening is audited. It is not spent: a mail
+    client that previews it spends nothing."""
     with session_scope(engine) as session:
-        row = _usable(session.get(models.AccessLink, digest(token)), purpose)
+        row = _usable(session.get(models.AccessLink, digest(token)), purpose, spent_ok=spent_ok)
         _audit(session, row, "link_opened")
         return Link(row.purpose, row.subject_id, row.sent_to, aware(row.expires_at))  # type: ignore[arg-type]
 

@@ -167,6 +167,9 @@ async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_
             assert signed.status_code == 200
             assert ("Toutes les parties ont signé" in unescape(signed.text)) == (number == len(party_links))
             assert (await signer.post(link, data={**form, "accord": "oui"})).status_code == 409
+            # Signed, the party keeps reading the convention it signed (the PDF), and nothing more.
+            kept = await signer.get(f"{link}/convention.pdf")
+            assert kept.status_code == 200 and kept.headers["content-type"] == "application/pdf"
 
     row = immersions.of_pathway(engine, pathway_id)[0]
     assert row.status == "signed" and row.convention["tutor_email"] == HOST_PART["tutor_email"]
@@ -233,6 +236,8 @@ async def test_an_immersion_goes_from_proposal_through_the_host_s_link_to_every_
         done = await host.post(bilan_link, data={**data, "hiring": "oui"})
         assert done.status_code == 200 and "intention d'embauche est transmise" in unescape(done.text)
         assert (await host.post(bilan_link, data={**data, "hiring": "non"})).status_code == 409
+        given = await host.get(f"{bilan_link}/convention.pdf")
+        assert "Bilan du tuteur" in "\n".join(p.extract_text() for p in PdfReader(BytesIO(given.content)).pages)
     closed = await eventually(
         lambda: parcours.pathway(pathway_id).status == "closed" and parcours.pathway(pathway_id), what="job exit"
     )

@@ -190,7 +190,11 @@ async def sign(request: Request, engine: Engine_, token: str) -> Response:
             "atteints, savoir-être observés, intention d'embauche.",
         )
     return render(
-        request, "immersions/signed.html", title="Convention signée", complete=signed.immersion.status == "signed"
+        request,
+        "immersions/signed.html",
+        title="Convention signée",
+        complete=signed.immersion.status == "signed",
+        pdf=f"/immersion/signature/{token}/convention.pdf",
     )
 
 
@@ -238,7 +242,13 @@ async def bilan(request: Request, engine: Engine_, service: Service, token: str)
             alert=error.message,
         )
     await _complete_step(service, done)
-    return render(request, "immersions/bilan_done.html", title="Merci", hiring=done.outcome == "embauche")
+    return render(
+        request,
+        "immersions/bilan_done.html",
+        title="Merci",
+        hiring=done.outcome == "embauche",
+        pdf=f"/immersion/bilan/{token}/convention.pdf",
+    )
 
 
 async def _complete_step(service: PathwayService, done: immersions.Bilan) -> None:
@@ -264,11 +274,22 @@ async def _complete_step(service: PathwayService, done: immersions.Bilan) -> Non
 
 @router.get("/immersion/signature/{token}/convention.pdf")
 def party_pdf(request: Request, engine: Engine_, token: str) -> Response:
+    """A party's convention (and the tutor's bilan once given), before and after signing."""
     try:
-        found = immersions.to_sign(engine, token)
+        found = immersions.to_sign(engine, token, signed_ok=True)
     except ServiceError as error:
         return _refused(request, error)
     return _pdf(immersions.convention_pdf(engine, found.immersion), "convention-pmsmp.pdf")
+
+
+@router.get("/immersion/bilan/{token}/convention.pdf")
+def tutor_pdf(request: Request, engine: Engine_, token: str) -> Response:
+    """The convention with the tutor's bilan, for the tutor, after giving it."""
+    try:
+        row = immersions.for_tutor(engine, token, given_ok=True)
+    except ServiceError as error:
+        return _refused(request, error)
+    return _pdf(immersions.convention_pdf(engine, row), "convention-et-bilan-pmsmp.pdf")
 
 
 @router.get("/immersions/{immersion_id}/convention.pdf")
