@@ -307,7 +307,7 @@ CaseworkerActing = Annotated[CurrentUser, Depends(signed_in_as("caseworker", cha
 CaseworkerOrGto = Annotated[CurrentUser, Depends(signed_in_as("caseworker", "gto_lead"))]
 CaseworkerOrAdminActing = Annotated[CurrentUser, Depends(signed_in_as("caseworker", "admin", change=True))]
 GtoOrAdmin = Annotated[CurrentUser, Depends(signed_in_as("gto_lead", "admin"))]
-GtoOrAdminActing = Annotated[CurrentUser, Depends(signed_in_as("gto_lead", "admin", change=True))]
+GtoOrAdminActing = Annotated[CurrentUser, Depends(signed_in_as("gto_lead", "direction", "admin", change=True))]
 DesignerActing = Annotated[CurrentUser, Depends(signed_in_as("designer", "admin", change=True))]
 signed_in = APIRouter(
     dependencies=[Depends(bearer)],

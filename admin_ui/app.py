@@ -27,6 +27,7 @@ from admin_ui.pages import (
     auth,
     caseworker,
     designer,
+    direction,
     evaluation,
     gto,
     hosts,
@@ -124,6 +125,7 @@ def create_app(
         person.router,
         immersions.router,
         evaluation.router,
+        direction.router,
     ):
         app.include_router(router)
     app.include_router(api.router, prefix="/api")

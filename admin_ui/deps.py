@@ -76,6 +76,7 @@ def require_roles(*roles: str) -> Callable[[CurrentUser], CurrentUser]:
     labels = {
         "caseworker": "conseillers",
         "gto_lead": "animateurs de GTO",
+        "direction": "la direction du SPIE",
         "designer": "concepteurs de parcours",
         "admin": "administrateurs",
     }

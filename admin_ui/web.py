@@ -35,7 +35,13 @@ SLA_BADGES = {
     "overdue": ("En retard", "fr-badge--error"),
     "escalated": ("Escaladé au GTO", "fr-badge--error"),
 }
-ROLE_HOME = {"caseworker": "/taches", "gto_lead": "/gto", "designer": "/definitions", "admin": "/admin"}
+ROLE_HOME = {
+    "caseworker": "/taches",
+    "gto_lead": "/gto",
+    "designer": "/definitions",
+    "admin": "/admin",
+    "direction": "/direction",
+}
 
 
 def fr_date(moment: datetime | None) -> str:

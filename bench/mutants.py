@@ -1025,6 +1025,20 @@ MUTATIONS: list[Mutation] = [
         "    return last.toordinal() - first.toordinal()",
         ("tests/test_evaluation.py",),
     ),
+    M(
+        "the direction reads level-1 escalations",
+        "services/reading.py",
+        '    direction = user.role == "direction" and escalation.level >= 2',
+        '    direction = user.role == "direction"',
+        ("tests/test_direction.py",),
+    ),
+    M(
+        "the workflow refuses the direction's decision",
+        "workflows/pathway.py",
+        '        direction = actor.role == "direction" and escalation.level >= 2',
+        "        direction = False",
+        ("tests/test_direction.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

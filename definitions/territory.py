@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from definitions.schema import ORGANISATION_TYPES, Ident
 
-UserRole = Literal["caseworker", "gto_lead", "designer", "admin"]
+UserRole = Literal["caseworker", "gto_lead", "designer", "admin", "direction"]
 IMMERSION_PRESCRIBERS = ("france_travail", "mission_locale", "cap_emploi", "departement", "siae")
 """Who may prescribe an immersion (PMSMP) unless the territory file says otherwise."""
 

@@ -27,12 +27,13 @@ ROLES = {
     "gto_lead": "Animateur·rice GTO",
     "designer": "Concepteur·rice",
     "admin": "Administrateur·rice",
+    "direction": "Direction du SPIE",
 }
 # Who may act with `--by` (CLI) for each kind of command: the same rule as the pages'.
 COMMAND_ROLES: dict[str, tuple[str, ...]] = {
     "tasks": ("caseworker", "admin"),
     "pathways": ("caseworker", "admin"),
-    "escalations": ("gto_lead", "admin"),
+    "escalations": ("gto_lead", "direction", "admin"),
     "definitions": ("designer", "admin"),
     "migrations": ("admin",),
     "incidents": ("admin",),

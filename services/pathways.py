@@ -510,11 +510,14 @@ class PathwayService:
             raise ServiceError(f"Seule la structure référente ({pathway.referent_org}) peut {what}.", "forbidden")
 
     @staticmethod
-    def check_decider(actor: Actor, basin_id: str) -> None:
-        """The GTO decision rule, written once: the basin's GTO lead, or an admin (SPIE direction)."""
+    def check_decider(actor: Actor, basin_id: str, level: int) -> None:
+        """The decision rule, written once (the workflow applies it too): the basin's GTO lead, the
+        SPIE direction for a level-2 escalation (escalated to it), or an admin."""
         if actor.role == "admin":
             return
         if actor.role == "gto_lead" and actor.basin_id == basin_id:
+            return
+        if actor.role == "direction" and level >= 2:
             return
         raise ServiceError(
             "Seul l'animateur du GTO du bassin (ou la direction du SPIE) peut décider de cette escalade.",
@@ -786,7 +789,7 @@ class PathwayService:
             return first
         if escalation is None or escalation.id != escalation_id:
             escalation = self.escalation(escalation_id)
-        self.check_decider(actor, escalation.basin_id)
+        self.check_decider(actor, escalation.basin_id, escalation.level)
         # The workflow forgets escalations once decided or resolved: the read model remembers.
         if escalation.status != "open":
             raise ServiceError("Cette escalade a déjà été traitée.", "conflict")

@@ -26,6 +26,7 @@ NIR_READERS = {"departement", "caf", "msa", "france_travail"}
 FOLLOW_UP = "groupe de suivi"
 FOLLOW_UP_CLOSED = "groupe de suivi (parcours clos)"
 GTO = "GTO du bassin"
+DIRECTION = "direction du SPIE (parcours bloqué)"
 
 
 class Viewer(Protocol):
@@ -77,11 +78,13 @@ def follows(engine: Engine, pathway: models.Pathway, organisation_id: str) -> bo
 def access_reason(engine: Engine, user: Viewer, pathway: models.Pathway) -> str | None:
     """Why this user may see this pathway's personal data, or None: caseworkers while their
     organisation is in the follow-up group (and once closed, see `follows`); GTO leads for
-    their basin's stuck pathways."""
+    their basin's stuck pathways; the SPIE direction for the stuck pathways of every basin."""
     if user.role == "caseworker" and follows(engine, pathway, user.organisation_id):
         return FOLLOW_UP_CLOSED if pathway.status == "closed" else FOLLOW_UP
     if user.role == "gto_lead" and user.basin_id == pathway.basin_id and is_stuck(pathway):
         return GTO
+    if user.role == "direction" and is_stuck(pathway):
+        return DIRECTION
     return None
 
 
@@ -120,7 +123,8 @@ def escalation_for(engine: Engine, user: Viewer, escalation_id: str) -> models.E
         escalation = session.get(models.Escalation, escalation_id)
     if escalation is None:
         raise ServiceError(f"Escalade inconnue : « {quoted(escalation_id)} ».", "not_found")
-    if user.role != "admin" and (user.role != "gto_lead" or user.basin_id != escalation.basin_id):
+    direction = user.role == "direction" and escalation.level >= 2
+    if user.role != "admin" and not direction and (user.role != "gto_lead" or user.basin_id != escalation.basin_id):
         raise ServiceError(
             "Cette escalade relève du GTO d'un autre bassin : seul son animateur·rice peut la consulter.",
             "forbidden",
@@ -324,3 +328,25 @@ def pathway_detail(engine: Engine, user: Viewer, pathway_id: str, *, what: str =
         raise ServiceError(f"Parcours inconnu : « {quoted(pathway_id)} ».", "not_found")
     person = read_person(engine, user, pathway, reason=reason, what=what)
     return PathwayRead(pathway=pathway, reason=reason, person=person, detail=detail)
+
+
+# --- The SPIE direction's view ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectionView:
+    """Across every basin: stuck pathways per basin, and the level-2 escalations to decide."""
+
+    stuck_per_basin: list[tuple[models.Basin, int]]
+    escalations: views.Paged[models.Escalation]
+
+
+def direction_view(engine: Engine, user: Viewer, *, page: int = 1) -> DirectionView:
+    if user.role not in ("direction", "admin"):
+        raise ServiceError("Cette vue est réservée à la direction du SPIE.", "forbidden")
+    cutoff = stuck_since_cutoff(q.now())
+    stuck = [
+        (basin, views.pathway_list(engine, basin_id=basin.id, stuck_cutoff=cutoff, size=1).total)
+        for basin in views.list_basins(engine)
+    ]
+    return DirectionView(stuck, views.escalation_list(engine, status="open", min_level=2, page=page))

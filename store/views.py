@@ -142,14 +142,21 @@ def tasks_by_deadline() -> tuple[Any, ...]:
 
 
 def escalation_filters(
-    *, basin_id: str | None = None, status: str | None = None, pathway_id: str | None = None
+    *,
+    basin_id: str | None = None,
+    status: str | None = None,
+    pathway_id: str | None = None,
+    min_level: int | None = None,
 ) -> list[Any]:
     values = {
         models.Escalation.basin_id: basin_id,
         models.Escalation.status: status,
         models.Escalation.pathway_id: pathway_id,
     }
-    return [column == value for column, value in values.items() if value]
+    where: list[Any] = [column == value for column, value in values.items() if value]
+    if min_level is not None:
+        where.append(col(models.Escalation.level) >= min_level)
+    return where
 
 
 def escalations_oldest_first() -> tuple[Any, ...]:
@@ -243,10 +250,11 @@ def escalation_list(
     *,
     basin_id: str | None = None,
     status: str | None = "open",
+    min_level: int | None = None,
     page: int = 1,
     size: int = DEFAULT_PAGE_SIZE,
 ) -> Paged[models.Escalation]:
-    where = escalation_filters(basin_id=basin_id, status=status)
+    where = escalation_filters(basin_id=basin_id, status=status, min_level=min_level)
     with session_scope(engine) as session:
         query = select(models.Escalation).where(*where).order_by(*escalations_oldest_first())
         rows, total = _page(

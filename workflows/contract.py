@@ -13,7 +13,7 @@ COMMIT_ACTIVITY = "commit_pathway"
 NOTIFY_ACTIVITY = "send_notification"
 CALENDAR_ACTIVITY = "work_calendar"
 
-UserRole = Literal["caseworker", "gto_lead", "designer", "admin", "system"]
+UserRole = Literal["caseworker", "gto_lead", "designer", "admin", "system", "direction"]
 SlaState = Literal["on_time", "due_soon", "overdue", "escalated"]
 ItemKind = Literal["task", "wait", "decision", "group", "end"]
 ItemStatus = Literal["open", "done", "skipped", "cancelled"]

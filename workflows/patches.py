@@ -15,6 +15,7 @@ WORKING_HOURS = "working-hours"
 CALENDAR_AT_CONTINUE_AS_NEW = "calendar-at-continue-as-new"
 BOUNDED_COMMITS = "bounded-commits"
 COMMIT_AFTER_ACCEPTANCE = "commit-after-acceptance"
+DIRECTION_DECIDES = "direction-decides"
 
 PATCHES: dict[str, str] = {
     WORKING_HOURS: (
@@ -30,6 +31,7 @@ PATCHES: dict[str, str] = {
         "une action n'est écrite dans la base de lecture qu'une fois enregistrée par Temporal : un worker "
         "arrêté net ne laisse plus paraître une action perdue (1.1.0)"
     ),
+    DIRECTION_DECIDES: "la direction du SPIE décide elle-même des escalades de niveau 2 (rôle direction)",
 }
 
 

@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         BOUNDED_COMMITS,
         CALENDAR_AT_CONTINUE_AS_NEW,
         COMMIT_AFTER_ACCEPTANCE,
+        DIRECTION_DECIDES,
         WORKING_HOURS,
     )
     from workflows.projection import pathway_row
@@ -450,6 +451,8 @@ class PathwayWorkflow:
     async def decide_escalation(self, command: GtoDecision) -> UpdateResult:
         async with self._locked():
             escalation, item = self._check_decision(command)
+            if command.actor.role == "direction":
+                self._patched(DIRECTION_DECIDES)  # a run the direction decided in marks it
             now = workflow.now()
             for other in self.state.escalations.values():
                 if other.item_id == item.id and other.status == "open":
@@ -522,7 +525,10 @@ class PathwayWorkflow:
         if escalation.status != "open":
             raise reject("Cette escalade a déjà été traitée.")
         actor = command.actor
-        if not (actor.role == "admin" or (actor.role == "gto_lead" and actor.basin_id == self.input.basin_id)):
+        direction = actor.role == "direction" and escalation.level >= 2
+        if not (
+            actor.role == "admin" or direction or (actor.role == "gto_lead" and actor.basin_id == self.input.basin_id)
+        ):
             raise reject(
                 "Seul l'animateur du GTO du bassin (ou la direction du SPIE) peut décider de cette escalade.",
                 "forbidden",

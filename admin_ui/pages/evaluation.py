@@ -26,7 +26,7 @@ from services.evaluation import Cohort
 from store import queries as q
 
 router = APIRouter(include_in_schema=False)
-Evaluator = Annotated[CurrentUser, Depends(require_roles("designer", "admin"))]
+Evaluator = Annotated[CurrentUser, Depends(require_roles("designer", "direction", "admin"))]
 
 
 def _date(value: str | None, label: str) -> date | None:

@@ -45,6 +45,7 @@ from store.db import session_scope
 
 router = APIRouter(include_in_schema=False)
 GtoLead = Annotated[CurrentUser, Depends(require_roles("gto_lead"))]
+Decider = Annotated[CurrentUser, Depends(require_roles("gto_lead", "direction"))]
 
 DECISIONS = {action: gto.label for action, gto in GTO_ACTIONS.items()}
 ACTIONS = {action: gto.done for action, gto in GTO_ACTIONS.items()}
@@ -362,6 +363,13 @@ def escalations_page(request: Request, engine: Engine_, user: GtoLead, statut: s
 
 
 def _escalation_of_basin(engine: Any, user: CurrentUser, escalation_id: str) -> tuple[models.Basin, models.Escalation]:
+    """The escalation and its basin: the GTO lead's own, or for the direction (level 2) the escalation's."""
+    if user.role == "direction":
+        escalation = reading.escalation_for(engine, user, escalation_id)
+        basin = q.get_basin(engine, basin_id=escalation.basin_id)
+        if basin is None:
+            raise HTTPException(404, f"Bassin inconnu : {escalation.basin_id}.")
+        return basin, escalation
     basin = basin_of(engine, user)
     return basin, reading.escalation_for(engine, user, escalation_id)
 
@@ -505,7 +513,7 @@ def timeline(
 
 
 @router.get("/gto/escalades/{escalation_id}")
-def escalation_page(request: Request, engine: Engine_, user: GtoLead, escalation_id: str) -> Response:
+def escalation_page(request: Request, engine: Engine_, user: Decider, escalation_id: str) -> Response:
     basin, escalation = _escalation_of_basin(engine, user, escalation_id)
     return _escalation_page(request, engine, user, basin, escalation)
 
@@ -515,7 +523,7 @@ async def decide(
     request: Request,
     engine: Engine_,
     service: Service,
-    user: GtoLead,
+    user: Decider,
     escalation_id: str,
     action: Annotated[str, Form(max_length=40)] = "",
     organisation_id: Annotated[str, Form(max_length=100)] = "",
