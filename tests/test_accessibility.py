@@ -2,7 +2,7 @@
 serious or critical violation on the main pages of each role: sign-in, a caseworker's inbox, task
 and pathway, the GTO dashboard (with an escalated pathway) and an escalation, the designer's
 definitions list and new-definition form, the host directory and the host's own page (opened
-from its one-time link, then filled in and saved)."""
+from its one-time link, then filled in and saved), a pathway's evaluation and the direction's view."""
 
 from __future__ import annotations
 
@@ -106,6 +106,7 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
                 "/definitions/nouvelle",
                 "/definitions/rsa_socio_pro/evaluation",
             ],
+            "helene.roche@example.org": ["/direction"],
         }
         for email, paths in pages_by_user.items():
             await page.context.clear_cookies()
