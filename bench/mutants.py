@@ -1039,6 +1039,13 @@ MUTATIONS: list[Mutation] = [
         "        direction = False",
         ("tests/test_direction.py",),
     ),
+    M(
+        "a designer spreads a pathway",
+        "services/definitions.py",
+        '    if actor.role not in ("direction", "admin"):\n        raise ServiceError("L\'essaimage',
+        "    if False:\n        raise ServiceError(\"L'essaimage",
+        ("tests/test_direction.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

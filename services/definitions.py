@@ -190,6 +190,41 @@ def set_status(
     """Set the status and basins of a version (new runs start from its updated body); returns the
     basins kept. Refusals carry `fields` (status, basins)."""
     require_designer(actor)
+    return _apply_status(engine, actor, definition_id, version, status=status, basins=basins)
+
+
+def spread(
+    engine: Engine, actor: Actor, definition_id: str, version: int, *, more_basins: list[str], promote: bool
+) -> list[str]:
+    """Spreading what works (essaimage): the SPIE direction, from an evaluated experiment, opens a
+    version to more basins and/or promotes it to active, in one audited action. Pathways already
+    running keep their version and what it said."""
+    if actor.role not in ("direction", "admin"):
+        raise ServiceError("L'essaimage d'un parcours est décidé par la direction du SPIE.", "forbidden")
+    row = version_row(engine, definition_id, version)
+    if not more_basins and not promote:
+        raise ServiceError(
+            "Choisissez des bassins à ouvrir ou le passage en parcours actif.",
+            "invalid",
+            {"basins": "Rien à essaimer."},
+        )
+    basins = ["all"] if "all" in row.basins or "all" in more_basins else sorted({*row.basins, *more_basins})
+    status = "active" if promote else row.status
+    return _apply_status(
+        engine, actor, definition_id, version, status=status, basins=basins, action="definition_spread"
+    )
+
+
+def _apply_status(
+    engine: Engine,
+    actor: Actor,
+    definition_id: str,
+    version: int,
+    *,
+    status: str,
+    basins: list[str],
+    action: str = "definition_status_changed",
+) -> list[str]:
     version_row(engine, definition_id, version)
     with session_scope(engine) as session:
         known = set(session.exec(select(models.Basin.id)))
@@ -215,7 +250,7 @@ def set_status(
     _audit(
         engine,
         actor,
-        "definition_status_changed",
+        action,
         {
             "definition": definition_id,
             "version": version,

@@ -48,3 +48,51 @@ async def test_the_direction_sees_every_basin_and_decides_level_2_escalations(we
 
     camille = await web.signed_in(CAMILLE)
     assert (await camille.get("/direction")).status_code == 403
+
+
+EXPERIMENTAL = """
+id: test_essaimage
+title: Parcours expérimental
+status: experimental
+basins: [annecien]
+start: accueil
+steps:
+  - {kind: task, id: accueil, title: Accueil, role: referent, outcomes: [{id: fait, label: Fait, next: fin}]}
+  - {kind: end, id: fin, title: Fin, exit_reason: autre}
+"""
+
+
+async def test_the_direction_spreads_an_experiment_in_one_audited_action(web: Web) -> None:
+    from sqlmodel import select
+
+    from store import models
+    from store.db import session_scope
+
+    parcours = web.parcours
+    parcours.publish(EXPERIMENTAL)
+    running = await parcours.start("test_essaimage", basin="annecien")
+
+    marc = await web.signed_in("marc.girard@example.org")
+    page = (await marc.get("/definitions/test_essaimage/evaluation")).text
+    assert "Essaimer" not in page  # the direction's action
+    refused = await marc.post(
+        "/definitions/test_essaimage/essaimage", data={"csrf": csrf_of(page), "version": "1", "basins": "chablais"}
+    )
+    assert refused.status_code == 303
+    assert "direction du SPIE" in (await marc.get("/definitions/test_essaimage/evaluation")).text
+
+    helene = await web.signed_in(HELENE)
+    page = (await helene.get("/definitions/test_essaimage/evaluation")).text
+    assert 'id="spread-form"' in page and 'value="chablais"' in page
+    done = await helene.post(
+        "/definitions/test_essaimage/essaimage",
+        data={"csrf": csrf_of(page), "version": "1", "basins": ["chablais", "genevois"], "promote": "oui"},
+    )
+    assert done.status_code == 303
+    with session_scope(parcours.engine) as session:
+        row = session.get(models.DefinitionVersion, ("test_essaimage", 1))
+        assert row is not None and row.status == "active" and row.basins == ["annecien", "chablais", "genevois"]
+        spread = session.exec(select(models.AuditEvent).where(models.AuditEvent.action == "definition_spread")).all()
+    assert len(spread) == 1 and spread[0].actor_user_id == q.user_id_of(parcours.engine, email=HELENE)
+    assert parcours.pathway(running).definition_version == 1  # running pathways keep their version
+    assert "Version 1 essaimée" in (await helene.get("/definitions/test_essaimage/evaluation")).text

@@ -459,6 +459,7 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "/immersion/reponse/{token}": (None, {"reponse": "refuser"}),
         "/immersion/signature/{token}": (None, {"signer_name": "X", "accord": "oui"}),
         "/immersion/bilan/{token}": (None, {"hiring": "oui"}),
+        "/definitions/{definition_id}/essaimage": (ADMIN, {"version": "1", "promote": "oui"}),
     }
     routes = post_routes(web.app)
     assert "/connexion" in routes and "/parcours/nouveau" in routes, routes  # the walk found the pages

@@ -11,14 +11,16 @@ from typing import Annotated
 
 import pygal
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
 from markupsafe import Markup
 from starlette.responses import Response
 
 from admin_ui.access import CurrentUser
-from admin_ui.deps import Engine_, get_settings, require_roles
-from admin_ui.web import basin_names, render
+from admin_ui.deps import Engine_, get_settings, require_roles, verify_csrf
+from admin_ui.web import basin_names, flash, render
 from definitions.schema import EXIT_REASONS
 from parcours.presenters import csv_cell
+from services import definitions as service_definitions
 from services import evaluation
 from services.documents import CHART_STYLE, inline_svg
 from services.errors import ServiceError
@@ -106,6 +108,10 @@ def evaluation_page(request: Request, engine: Engine_, user: Evaluator, cohort: 
         },
         exit_labels=EXIT_REASONS,
         positive=evaluation.POSITIVE_EXITS,
+        may_spread=user.role in ("direction", "admin"),
+        version_row=service_definitions.version_row(engine, cohort.definition_id, definition.version or 1)
+        if definition.version
+        else service_definitions.latest_version(engine, cohort.definition_id),
     )
 
 
@@ -144,3 +150,31 @@ def evaluation_csv(request: Request, engine: Engine_, user: Evaluator, cohort: C
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="evaluation-{cohort.definition_id}.csv"'},
     )
+
+
+@router.post("/definitions/{definition_id}/essaimage", dependencies=[Depends(verify_csrf)])
+async def spread(request: Request, engine: Engine_, user: Evaluator, definition_id: str) -> Response:
+    """The direction opens the evaluated version to more basins and/or promotes it (one action)."""
+    form = await request.form()
+    version = form.get("version", "")
+    try:
+        number = int(version) if isinstance(version, str) else 0
+    except ValueError:
+        number = 0
+    try:
+        kept = service_definitions.spread(
+            engine,
+            user.actor,
+            definition_id,
+            number,
+            more_basins=[b for b in form.getlist("basins") if isinstance(b, str)],
+            promote=form.get("promote") == "oui",
+        )
+    except ServiceError as error:
+        flash(request, f"Essaimage non fait : {error.message}", "error")
+    else:
+        flash(
+            request,
+            f"Version {number} essaimée : ouverte à {', '.join(kept)}. Les parcours en cours gardent leur version.",
+        )
+    return RedirectResponse(f"/definitions/{definition_id}/evaluation?version={number}", status_code=303)
