@@ -230,6 +230,20 @@ async def test_the_designer_s_evaluation_page_and_its_csv(cohorts: Parcours) -> 
     exported = await designer.get("/definitions/eval_exp/evaluation.csv", params={"bassin": "annecien"})
     rows = exported.text.lstrip("\ufeff").splitlines()
     assert "taille de la cohorte;;12" in rows and "sortie;Emploi durable;< 11" in rows
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+    from pypdf import PdfReader
+
+    book = load_workbook(
+        BytesIO((await designer.get("/definitions/eval_exp/evaluation.xlsx", params={"bassin": "annecien"})).content)
+    )
+    cells = [tuple(c or "" for c in row) for row in book.active.iter_rows(values_only=True)]  # type: ignore[union-attr]
+    assert ("taille de la cohorte", "", "12") in cells and ("sortie", "Emploi durable", "< 11") in cells
+    report = await designer.get("/definitions/eval_exp/evaluation.pdf", params={"bassin": "annecien"})
+    text = "\n".join(page.extract_text() for page in PdfReader(BytesIO(report.content)).pages)
+    assert "Comparaison avec la référence" in text and "plus fréquentes dans l'expérimentation" in text
+    assert "taille de la cohorte : 12" in text
     caseworker = await web.signed_in("camille.martin@example.org")
     assert (await caseworker.get("/definitions/eval_exp/evaluation")).status_code == 403
     bad = await designer.get("/definitions/eval_exp/evaluation", params={"du": "hier"})

@@ -7,12 +7,13 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 import pygal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from markupsafe import Markup
+from openpyxl import Workbook
 from starlette.responses import Response
 
 from admin_ui.access import CurrentUser
@@ -22,7 +23,7 @@ from definitions.schema import EXIT_REASONS
 from parcours.presenters import csv_cell
 from services import definitions as service_definitions
 from services import evaluation
-from services.documents import CHART_STYLE, inline_svg
+from services.documents import CHART_STYLE, Document, inline_svg
 from services.errors import ServiceError
 from services.evaluation import Cohort
 from store import queries as q
@@ -115,20 +116,17 @@ def evaluation_page(request: Request, engine: Engine_, user: Evaluator, cohort: 
     )
 
 
-@router.get("/definitions/{definition_id}/evaluation.csv")
-def evaluation_csv(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
-    """The same figures as CSV (semicolon, UTF-8 with BOM for spreadsheets), hidden counts « < seuil »."""
-    threshold = get_settings(request).secrecy_threshold
-    found = evaluation.evaluate(engine, cohort, threshold=threshold, now=q.now())
-    hidden = f"< {threshold}"
+def figure_rows(found: evaluation.Evaluation) -> list[tuple[str, str, str]]:
+    """Every figure as (indicator, step, value), hidden counts « < threshold »: one table for the
+    CSV, the spreadsheet and the printable report."""
+    hidden = f"< {found.threshold}"
 
     def cell(value: object) -> str:
-        return hidden if value is None else csv_cell(value)
+        if value is None:
+            return hidden
+        return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";")
-    writer.writerow(["indicateur", "étape", "valeur"])
-    writer.writerow(["taille de la cohorte", "", cell(found.size)])
+    rows = [("taille de la cohorte", "", cell(found.size)), ("parcours clos", "", cell(found.closed))]
     for s in found.steps:
         for label, value in (
             ("atteinte", s.reached),
@@ -139,17 +137,83 @@ def evaluation_csv(request: Request, engine: Engine_, user: Evaluator, cohort: C
             ("taux de retard", s.stall_rate),
             ("taux d'escalade", s.escalation_rate),
         ):
-            writer.writerow([label, s.title, cell(value)])
-    for reason, count in found.exits.items():
-        writer.writerow(["sortie", EXIT_REASONS[reason], cell(count)])
-    writer.writerow(["sorties positives", "", cell(found.positive_exits)])
-    writer.writerow(["durée p50 (jours ouvrés)", "", cell(found.duration[0])])
-    writer.writerow(["durée p90 (jours ouvrés)", "", cell(found.duration[1])])
-    return Response(
-        "\ufeff" + out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="evaluation-{cohort.definition_id}.csv"'},
+            rows.append((label, s.title, "—" if value is None and label.startswith(("délai", "taux")) else cell(value)))
+    rows += [("sortie", EXIT_REASONS[reason], cell(count)) for reason, count in found.exits.items()]
+    rows += [
+        ("sorties positives", "", cell(found.positive_exits)),
+        (
+            "début → orientation p50 (jours ouvrés)",
+            "",
+            "—" if found.to_orientation[0] is None else cell(found.to_orientation[0]),
+        ),
+        ("durée p50 (jours ouvrés)", "", "—" if found.duration[0] is None else cell(found.duration[0])),
+        ("durée p90 (jours ouvrés)", "", "—" if found.duration[1] is None else cell(found.duration[1])),
+    ]
+    return rows
+
+
+def _evaluated(request: Request, engine: Any, cohort: Cohort) -> evaluation.Evaluation:
+    return evaluation.evaluate(engine, cohort, threshold=get_settings(request).secrecy_threshold, now=q.now())
+
+
+def _download(content: bytes | str, media_type: str, name: str) -> Response:
+    return Response(content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/definitions/{definition_id}/evaluation.csv")
+def evaluation_csv(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
+    """The figures as CSV (semicolons, UTF-8 with a BOM for spreadsheets)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";")
+    writer.writerow(["indicateur", "étape", "valeur"])
+    writer.writerows([tuple(csv_cell(c) for c in row) for row in figure_rows(_evaluated(request, engine, cohort))])
+    return _download("\ufeff" + out.getvalue(), "text/csv; charset=utf-8", f"evaluation-{cohort.definition_id}.csv")
+
+
+@router.get("/definitions/{definition_id}/evaluation.xlsx")
+def evaluation_xlsx(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
+    """The figures as a spreadsheet (openpyxl)."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Évaluation"
+    sheet.append(["indicateur", "étape", "valeur"])
+    for row in figure_rows(_evaluated(request, engine, cohort)):
+        sheet.append(list(row))
+    out = io.BytesIO()
+    book.save(out)
+    return _download(
+        out.getvalue(),
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        f"evaluation-{cohort.definition_id}.xlsx",
     )
+
+
+@router.get("/definitions/{definition_id}/evaluation.pdf")
+def evaluation_report(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
+    """The printable report of an experiment: its cohort, its comparison with the reference, every figure."""
+    found = _evaluated(request, engine, cohort)
+    definition = evaluation.definition_of(engine, cohort.definition_id, cohort.version)
+    document = Document(f"Évaluation – {definition.title}")
+    document.line(f"Évaluation : {definition.title}", 16, "B", 9)
+    scope = [
+        f"version {cohort.version}" if cohort.version else "toutes les versions",
+        f"bassin {cohort.basin_id}" if cohort.basin_id else "tous les bassins",
+        f"commencés du {cohort.started_from or '…'} au {cohort.started_to or '…'}",
+    ]
+    document.line(
+        ", ".join(scope) + f". Édité le {q.now():%d/%m/%Y}. Effectifs inférieurs à {found.threshold} masqués."
+    )
+    if definition.reference:
+        reference = _evaluated(
+            request, engine, Cohort(definition.reference, None, cohort.basin_id, cohort.started_from, cohort.started_to)
+        )
+        document.line("Comparaison avec la référence", 12, "B", 8)
+        document.line(evaluation.compare(found, reference).reading)
+    document.line("Indicateurs", 12, "B", 8)
+    for indicator, step, value in figure_rows(found):
+        document.line(f"{indicator}{' – ' + step if step else ''} : {value}")
+    return _download(document.bytes(), "application/pdf", f"evaluation-{cohort.definition_id}.pdf")
 
 
 @router.post("/definitions/{definition_id}/essaimage", dependencies=[Depends(verify_csrf)])
