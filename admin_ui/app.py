@@ -34,6 +34,7 @@ from admin_ui.pages import (
     immersions,
     incidents,
     migrations,
+    partners,
     person,
 )
 from admin_ui.web import render
@@ -126,6 +127,7 @@ def create_app(
         immersions.router,
         evaluation.router,
         direction.router,
+        partners.router,
     ):
         app.include_router(router)
     app.include_router(api.router, prefix="/api")

@@ -1046,6 +1046,13 @@ MUTATIONS: list[Mutation] = [
         "    if False:\n        raise ServiceError(\"L'essaimage",
         ("tests/test_direction.py",),
     ),
+    M(
+        "an organisation writes another's directory entry",
+        "services/partners.py",
+        '    return user.role == "admin" or user.organisation_id == organisation_id',
+        "    return True",
+        ("tests/test_partners.py",),
+    ),
 ]
 
 REMOVED: list[tuple[str, str]] = [

@@ -63,7 +63,7 @@ class OfferEntry:
     periods: list[dict[str, str]] = field(default_factory=list)  # start, end: ISO dates
 
 
-def _folded(text: str) -> str:
+def folded(text: str) -> str:
     """Lower case without accents: what a search compares ("Boulangère" finds "boulangere")."""
     return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
 
@@ -236,7 +236,7 @@ def _fields(entry: HostEntry) -> dict[str, Any]:
     """The columns an entry sets, with what the search reads."""
     return {
         **{name: getattr(entry, name) for name in _ENTRY_FIELDS},
-        "search_text": _folded(" | ".join([entry.name, entry.sector, *entry.trades])),
+        "search_text": folded(" | ".join([entry.name, entry.sector, *entry.trades])),
         "updated_at": q.now(),
     }
 
@@ -360,7 +360,7 @@ def _new_offer(session: Session, actor: Actor, host_id: str, offer_id: str, entr
         trade=entry.trade,
         places=int(entry.places),
         periods=entry.periods,
-        search_text=_folded(entry.trade),
+        search_text=folded(entry.trade),
         created_at=q.now(),
     )
     session.add(row)
@@ -456,7 +456,7 @@ def search(
     where: list[Any] = []
     if basin_id:
         where.append(models.Host.basin_id == basin_id)
-    words = _folded(trade or "").split()
+    words = folded(trade or "").split()
     for word in words[:5]:
         pattern = f"%{word}%"
         offered = select(models.ImmersionOffer.host_id).where(

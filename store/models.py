@@ -532,3 +532,18 @@ class ImmersionSignature(SQLModel, table=True):
     signer_name: str
     signed_at: datetime | None = _when()
     document_hash: str
+
+
+class OrganisationProfile(SQLModel, table=True):
+    """What a partner organisation offers, for the others to know (the partner directory): kept
+    by the organisation itself (services/partners.py)."""
+
+    __tablename__ = "organisation_profile"
+
+    organisation_id: str = Field(primary_key=True)
+    offer: str = Field(default="", sa_column=Column(Text, nullable=False))
+    publics: str = Field(default="", sa_column=Column(Text, nullable=False))
+    access_conditions: str = Field(default="", sa_column=Column(Text, nullable=False))
+    contacts: list[dict[str, str]] = _json()
+    updated_at: datetime | None = _when()
+    updated_by: str | None = None

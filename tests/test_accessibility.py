@@ -2,7 +2,7 @@
 serious or critical violation on the main pages of each role: sign-in, a caseworker's inbox, task
 and pathway, the GTO dashboard (with an escalated pathway) and an escalation, the designer's
 definitions list and new-definition form, the host directory and the host's own page (opened
-from its one-time link, then filled in and saved), a pathway's evaluation and the direction's view."""
+from its one-time link, then filled in and saved), a pathway's evaluation, the direction's view and the partner directory."""
 
 from __future__ import annotations
 
@@ -98,6 +98,8 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
                 f"/parcours/{pathway_id}",
                 "/accueil",
                 "/accueil/nouvelle",
+                "/partenaires",
+                "/partenaires/departement74",
                 f"/accueil/{host.id}",
             ],
             "lea.dupont@example.org": ["/gto", f"/gto/escalades/{escalations[0].id}"],

@@ -409,6 +409,7 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "host_id": "hote-inconnu",
         "offer_id": "offre-inconnue",
         "token": "jeton-inconnu",
+        "organisation_id": "departement74",
     }
     yaml_text = (ROOT / "definitions/catalog/rsa_socio_pro.yaml").read_text(encoding="utf-8")
     # Each form: who may post it (None: before signing in) and what it sends.
@@ -460,6 +461,7 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "/immersion/signature/{token}": (None, {"signer_name": "X", "accord": "oui"}),
         "/immersion/bilan/{token}": (None, {"hiring": "oui"}),
         "/definitions/{definition_id}/essaimage": (ADMIN, {"version": "1", "promote": "oui"}),
+        "/partenaires/{organisation_id}": (CAMILLE, {"offer": "x"}),
     }
     routes = post_routes(web.app)
     assert "/connexion" in routes and "/parcours/nouveau" in routes, routes  # the walk found the pages
