@@ -333,7 +333,7 @@ async def test_a_deactivated_user_is_signed_out_at_once_and_cannot_sign_in_again
     thomas = q.get_user_by_email(parcours.engine, email=THOMAS)
     assert thomas is not None
     async with await web.signed_in(ADMIN) as admin:
-        users = await admin.get("/admin/utilisateurs")
+        users = await admin.get("/admin/utilisateurs", params={"organisation": "departement74"})
         assert f'action="/admin/utilisateurs/{thomas.id}"' in users.text
         changed = await admin.post(
             f"/admin/utilisateurs/{thomas.id}",
