@@ -846,7 +846,7 @@ MUTATIONS: list[Mutation] = [
     M(
         "a one-time link serves again",
         "services/links.py",
-        "    if row.used_at is not None:",
+        "    if row.used_at is not None and not spent_ok:",
         "    if False:",
         ("tests/test_hosts.py",),
     ),
