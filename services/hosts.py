@@ -217,10 +217,7 @@ def _basin(engine: Engine, basin_id: str) -> str:
 
 def _audit(session: Session, actor: Actor | None, action: str, host_id: str, detail: dict[str, Any]) -> None:
     session.add(
-        models.AuditEvent(
-            id=q.new_id("acc"),
-            at=q.now(),
-            pathway_id=None,
+        q.audit_event(
             actor_user_id=actor.user_id if actor else links.LINK_ACTOR,
             actor_org_id=actor.organisation_id if actor else f"{HOST_LINK}:{host_id}",
             action=action,

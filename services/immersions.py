@@ -685,13 +685,11 @@ def _immersion_readonly(engine: Engine, immersion_id: str) -> models.Immersion:
 
 def _audit(session: Session, actor: str, org: str, row: models.Immersion, action: str, detail: dict[str, Any]) -> None:
     session.add(
-        models.AuditEvent(
-            id=q.new_id("acc"),
-            at=q.now(),
-            pathway_id=row.pathway_id,
+        q.audit_event(
             actor_user_id=actor,
             actor_org_id=org,
             action=action,
+            pathway_id=row.pathway_id,
             detail={"immersion": row.id, **detail},
         )
     )

@@ -75,10 +75,7 @@ def _usable(row: models.AccessLink | None, purpose: str, *, spent_ok: bool = Fal
 
 def _audit(session: Session, row: models.AccessLink, action: str) -> None:
     session.add(
-        models.AuditEvent(
-            id=q.new_id("acc"),
-            at=q.now(),
-            pathway_id=None,
+        q.audit_event(
             actor_user_id=LINK_ACTOR,
             actor_org_id=f"{row.purpose}:{row.subject_id}",
             action=action,

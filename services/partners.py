@@ -137,10 +137,7 @@ def update(engine: Engine, user: Viewer, organisation_id: str, entry: ProfileEnt
         row.contacts, row.updated_at, row.updated_by = contacts, q.now(), user.id
         session.add(row)
         session.add(
-            models.AuditEvent(
-                id=q.new_id("acc"),
-                at=q.now(),
-                pathway_id=None,
+            q.audit_event(
                 actor_user_id=user.id,
                 actor_org_id=user.organisation_id,
                 action="partner_profile_updated",

@@ -154,10 +154,7 @@ def withdraw_by_the_person(engine: Engine, person_id: str) -> bool:
             session.add(row)
         if rows:
             session.add(
-                models.AuditEvent(
-                    id=q.new_id("acc"),
-                    at=now,
-                    pathway_id=None,
+                q.audit_event(
                     actor_user_id=PERSON,
                     actor_org_id=f"person:{person_id}",
                     action="consent_withdrawn",
@@ -198,13 +195,11 @@ def record_consent(engine: Engine, user: Viewer, pathway_id: str, *, given: bool
                 session.add(row)
         if given != bool(current):  # a change, not a repeated click: audited once
             session.add(
-                models.AuditEvent(
-                    id=q.new_id("acc"),
-                    at=now,
-                    pathway_id=pathway.id,
+                q.audit_event(
                     actor_user_id=user.id,
                     actor_org_id=user.organisation_id,
                     action="consent_given" if given else "consent_withdrawn",
+                    pathway_id=pathway.id,
                     detail={"purpose": SHARING},
                 )
             )

@@ -66,14 +66,11 @@ def invite(engine: Engine, user: Viewer, pathway_id: str, *, public_url: str) ->
             valid_for=timedelta(days=LINK_DAYS),
         )
         session.add(
-            models.AuditEvent(
-                id=q.new_id("acc"),
-                at=q.now(),
-                pathway_id=pathway.id,
+            q.audit_event(
                 actor_user_id=user.id,
                 actor_org_id=user.organisation_id,
                 action="person_space_link_sent",
-                detail={},
+                pathway_id=pathway.id,
             )
         )
     return Invitation(

@@ -166,13 +166,11 @@ def record_views(engine: Engine, user: Viewer, views_: list[tuple[str | None, st
     with session_scope(engine) as session:
         for pathway_id, what, reason in views_:
             session.add(
-                models.AuditEvent(
-                    id=q.new_id("acc"),
-                    at=q.now(),
-                    pathway_id=pathway_id,
+                q.audit_event(
                     actor_user_id=user.id,
                     actor_org_id=user.organisation_id,
                     action="personal_data_viewed",
+                    pathway_id=pathway_id,
                     detail={"what": what, "reason": reason},
                 )
             )

@@ -275,16 +275,34 @@ def record_access(
     """Trace a read or a change made outside workflows (e.g. a view of personal data)."""
     with session_scope(engine) as session:
         session.add(
-            models.AuditEvent(
-                id=new_id("acc"),
-                at=now(),
-                pathway_id=pathway_id,
+            audit_event(
                 actor_user_id=actor_user_id,
                 actor_org_id=actor_org_id,
                 action=action,
-                detail=detail or {},
+                pathway_id=pathway_id,
+                detail=detail,
             )
         )
+
+
+def audit_event(
+    *,
+    actor_user_id: str,
+    actor_org_id: str,
+    action: str,
+    pathway_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> models.AuditEvent:
+    """An audit row, for a write to add in its own transaction (it is audited, or neither is)."""
+    return models.AuditEvent(
+        id=new_id("acc"),
+        at=now(),
+        pathway_id=pathway_id,
+        actor_user_id=actor_user_id,
+        actor_org_id=actor_org_id,
+        action=action,
+        detail=detail or {},
+    )
 
 
 # --- Pathways, tasks, escalations ------------------------------------------------------------
