@@ -123,6 +123,13 @@ templates.env.globals.update(
 )
 
 
+def attachment(content: bytes | str, media_type: str, filename: str) -> Response:
+    """A file the browser downloads (a CSV, a spreadsheet, a PDF, a JSON export) under this name."""
+    return Response(
+        content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
 def page_number(value: int | None) -> int:
     return max(1, min(value or 1, views.MAX_PAGE))
 

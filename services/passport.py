@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pygal
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from definitions.schema import SOFT_SKILL_SCALE, SOFT_SKILLS
 from parcours.presenters import aware, french_date
@@ -69,9 +69,10 @@ class Passport:
         return [(skill, last) for skill, _, last in self.progress() if last is not None and last >= 3]
 
 
-def _consent(engine: Engine, person_id: str) -> models.Consent | None:
-    with session_scope(engine) as session:
-        return session.exec(
+def _in_force(session: Session, person_id: str) -> list[models.Consent]:
+    """The person's consents to share the passport not withdrawn, latest first."""
+    return list(
+        session.exec(
             select(models.Consent)
             .where(
                 models.Consent.person_id == person_id,
@@ -79,7 +80,14 @@ def _consent(engine: Engine, person_id: str) -> models.Consent | None:
                 col(models.Consent.withdrawn_at).is_(None),
             )
             .order_by(col(models.Consent.given_at).desc())
-        ).first()
+        )
+    )
+
+
+def _consent(engine: Engine, person_id: str) -> models.Consent | None:
+    with session_scope(engine) as session:
+        found = _in_force(session, person_id)
+        return found[0] if found else None
 
 
 def _assessments(engine: Engine, pathway: models.Pathway) -> list[Assessment]:
@@ -142,13 +150,7 @@ def withdraw_by_the_person(engine: Engine, person_id: str) -> bool:
     """The person withdraws their consent from their own space; whether one was withdrawn."""
     now = q.now()
     with session_scope(engine) as session:
-        rows = session.exec(
-            select(models.Consent).where(
-                models.Consent.person_id == person_id,
-                models.Consent.purpose == SHARING,
-                col(models.Consent.withdrawn_at).is_(None),
-            )
-        ).all()
+        rows = _in_force(session, person_id)
         for row in rows:
             row.withdrawn_at, row.withdrawn_by = now, PERSON
             session.add(row)
@@ -171,13 +173,7 @@ def record_consent(engine: Engine, user: Viewer, pathway_id: str, *, given: bool
         raise ServiceError("Seule la structure référente recueille l'accord de la personne.", "forbidden")
     now = q.now()
     with session_scope(engine) as session:
-        current = session.exec(
-            select(models.Consent).where(
-                models.Consent.person_id == pathway.person_id,
-                models.Consent.purpose == SHARING,
-                col(models.Consent.withdrawn_at).is_(None),
-            )
-        ).all()
+        current = _in_force(session, pathway.person_id)
         if given and not current:
             session.add(
                 models.Consent(

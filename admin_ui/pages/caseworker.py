@@ -22,6 +22,7 @@ from admin_ui.deps import Engine_, Service, User, require_roles, verify_csrf
 from admin_ui.web import (
     PAGE_SIZE,
     SLA_BADGES,
+    attachment,
     basin_names,
     flash,
     fr_date,
@@ -950,11 +951,7 @@ def _passport_context(engine: Any, user: Any, pathway: models.Pathway) -> dict[s
 @router.get("/parcours/{pathway_id}/passeport.pdf")
 def passport_pdf(engine: Engine_, user: User, pathway_id: str) -> Response:
     found = passport.passport(engine, user, pathway_id)
-    return Response(
-        passport.pdf(found),
-        media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="passeport-savoir-etre-{pathway_id}.pdf"'},
-    )
+    return attachment(passport.pdf(found), "application/pdf", f"passeport-savoir-etre-{pathway_id}.pdf")
 
 
 @router.post("/parcours/{pathway_id}/passeport/consentement", dependencies=[Depends(verify_csrf)])

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from admin_ui.access import CurrentUser
 from admin_ui.deps import Engine_, get_settings, require_roles, verify_csrf
-from admin_ui.web import basin_names, flash, render
+from admin_ui.web import attachment, basin_names, flash, render
 from definitions.schema import EXIT_REASONS
 from parcours.presenters import csv_cell
 from services import definitions as service_definitions
@@ -156,10 +156,6 @@ def _evaluated(request: Request, engine: Any, cohort: Cohort) -> evaluation.Eval
     return evaluation.evaluate(engine, cohort, threshold=get_settings(request).secrecy_threshold, now=q.now())
 
 
-def _download(content: bytes | str, media_type: str, name: str) -> Response:
-    return Response(content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-
 @router.get("/definitions/{definition_id}/evaluation.csv")
 def evaluation_csv(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
     """The figures as CSV (semicolons, UTF-8 with a BOM for spreadsheets)."""
@@ -167,7 +163,7 @@ def evaluation_csv(request: Request, engine: Engine_, user: Evaluator, cohort: C
     writer = csv.writer(out, delimiter=";")
     writer.writerow(["indicateur", "étape", "valeur"])
     writer.writerows([tuple(csv_cell(c) for c in row) for row in figure_rows(_evaluated(request, engine, cohort))])
-    return _download("\ufeff" + out.getvalue(), "text/csv; charset=utf-8", f"evaluation-{cohort.definition_id}.csv")
+    return attachment("\ufeff" + out.getvalue(), "text/csv; charset=utf-8", f"evaluation-{cohort.definition_id}.csv")
 
 
 @router.get("/definitions/{definition_id}/evaluation.xlsx")
@@ -182,7 +178,7 @@ def evaluation_xlsx(request: Request, engine: Engine_, user: Evaluator, cohort: 
         sheet.append(list(row))
     out = io.BytesIO()
     book.save(out)
-    return _download(
+    return attachment(
         out.getvalue(),
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         f"evaluation-{cohort.definition_id}.xlsx",
@@ -213,7 +209,7 @@ def evaluation_report(request: Request, engine: Engine_, user: Evaluator, cohort
     document.line("Indicateurs", 12, "B", 8)
     for indicator, step, value in figure_rows(found):
         document.line(f"{indicator}{' – ' + step if step else ''} : {value}")
-    return _download(document.bytes(), "application/pdf", f"evaluation-{cohort.definition_id}.pdf")
+    return attachment(document.bytes(), "application/pdf", f"evaluation-{cohort.definition_id}.pdf")
 
 
 @router.post("/definitions/{definition_id}/essaimage", dependencies=[Depends(verify_csrf)])

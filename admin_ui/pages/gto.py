@@ -26,6 +26,7 @@ from admin_ui.access import (
 from admin_ui.deps import Engine_, Service, require_roles, verify_csrf
 from admin_ui.diagram import count_sentence, render_definition_diagram, worst_sla
 from admin_ui.web import (
+    attachment,
     flash,
     fr_date,
     fr_datetime,
@@ -694,8 +695,4 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
         ]
         writer.writerow([csv_cell(cell) for cell in cells])
     filename = f"ordre-du-jour-gto-{basin.id}-{q.now().astimezone(PARIS).date().isoformat()}.csv"
-    return Response(
-        content="\ufeff" + out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return attachment("\ufeff" + out.getvalue(), "text/csv; charset=utf-8", filename)

@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from admin_ui.deps import Engine_, Service, User, get_settings, verify_csrf
-from admin_ui.web import flash, mail_sent, render
+from admin_ui.web import attachment, flash, mail_sent, render
 from services import immersions
 from services.errors import ServiceError
 from services.immersions import HostPart, Proposal
@@ -28,12 +28,6 @@ Csrf = [Depends(verify_csrf)]
 def _text(form: FormData, name: str) -> str:
     value = form.get(name, "")
     return value if isinstance(value, str) else ""
-
-
-def _pdf(content: bytes, name: str) -> Response:
-    return Response(
-        content, media_type="application/pdf", headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
 
 
 def _refused(request: Request, error: ServiceError) -> Response:
@@ -279,7 +273,7 @@ def party_pdf(request: Request, engine: Engine_, token: str) -> Response:
         found = immersions.to_sign(engine, token, signed_ok=True)
     except ServiceError as error:
         return _refused(request, error)
-    return _pdf(immersions.convention_pdf(engine, found.immersion), "convention-pmsmp.pdf")
+    return attachment(immersions.convention_pdf(engine, found.immersion), "application/pdf", "convention-pmsmp.pdf")
 
 
 @router.get("/immersion/bilan/{token}/convention.pdf")
@@ -289,10 +283,10 @@ def tutor_pdf(request: Request, engine: Engine_, token: str) -> Response:
         row = immersions.for_tutor(engine, token, given_ok=True)
     except ServiceError as error:
         return _refused(request, error)
-    return _pdf(immersions.convention_pdf(engine, row), "convention-et-bilan-pmsmp.pdf")
+    return attachment(immersions.convention_pdf(engine, row), "application/pdf", "convention-et-bilan-pmsmp.pdf")
 
 
 @router.get("/immersions/{immersion_id}/convention.pdf")
 def staff_pdf(engine: Engine_, user: User, immersion_id: str) -> Response:
     row = immersions.readable(engine, user, immersion_id)
-    return _pdf(immersions.convention_pdf(engine, row), f"convention-pmsmp-{immersion_id}.pdf")
+    return attachment(immersions.convention_pdf(engine, row), "application/pdf", f"convention-pmsmp-{immersion_id}.pdf")

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
-from admin_ui.web import flash, mail_sent, render
+from admin_ui.web import attachment, flash, mail_sent, render
 from services import passport, person_space
 from services.errors import ServiceError
 
@@ -86,11 +86,7 @@ def my_data_json(request: Request, engine: Engine_) -> Response:
     if person_id is None:
         return _closed(request)
     data = person_space.export_by_the_person(engine, person_id)
-    return Response(
-        json.dumps(data, ensure_ascii=False, indent=2),
-        media_type="application/json",
-        headers={"Content-Disposition": 'attachment; filename="mes-donnees-parcours.json"'},
-    )
+    return attachment(json.dumps(data, ensure_ascii=False, indent=2), "application/json", "mes-donnees-parcours.json")
 
 
 @router.get("/mon-espace/donnees.pdf")
@@ -99,11 +95,7 @@ def my_data_pdf(request: Request, engine: Engine_) -> Response:
     if person_id is None:
         return _closed(request)
     data = person_space.export_by_the_person(engine, person_id)
-    return Response(
-        person_space.export_pdf(data),
-        media_type="application/pdf",
-        headers={"Content-Disposition": 'attachment; filename="mes-donnees-parcours.pdf"'},
-    )
+    return attachment(person_space.export_pdf(data), "application/pdf", "mes-donnees-parcours.pdf")
 
 
 @router.get("/mon-espace/passeport/{pathway_id}.pdf")
@@ -115,11 +107,7 @@ def my_passport(request: Request, engine: Engine_, pathway_id: str) -> Response:
         found = person_space.own_passport(engine, person_id, pathway_id)
     except ServiceError as error:
         return _refused(request, error)
-    return Response(
-        passport.pdf(found),
-        media_type="application/pdf",
-        headers={"Content-Disposition": 'attachment; filename="mon-passeport-savoir-etre.pdf"'},
-    )
+    return attachment(passport.pdf(found), "application/pdf", "mon-passeport-savoir-etre.pdf")
 
 
 @router.post("/mon-espace/accords/passeport", dependencies=Csrf)
@@ -165,8 +153,6 @@ async def send_link(request: Request, engine: Engine_, user: User, pathway_id: s
 @router.get("/parcours/{pathway_id}/donnees-personne.json")
 def referent_export(engine: Engine_, user: User, pathway_id: str) -> Response:
     data = person_space.export_for_the_referent(engine, user, pathway_id)
-    return Response(
-        json.dumps(data, ensure_ascii=False, indent=2),
-        media_type="application/json",
-        headers={"Content-Disposition": f'attachment; filename="donnees-personne-{pathway_id}.json"'},
+    return attachment(
+        json.dumps(data, ensure_ascii=False, indent=2), "application/json", f"donnees-personne-{pathway_id}.json"
     )
