@@ -29,6 +29,7 @@ from admin_ui.pages import (
     designer,
     direction,
     evaluation,
+    exchanges,
     gto,
     hosts,
     immersions,
@@ -128,6 +129,7 @@ def create_app(
         evaluation.router,
         direction.router,
         partners.router,
+        exchanges.router,
     ):
         app.include_router(router)
     app.include_router(api.router, prefix="/api")

@@ -82,6 +82,7 @@ def waited_label(since: datetime | None) -> str:
 templates.env.filters.update(
     fr_date=fr_date,
     fr_datetime=fr_datetime,
+    fr_time=presenters.french_time,
     due_label=due_label,
     waited_label=waited_label,
     org_type=presenters.organisation_type_label,

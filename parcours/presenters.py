@@ -50,8 +50,15 @@ def french_datetime(moment: datetime | None, empty: str = "—") -> str:
     """'3 décembre 2026 à 14 h 05' in Europe/Paris."""
     if moment is None:
         return empty
+    return f"{french_date(moment)} à {french_time(moment)}"
+
+
+def french_time(moment: datetime | None, empty: str = "—") -> str:
+    """'14 h 05' in Europe/Paris."""
+    if moment is None:
+        return empty
     local = paris(moment)
-    return f"{local.day} {MONTHS[local.month - 1]} {local.year} à {local.hour} h {local.minute:02d}"
+    return f"{local.hour} h {local.minute:02d}"
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def folded(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
 
 
-def _text(value: str, *, field_name: str, label: str, errors: dict[str, str], required: bool, limit: int) -> str:
+def checked_text(value: str, *, field_name: str, label: str, errors: dict[str, str], required: bool, limit: int) -> str:
     value = (value or "").strip()
     if required and not value:
         errors[field_name] = f"{label} : à renseigner."
@@ -77,7 +77,7 @@ def _text(value: str, *, field_name: str, label: str, errors: dict[str, str], re
     return value
 
 
-def _email(value: str, *, field_name: str, label: str, errors: dict[str, str], required: bool) -> str:
+def checked_email(value: str, *, field_name: str, label: str, errors: dict[str, str], required: bool) -> str:
     value = (value or "").strip().lower()
     if (required or value) and (not _EMAIL.match(value) or len(value) > 254):
         errors[field_name] = f"{label} : adresse e-mail invalide ({quoted(value, 60) or 'vide'})."
@@ -89,7 +89,9 @@ def check_host(entry: HostEntry) -> HostEntry:
     errors: dict[str, str] = {}
 
     def text(name: str, label: str, required: bool = True, limit: int = NAME_MAX) -> str:
-        return _text(getattr(entry, name), field_name=name, label=label, errors=errors, required=required, limit=limit)
+        return checked_text(
+            getattr(entry, name), field_name=name, label=label, errors=errors, required=required, limit=limit
+        )
 
     clean = HostEntry(
         name=text("name", "Raison sociale"),
@@ -98,7 +100,7 @@ def check_host(entry: HostEntry) -> HostEntry:
         accessibility=text("accessibility", "Accessibilité", required=False, limit=TEXT_MAX),
         contact_name=text("contact_name", "Nom du contact"),
         contact_phone=text("contact_phone", "Téléphone du contact", required=False, limit=30),
-        contact_email=_email(
+        contact_email=checked_email(
             entry.contact_email, field_name="contact_email", label="E-mail du contact", errors=errors, required=True
         ),
     )
@@ -118,7 +120,7 @@ def check_host(entry: HostEntry) -> HostEntry:
     clean.trades = list(dict.fromkeys(trades))
     tutors: list[dict[str, str]] = []
     for i, tutor in enumerate(entry.tutors[: LIST_MAX + 1], start=1):
-        name = _text(
+        name = checked_text(
             tutor.get("name", ""),
             field_name=f"tutors.{i}",
             label=f"Tuteur {i}",
@@ -130,7 +132,7 @@ def check_host(entry: HostEntry) -> HostEntry:
             continue  # an empty row of the form
         if not name:
             errors[f"tutors.{i}"] = f"Tuteur {i} : le nom est à renseigner."
-        job = _text(
+        job = checked_text(
             tutor.get("job", ""),
             field_name=f"tutors.{i}.job",
             label=f"Fonction du tuteur {i}",
@@ -138,7 +140,7 @@ def check_host(entry: HostEntry) -> HostEntry:
             required=False,
             limit=NAME_MAX,
         )
-        email = _email(
+        email = checked_email(
             tutor.get("email", ""),
             field_name=f"tutors.{i}.email",
             label=f"E-mail du tuteur {i}",
@@ -158,7 +160,7 @@ def check_host(entry: HostEntry) -> HostEntry:
 
 def check_offer(entry: OfferEntry, *, today: date) -> OfferEntry:
     errors: dict[str, str] = {}
-    trade = _text(entry.trade, field_name="trade", label="Métier", errors=errors, required=True, limit=NAME_MAX)
+    trade = checked_text(entry.trade, field_name="trade", label="Métier", errors=errors, required=True, limit=NAME_MAX)
     try:
         places = int(str(entry.places).strip())
         if not 1 <= places <= MAX_PLACES:

@@ -547,3 +547,44 @@ class OrganisationProfile(SQLModel, table=True):
     contacts: list[dict[str, str]] = _json()
     updated_at: datetime | None = _when()
     updated_by: str | None = None
+
+
+class ExchangeSession(SQLModel, table=True):
+    """An exchange session of a basin's partners (interconnaissance: a GTO meeting, an employer
+    breakfast, a cross-training), organised by a GTO lead or the direction
+    (services/exchanges.py)."""
+
+    __tablename__ = "exchange_session"
+
+    id: str = Field(primary_key=True)
+    kind: str  # gto, employeurs, formation_croisee, echange
+    title: str
+    basin_id: str = Field(index=True)
+    starts_at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True, nullable=False))
+    ends_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    place: str
+    capacity: int
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_by: str
+    created_at: datetime | None = _when()
+    cancelled_at: datetime | None = _when()
+    attendance_recorded_at: datetime | None = _when()
+    attendance_recorded_by: str | None = None
+
+
+class ExchangeRegistration(SQLModel, table=True):
+    """Someone registered to an exchange session: a partner's user, or an employer through a
+    one-time link. One row per (session, e-mail): registering again never duplicates."""
+
+    __tablename__ = "exchange_registration"
+    __table_args__ = (Index("ux_exchange_registration_email", "session_id", "email", unique=True),)
+
+    id: str = Field(primary_key=True)
+    session_id: str = Field(index=True)
+    email: str
+    name: str
+    organisation: str  # the partner organisation's name, or the employer's
+    user_id: str | None = None  # a partner's user; None for an employer
+    registered_at: datetime | None = _when()
+    cancelled_at: datetime | None = _when()
+    attended: bool | None = None  # recorded after the session

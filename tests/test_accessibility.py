@@ -7,12 +7,13 @@ from its one-time link, then filled in and saved), a pathway's evaluation, the d
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services import hosts
+from services import exchanges, hosts
 from store import queries as q
 from tests.browser import browser_page, served, sign_in
 from tests.conftest import Web, eventually
@@ -76,6 +77,25 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
     )
     invitation = hosts.invite_host(web.parcours.engine, actor=julien, host_id=host.id, public_url="http://x")
     link = invitation.url.removeprefix("http://x")
+    lea = q.get_user_by_email(web.parcours.engine, email="lea.dupont@example.org")
+    assert lea is not None
+    meeting = exchanges.create(
+        web.parcours.engine,
+        lea,
+        exchanges.SessionEntry(
+            kind="employeurs",
+            title="Petit-déjeuner employeurs",
+            basin_id="annecien",
+            day=(q.now().date() + timedelta(days=9)).isoformat(),
+            start="08:30",
+            end="10:00",
+            place="Rumilly",
+            capacity=20,
+        ),
+    )
+    employer_link = exchanges.invite_employer(
+        web.parcours.engine, lea, meeting.id, "rh@boulangerie.example.org", public_url="http://x"
+    ).url.removeprefix("http://x")
     found: dict[str, list[dict[str, Any]]] = {}
 
     async def check(path: str) -> None:
@@ -91,6 +111,12 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
         await page.fill("#accessibility", "Plain-pied, bus ligne 6")
         await page.get_by_role("button", name="Enregistrer la fiche").click()
         await page.get_by_text("Merci, votre fiche est enregistrée").wait_for()
+        # An employer's registration to an exchange session, from its link, in chromium.
+        await check(employer_link)
+        await page.fill("#name", "Anne Favre")
+        await page.fill("#organisation", "Boulangerie Favre")
+        await page.get_by_role("button", name="M'inscrire").click()
+        await page.get_by_text("Merci, votre inscription est enregistrée").wait_for()
         pages_by_user = {
             "camille.martin@example.org": [
                 "/taches",
@@ -101,8 +127,15 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
                 "/partenaires",
                 "/partenaires/departement74",
                 f"/accueil/{host.id}",
+                "/rencontres",
             ],
-            "lea.dupont@example.org": ["/gto", f"/gto/escalades/{escalations[0].id}"],
+            "lea.dupont@example.org": [
+                "/gto",
+                f"/gto/escalades/{escalations[0].id}",
+                "/gto/ordre-du-jour",
+                "/rencontres/nouvelle",
+                f"/rencontres/{meeting.id}",
+            ],
             "marc.girard@example.org": [
                 "/definitions",
                 "/definitions/nouvelle",

@@ -410,6 +410,7 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "offer_id": "offre-inconnue",
         "token": "jeton-inconnu",
         "organisation_id": "departement74",
+        "session_id": "rencontre-inconnue",
     }
     yaml_text = (ROOT / "definitions/catalog/rsa_socio_pro.yaml").read_text(encoding="utf-8")
     # Each form: who may post it (None: before signing in) and what it sends.
@@ -462,6 +463,13 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "/immersion/bilan/{token}": (None, {"hiring": "oui"}),
         "/definitions/{definition_id}/essaimage": (ADMIN, {"version": "1", "promote": "oui"}),
         "/partenaires/{organisation_id}": (CAMILLE, {"offer": "x"}),
+        "/rencontres/nouvelle": (LEA, {"kind": "gto", "title": "GTO", "basin": "annecien", "capacity": "9"}),
+        "/rencontres/{session_id}/inscription": (CAMILLE, {}),
+        "/rencontres/{session_id}/desinscription": (CAMILLE, {}),
+        "/rencontres/{session_id}/invitation": (LEA, {"email": "rh@example.org"}),
+        "/rencontres/{session_id}/annulation": (LEA, {}),
+        "/rencontres/{session_id}/presences": (LEA, {"present": "x"}),
+        "/rencontres/lien/{token}": (None, {"name": "Anne", "organisation": "Boulangerie"}),
     }
     routes = post_routes(web.app)
     assert "/connexion" in routes and "/parcours/nouveau" in routes, routes  # the walk found the pages

@@ -38,7 +38,7 @@ from admin_ui.web import (
 from definitions.durations import PARIS, Delay
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
 from parcours.presenters import AUDIT_LABELS, GTO_ACTIONS, csv_cell
-from services import reading
+from services import exchanges, reading
 from services.errors import ServiceError
 from store import models, views
 from store import queries as q
@@ -656,6 +656,7 @@ def agenda(request: Request, engine: Engine_, user: GtoLead) -> Response:
         nav="agenda",
         basin=basin,
         rows=agenda_rows(engine, basin.id),
+        meeting=exchanges.next_gto_meeting(engine, basin.id),
         today=q.now(),
     )
 

@@ -1,0 +1,304 @@
+"""Exchange sessions and cross-trainings (`/rencontres`): every signed-in user sees them and
+registers; GTO leads and the direction organise them, invite employers, record attendance; an
+employer registers through a one-time link (a page without an account). The rules are in
+services/exchanges.py."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from admin_ui.deps import Engine_, User, get_settings, verify_csrf
+from admin_ui.pages.gto import agenda_rows
+from admin_ui.web import attachment, basin_names, flash, mail_sent, page_number, posted_request_id, render
+from services import exchanges
+from services.errors import ServiceError
+from services.exchanges import KINDS, Registrant, SessionEntry
+from store import models
+
+router = APIRouter(include_in_schema=False)
+Csrf = [Depends(verify_csrf)]
+ICAL = "text/calendar; charset=utf-8"
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+@router.get("/rencontres")
+def listing(
+    request: Request,
+    engine: Engine_,
+    user: User,
+    bassin: str = "",
+    type: str = "",
+    passees: bool = False,
+    page: int | None = None,
+) -> Response:
+    found = exchanges.listing(
+        engine,
+        user,
+        user.email,
+        basin_id=bassin or None,
+        kind=type or None,
+        past=passees,
+        page=page_number(page),
+    )
+    return render(
+        request,
+        "exchanges/list.html",
+        title="Rencontres passées" if passees else "Rencontres à venir",
+        nav="exchanges",
+        page=found,
+        basins=basin_names(engine),
+        kinds=KINDS,
+        filters={"bassin": bassin, "type": type, "passees": "1" if passees else ""},
+        may_organise=user.role in exchanges.ORGANISER_ROLES,
+    )
+
+
+@router.get("/rencontres.ics")
+def calendar(request: Request, engine: Engine_, user: User, bassin: str = "") -> Response:
+    """Every session to come (of a basin), for a calendar application."""
+    settings = get_settings(request)
+    content = exchanges.ical(
+        exchanges.upcoming_sessions(engine, basin_id=bassin or None), public_url=settings.public_url
+    )
+    return attachment(content, ICAL, f"rencontres{'-' + bassin if bassin else ''}.ics")
+
+
+def _form_page(
+    request: Request,
+    engine: Engine_,
+    user: User,
+    *,
+    values: dict[str, str],
+    errors: dict[str, str],
+    alert: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    basins = basin_names(engine)
+    if user.role != "direction":
+        basins = {k: v for k, v in basins.items() if k == user.basin_id}
+    return render(
+        request,
+        "exchanges/form.html",
+        status_code=status_code,
+        title="Organiser une rencontre",
+        nav="exchanges",
+        values=values,
+        errors=errors,
+        alert=alert,
+        basins=basins,
+        kinds=KINDS,
+    )
+
+
+@router.get("/rencontres/nouvelle")
+def new_session(request: Request, engine: Engine_, user: User, type: str = "") -> Response:
+    if user.role not in exchanges.ORGANISER_ROLES:
+        flash(request, "Les rencontres sont organisées par les animateurs de GTO et la direction du SPIE.", "error")
+        return RedirectResponse("/rencontres", status_code=303)
+    values = {"kind": type if type in KINDS else "", "basin": user.basin_id or "", "capacity": "30"}
+    return _form_page(request, engine, user, values=values, errors={})
+
+
+@router.post("/rencontres/nouvelle", dependencies=Csrf)
+async def create_session(request: Request, engine: Engine_, user: User) -> Response:
+    form = await request.form()
+    values = {
+        name: _text(form, name)
+        for name in ("kind", "title", "basin", "day", "start", "end", "place", "capacity", "description")
+    }
+    entry = SessionEntry(**{("basin_id" if k == "basin" else k): v for k, v in values.items()})
+    request_id = posted_request_id(request, "exchange", form.get("request_id"))
+    try:
+        row = exchanges.create(engine, user, entry, request_id=request_id)
+    except ServiceError as error:
+        return _form_page(
+            request, engine, user, values=values, errors=error.fields, alert=error.message, status_code=error.status
+        )
+    flash(request, f"La rencontre « {row.title} » est programmée.")
+    return RedirectResponse(f"/rencontres/{row.id}", status_code=303)
+
+
+@router.get("/rencontres/lien/{token}")
+def link_page(request: Request, engine: Engine_, token: str) -> Response:
+    """The employer's page, opened from its link (no account): the session, and a form."""
+    try:
+        row, sent_to = exchanges.session_for_link(engine, token)
+    except ServiceError as error:
+        return _refused(request, error)
+    return _link_form(request, row, sent_to, token, values={}, errors={})
+
+
+def _refused(request: Request, error: ServiceError) -> Response:
+    return render(
+        request, "hosts/link_refused.html", status_code=error.status, title="Lien non valide", message=error.message
+    )
+
+
+def _link_form(
+    request: Request,
+    row: models.ExchangeSession,
+    sent_to: str,
+    token: str,
+    *,
+    values: dict[str, str],
+    errors: dict[str, str],
+    alert: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "exchanges/link.html",
+        status_code=status_code,
+        title=f"Inscription : {row.title}",
+        session=row,
+        kind=exchanges.kind_label(row.kind),
+        sent_to=sent_to,
+        token=token,
+        values=values,
+        errors=errors,
+        alert=alert,
+    )
+
+
+@router.post("/rencontres/lien/{token}", dependencies=Csrf)
+async def link_register(request: Request, engine: Engine_, token: str) -> Response:
+    form = await request.form()
+    values = {"name": _text(form, "name"), "organisation": _text(form, "organisation")}
+    settings = get_settings(request)
+    try:
+        registration = exchanges.register_through_link(engine, token, public_url=settings.public_url, **values)
+    except ServiceError as error:
+        if error.kind != "invalid":  # the link or the session refuses: say so, nothing else
+            return _refused(request, error)
+        row, sent_to = exchanges.session_for_link(engine, token)
+        return _link_form(
+            request,
+            row,
+            sent_to,
+            token,
+            values=values,
+            errors=error.fields,
+            alert=error.message,
+            status_code=error.status,
+        )
+    row = exchanges.session_row(engine, registration.session_id)
+    return render(request, "exchanges/link_done.html", title="Inscription enregistrée", session=row, token=token)
+
+
+@router.get("/rencontres/lien/{token}/rencontre.ics")
+def link_calendar(request: Request, engine: Engine_, token: str) -> Response:
+    """The session an employer registered to, for their calendar (the spent link still reads it)."""
+    try:
+        row, _ = exchanges.session_for_link(engine, token, used_ok=True)
+    except ServiceError as error:
+        return _refused(request, error)
+    return attachment(exchanges.ical([row], public_url=get_settings(request).public_url), ICAL, "rencontre.ics")
+
+
+@router.get("/rencontres/{session_id}.ics")
+def session_calendar(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    row = exchanges.session_row(engine, session_id)
+    return attachment(exchanges.ical([row], public_url=get_settings(request).public_url), ICAL, f"{row.id}.ics")
+
+
+@router.get("/rencontres/{session_id}")
+def session_page(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    found = exchanges.detail(engine, user, user.email, session_id)
+    row = found.session
+    agenda = len(agenda_rows(engine, row.basin_id)) if row.kind == "gto" and found.may_organise else None
+    return render(
+        request,
+        "exchanges/session.html",
+        title=row.title,
+        nav="exchanges",
+        found=found,
+        kind=exchanges.kind_label(row.kind),
+        basin=basin_names(engine).get(row.basin_id, row.basin_id),
+        agenda=agenda,
+        started=exchanges.started(row),
+        invitation=request.session.pop("exchange_invitation", None),
+    )
+
+
+def _back(session_id: str, anchor: str = "") -> Response:
+    return RedirectResponse(f"/rencontres/{session_id}{anchor}", status_code=303)
+
+
+@router.post("/rencontres/{session_id}/inscription", dependencies=Csrf)
+def register(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    registrant = Registrant(name=user.name, email=user.email, organisation=user.organisation_name, user_id=user.id)
+    try:
+        exchanges.register(engine, session_id, registrant, public_url=get_settings(request).public_url, viewer=user)
+    except ServiceError as error:
+        flash(request, error.message, "error")
+        return _back(session_id)
+    flash(request, "Vous êtes inscrit. Une confirmation vous est envoyée par e-mail, et un rappel la veille.")
+    return _back(session_id)
+
+
+@router.post("/rencontres/{session_id}/desinscription", dependencies=Csrf)
+def unregister(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    try:
+        exchanges.unregister(engine, session_id, user.email, viewer=user)
+    except ServiceError as error:
+        flash(request, error.message, "error")
+        return _back(session_id)
+    flash(request, "Votre inscription est retirée.")
+    return _back(session_id)
+
+
+@router.post("/rencontres/{session_id}/invitation", dependencies=Csrf)
+async def invite(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    """A one-time link for an employer: e-mailed, and shown once to the organiser (to give it by
+    other means if the e-mail does not arrive)."""
+    form = await request.form()
+    settings = get_settings(request)
+    try:
+        invitation = exchanges.invite_employer(
+            engine, user, session_id, _text(form, "email"), public_url=settings.public_url
+        )
+    except ServiceError as error:
+        flash(request, error.message, "error")
+        return _back(session_id, "#inviter")
+    row = invitation.session
+    body = (
+        f"Bonjour,\n\n{user.name} ({user.organisation_name}) vous invite à une rencontre du service public de "
+        f"l'insertion et de l'emploi :\n\n{exchanges.kind_label(row.kind)} : {row.title}\n"
+        f"{exchanges.when_label(row)}\nLieu : {row.place}\n\n"
+        f"Pour vous inscrire, ouvrez ce lien (une seule inscription, valable jusqu'à la rencontre) :\n{invitation.url}\n\n"
+        "Si vous n'attendiez pas ce message, ignorez-le.\n"
+    )
+    sent = await mail_sent(settings, to=invitation.email, subject=f"[Parcours] Invitation : {row.title}", body=body)
+    request.session["exchange_invitation"] = {"url": invitation.url, "sent": sent, "to": invitation.email}
+    return _back(session_id, "#inviter")
+
+
+@router.post("/rencontres/{session_id}/annulation", dependencies=Csrf)
+def cancel(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    try:
+        exchanges.cancel(engine, user, session_id)
+    except ServiceError as error:
+        flash(request, error.message, "error")
+        return _back(session_id)
+    flash(request, "La rencontre est annulée ; les inscrits en sont prévenus par e-mail.")
+    return _back(session_id)
+
+
+@router.post("/rencontres/{session_id}/presences", dependencies=Csrf)
+async def attendance(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    form = await request.form()
+    present = {str(value) for value in form.getlist("present")}
+    try:
+        exchanges.record_attendance(engine, user, session_id, present)
+    except ServiceError as error:
+        flash(request, error.message, "error")
+        return _back(session_id, "#presences")
+    flash(request, f"Présences enregistrées : {len(present)} présent(s).")
+    return _back(session_id, "#presences")

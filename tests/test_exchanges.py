@@ -1,0 +1,275 @@
+"""Exchange sessions and cross-trainings (issue 12 §7): organised by a GTO lead in their basin or
+by the direction; partners register themselves, employers through a one-time link; confirmation
+and reminder e-mails through the outbox; the capacity held; attendance after the session; an
+iCalendar export; the GTO agenda names the next GTO meeting. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from typing import Any
+
+import icalendar
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from definitions.durations import PARIS, is_working_day
+from parcours.presenters import aware
+from services import exchanges
+from store import models
+from store import queries as q
+from store.db import session_scope
+from tests.conftest import Web, csrf_of, eventually
+
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+LEA = "lea.dupont@example.org"  # GTO lead, annecien
+NICOLAS = "nicolas.blanc@example.org"  # GTO lead, arve_mont_blanc
+HELENE = "helene.roche@example.org"  # direction
+CAMILLE = "camille.martin@example.org"  # caseworker
+SARAH = "sarah.benali@example.org"  # caseworker
+
+
+def in_days(days: int) -> str:
+    return (q.now().astimezone(PARIS).date() + timedelta(days=days)).isoformat()
+
+
+def session_form(page: str, **values: str) -> dict[str, str]:
+    token = re.search(r'name="request_id" value="([^"]+)"', page)
+    return {
+        "csrf": csrf_of(page),
+        "request_id": token.group(1) if token else "",
+        "kind": "employeurs",
+        "title": "Petit-déjeuner employeurs de l'Albanais",
+        "basin": "annecien",
+        "day": in_days(10),
+        "start": "08:30",
+        "end": "10:00",
+        "place": "Pépinière d'entreprises, Rumilly",
+        "capacity": "2",
+        "description": "Présentation des immersions.\nTémoignages.",
+        **values,
+    }
+
+
+def rows(web: Web, model: Any, *where: Any) -> list[Any]:
+    with session_scope(web.parcours.engine) as session:
+        return list(session.exec(select(model).where(*where)))
+
+
+def mails_to(web: Web, email: str, subject: str) -> list[Any]:
+    return [m for m in web.parcours.mail.messages if email in str(m["To"]) and subject in str(m["Subject"])]
+
+
+async def post_action(client: Any, session_id: str, action: str, **data: Any) -> Any:
+    page = (await client.get(f"/rencontres/{session_id}")).text
+    return await client.post(f"/rencontres/{session_id}/{action}", data={"csrf": csrf_of(page), **data})
+
+
+@both_databases
+async def test_a_session_is_planned_registered_to_by_partners_and_employers_and_its_attendance_recorded(
+    web: Web,
+) -> None:
+    # Only an organiser plans, in their own basin; a refusal writes nothing.
+    camille = await web.signed_in(CAMILLE)
+    assert (await camille.get("/rencontres/nouvelle")).status_code == 303
+    page = (await camille.get("/rencontres")).text
+    refused = await camille.post("/rencontres/nouvelle", data=session_form(page))
+    assert refused.status_code == 403 and "animateurs de son GTO" in unescape(refused.text)
+    lea = await web.signed_in(LEA)
+    form_page = (await lea.get("/rencontres/nouvelle")).text
+    other_basin = await lea.post("/rencontres/nouvelle", data=session_form(form_page, basin="genevois"))
+    assert other_basin.status_code == 403
+    wrong = await lea.post(
+        "/rencontres/nouvelle",
+        data=session_form(form_page, day=in_days(-1), end="08:00", capacity="0", title=""),
+    )
+    text = unescape(wrong.text)
+    assert wrong.status_code == 422
+    for message in (
+        "Intitulé : à renseigner.",
+        "Date : la rencontre doit être à venir.",
+        "Heure de fin : après l'heure de début.",
+        "Nombre de places : un nombre entier de 1 à 500.",
+    ):
+        assert message in text
+    assert rows(web, models.ExchangeSession) == []
+
+    # Planned once, even when the form is sent twice.
+    form = session_form(form_page)
+    created = await lea.post("/rencontres/nouvelle", data=form)
+    again = await lea.post("/rencontres/nouvelle", data=form)
+    assert created.status_code == again.status_code == 303
+    assert created.headers["location"] == again.headers["location"]
+    (row,) = rows(web, models.ExchangeSession)
+    assert aware(row.starts_at).astimezone(PARIS).strftime("%H:%M") == "08:30" and row.capacity == 2
+
+    # A partner registers (twice: still one registration) and is confirmed through the outbox.
+    assert (await post_action(camille, row.id, "inscription")).status_code == 303
+    assert (await post_action(camille, row.id, "inscription")).status_code == 303
+    assert len(rows(web, models.ExchangeRegistration, models.ExchangeRegistration.session_id == row.id)) == 1
+    await eventually(lambda: mails_to(web, CAMILLE, f"Inscription confirmée : {row.title}"), what="confirmation")
+    (reminder,) = rows(web, models.Notification, models.Notification.kind == "exchange_rappel")
+    due = aware(reminder.next_attempt_at).astimezone(PARIS)
+    assert (due.hour, due.minute) == (9, 0) and is_working_day(due.date())
+    assert due.date() < aware(row.starts_at).astimezone(PARIS).date() and reminder.status == "pending"
+
+    # An employer, invited by e-mail, registers through its one-time link.
+    employer = f"rh-{uuid.uuid4().hex[:8]}@boulangerie.example.org"
+    assert (await post_action(lea, row.id, "invitation", email="pas-une-adresse")).status_code == 303
+    assert (await post_action(lea, row.id, "invitation", email=employer)).status_code == 303
+    link = re.findall(
+        r"/rencontres/lien/[\w\-]+",
+        (await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation"))[-1].get_content(),
+    )[-1]
+    async with web.client() as outside:
+        opened = await outside.get(link)
+        assert opened.status_code == 200 and employer in opened.text
+        missing = await outside.post(
+            link, data={"csrf": csrf_of(opened.text), "name": "", "organisation": "Boulangerie Favre"}
+        )
+        assert missing.status_code == 422 and "Nom : à renseigner." in unescape(missing.text)
+        done = await outside.post(
+            link, data={"csrf": csrf_of(opened.text), "name": "Anne Favre", "organisation": "Boulangerie Favre"}
+        )
+        assert done.status_code == 200 and "votre inscription est enregistrée" in unescape(done.text)
+        replay = await outside.post(
+            link, data={"csrf": csrf_of(opened.text), "name": "Anne Favre", "organisation": "X"}
+        )
+        assert replay.status_code == 409 and "déjà servi" in unescape(replay.text)
+        calendar = await outside.get(f"{link}/rencontre.ics")
+        assert calendar.headers["content-type"].startswith("text/calendar")
+        (event,) = icalendar.Calendar.from_ical(calendar.content).walk("VEVENT")
+        assert str(event["SUMMARY"]) == f"Rencontre employeurs : {row.title}"
+    await eventually(lambda: mails_to(web, employer, "Inscription confirmée"), what="employer's confirmation")
+
+    # The capacity holds; a place freed is taken again; the withdrawn reminder is not sent.
+    sarah = await web.signed_in(SARAH)
+    full = await post_action(sarah, row.id, "inscription")
+    assert "complète (2 places)" in unescape(str((await sarah.get(full.headers["location"])).text))
+    assert (await post_action(camille, row.id, "desinscription")).status_code == 303
+    assert [n.status for n in rows(web, models.Notification, models.Notification.key == reminder.key)] == ["withdrawn"]
+    await post_action(sarah, row.id, "inscription")
+    registered = rows(web, models.ExchangeRegistration, models.ExchangeRegistration.cancelled_at.is_(None))  # type: ignore[union-attr]
+    assert sorted(r.email for r in registered) == sorted([employer, SARAH])
+
+    # Who registered is the organisers' to see; a registrant sees the count and their own.
+    sarah_view = unescape((await sarah.get(f"/rencontres/{row.id}")).text)
+    assert "2 inscrit(s) sur 2" in sarah_view and "Vous êtes inscrit" in sarah_view and employer not in sarah_view
+    assert employer in (await lea.get(f"/rencontres/{row.id}")).text
+    own = await sarah.get(f"/rencontres/{row.id}.ics")
+    (event,) = icalendar.Calendar.from_ical(own.content).walk("VEVENT")
+    assert str(event["UID"]).startswith(f"{row.id}@") and str(event["STATUS"]) == "CONFIRMED"
+
+    # Attendance once the session has begun.
+    present = {r.id for r in registered if r.email == SARAH}
+    early = await post_action(lea, row.id, "presences", present=list(present))
+    assert "une fois la rencontre commencée" in unescape((await lea.get(early.headers["location"])).text)
+    with session_scope(web.parcours.engine) as session:
+        session.execute(
+            update(models.ExchangeSession)
+            .where(models.ExchangeSession.id == row.id)  # type: ignore[arg-type]
+            .values(starts_at=q.now() - timedelta(hours=2), ends_at=q.now() - timedelta(hours=1))
+        )
+    assert (await post_action(sarah, row.id, "presences", present=list(present))).status_code == 303
+    assert all(r.attended is None for r in rows(web, models.ExchangeRegistration))  # Sarah may not
+    await post_action(lea, row.id, "presences", present=list(present))
+    attended = {
+        r.email: r.attended
+        for r in rows(web, models.ExchangeRegistration, models.ExchangeRegistration.cancelled_at.is_(None))
+    }  # type: ignore[union-attr]
+    assert attended == {SARAH: True, employer: False}
+    audited = [a.action for a in rows(web, models.AuditEvent, models.AuditEvent.action.startswith("exchange_"))]  # type: ignore[attr-defined]
+    for action in (
+        "exchange_session_created",
+        "exchange_registered",
+        "exchange_registered_by_link",
+        "exchange_unregistered",
+        "exchange_attendance_recorded",
+    ):
+        assert action in audited
+
+
+@both_databases
+async def test_a_cancelled_session_withdraws_its_reminders_tells_its_registrants_and_its_calendar(web: Web) -> None:
+    helene = await web.signed_in(HELENE)  # the direction organises in every basin
+    form_page = (await helene.get("/rencontres/nouvelle")).text
+    created = await helene.post(
+        "/rencontres/nouvelle",
+        data=session_form(
+            form_page, kind="formation_croisee", basin="chablais", title="Formation croisée RSA", capacity="20"
+        ),
+    )
+    session_id = created.headers["location"].rsplit("/", 1)[-1]
+    camille = await web.signed_in(CAMILLE)
+    await post_action(camille, session_id, "inscription")
+    refused = await post_action(camille, session_id, "annulation")
+    assert rows(web, models.ExchangeSession)[0].cancelled_at is None and refused.status_code == 303
+    assert (await post_action(helene, session_id, "annulation")).status_code == 303
+
+    assert [n.status for n in rows(web, models.Notification, models.Notification.kind == "exchange_rappel")] == [
+        "withdrawn"
+    ]
+    await eventually(lambda: mails_to(web, CAMILLE, "Rencontre annulée : Formation croisée RSA"), what="cancellation")
+    late = await post_action(await web.signed_in(SARAH), session_id, "inscription")
+    assert late.status_code == 303 and len(rows(web, models.ExchangeRegistration)) == 1
+    calendar = await camille.get("/rencontres.ics", params={"bassin": "chablais"})
+    (event,) = icalendar.Calendar.from_ical(calendar.content).walk("VEVENT")
+    assert str(event["STATUS"]) == "CANCELLED" and str(event["LOCATION"]) == "Pépinière d'entreprises, Rumilly"
+    assert aware(event.decoded("DTSTART")).astimezone(PARIS).strftime("%H:%M") == "08:30"
+
+
+@both_databases
+async def test_the_gto_agenda_names_the_next_gto_meeting(web: Web) -> None:
+    nicolas = await web.signed_in(NICOLAS)
+    assert "Aucune réunion du GTO n'est programmée" in unescape((await nicolas.get("/gto/ordre-du-jour")).text)
+    form_page = (await nicolas.get("/rencontres/nouvelle?type=gto")).text
+    for title, day in (("GTO de janvier", in_days(40)), ("GTO de décembre", in_days(12))):
+        await nicolas.post(
+            "/rencontres/nouvelle",
+            data=session_form(
+                (await nicolas.get("/rencontres/nouvelle?type=gto")).text,
+                kind="gto",
+                basin="arve_mont_blanc",
+                title=title,
+                day=day,
+            ),
+        )
+    assert form_page
+    agenda = unescape((await nicolas.get("/gto/ordre-du-jour")).text)
+    meeting = re.search(r'id="agenda-meeting">(.*?)</p>', agenda, re.S).group(1)  # type: ignore[union-attr]
+    assert "GTO de décembre" in meeting and "GTO de janvier" not in meeting
+    (december,) = rows(web, models.ExchangeSession, models.ExchangeSession.title == "GTO de décembre")
+    page = unescape((await nicolas.get(f"/rencontres/{december.id}")).text)
+    assert 'id="exchange-agenda"' in page and "escalade(s) à décider" in page
+    # A caseworker sees the meeting, not the basin's agenda.
+    assert 'id="exchange-agenda"' not in (await (await web.signed_in(CAMILLE)).get(f"/rencontres/{december.id}")).text
+
+
+@pytest.mark.parametrize(
+    ("starts", "reminded"),
+    [
+        (datetime(2026, 12, 7, 8, 30, tzinfo=PARIS), datetime(2026, 12, 4, 9, 0, tzinfo=PARIS)),  # Monday -> Friday
+        (datetime(2027, 3, 30, 14, 0, tzinfo=PARIS), datetime(2027, 3, 26, 9, 0, tzinfo=PARIS)),  # after Easter Monday
+        (
+            datetime(2026, 12, 3, 10, 0, tzinfo=PARIS),
+            datetime(2026, 12, 2, 9, 0, tzinfo=PARIS),
+        ),  # Thursday -> Wednesday
+    ],
+)
+def test_registrants_are_reminded_at_nine_the_working_day_before(starts: datetime, reminded: datetime) -> None:
+    row = models.ExchangeSession(
+        id="r",
+        kind="gto",
+        title="t",
+        basin_id="b",
+        starts_at=starts.astimezone(UTC),
+        ends_at=starts.astimezone(UTC) + timedelta(hours=1),
+        place="p",
+        capacity=1,
+        created_by="u",
+    )
+    assert exchanges.reminder_moment(row) == reminded
