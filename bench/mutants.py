@@ -1098,8 +1098,8 @@ MUTATIONS: list[Mutation] = [
     M(
         "attendance is recorded before the session",
         "services/exchanges.py",
-        "        if not started(row):\n            raise ServiceError(\n                f\"Les présences",
-        "        if False:\n            raise ServiceError(\n                f\"Les présences",
+        '        if not started(row):\n            raise ServiceError(\n                f"Les présences',
+        '        if False:\n            raise ServiceError(\n                f"Les présences',
         ("tests/test_exchanges.py",),
     ),
     M(
