@@ -8,7 +8,8 @@ Seeds its own PostgreSQL database (`parcours_million` on 127.0.0.1:5432, never t
 with COPY: the demo territory's 4 basins, the catalog's definitions, one person per pathway,
 pathways (60 % closed, 37 % active, 3 % paused; active ones on time, due soon, overdue or
 escalated), their tasks (on average --tasks-per-pathway, on the definitions' real steps and the
-organisations serving each basin), follow-up groups and escalations. The schema is the project's
+organisations serving each basin) with their timeline steps (and the parallel groups), follow-up
+groups and escalations. The schema is the project's
 own: the Alembic revisions up to BEFORE, the revision the read-model indexes for this scale
 build on.
 
@@ -54,7 +55,7 @@ from definitions.loader import load_file  # noqa: E402
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep, TaskStep  # noqa: E402
 from definitions.territory import CATALOG_DIR, DEMO_TERRITORY, load_territory  # noqa: E402
 from parcours.settings import Settings  # noqa: E402
-from services import reading  # noqa: E402
+from services import evaluation_facts, reading  # noqa: E402
 from services.identity import set_password  # noqa: E402
 from services.pathways import PathwayService  # noqa: E402
 from store import queries as q  # noqa: E402
@@ -68,7 +69,7 @@ BEFORE = "0005"
 """The last revision without the indexes this benchmark asked for (0006 adds them)."""
 PASSWORD = "mot-de-passe-bench-2026"
 GOAL_S = 0.100
-BULK_TABLES = ("person", "pathway", "task", "follow_up_member", "escalation")
+BULK_TABLES = ("person", "pathway", "task", "pathway_step", "follow_up_member", "escalation")
 
 # Shares of the seeded pathways and of the active ones' deadline states (bench/ui.py's mix).
 CLOSED, PAUSED = 0.60, 0.03
@@ -153,6 +154,7 @@ class Stage:
     """One step of a definition's main flow that gives tasks: a task, or a parallel group."""
 
     tasks: tuple[TaskStep, ...]
+    group: ParallelStep | None = None
 
 
 @dataclass
@@ -173,7 +175,7 @@ def definition_stages(definition: Definition) -> list[Stage]:
         if isinstance(step, TaskStep):
             stages.append(Stage((step,)))
         elif isinstance(step, ParallelStep):
-            stages.append(Stage(tuple(step.branches)))
+            stages.append(Stage(tuple(step.branches), step))
     return stages
 
 
@@ -223,6 +225,7 @@ COLUMNS = {
     "stuck_since, started_at, updated_at, last_progress_at, closed_at, exit_reason, person_id, revision",
     "task": "id, pathway_id, step_id, title, definition_id, basin_id, organisation_id, status, sla, due_at, "
     "opened_at, closed_at, escalation_level, outcome, generation, submission_id",
+    "pathway_step": "id, pathway_id, step_id, title, kind, track, status, opened_at, closed_at, outcome",
     "follow_up_member": "pathway_id, organisation_id, since, until",
     "escalation": 'id, pathway_id, task_id, step_id, basin_id, level, "to", status, opened_at, decided_at, '
     "decided_by, action, note_id",
@@ -312,6 +315,7 @@ def generate(copies: Copies, plan: Plan, clock: Clock, *, pathways: int, tasks_p
             holder = plan.holders[(definition, basin, task.id)]
             opened = started + span * stage // (last_stage + 1)
             is_open = status != "closed" and stage == last_stage
+            done = progress
             if is_open:
                 opened = progress
                 if sla == "on_time":
@@ -339,6 +343,18 @@ def generate(copies: Copies, plan: Plan, clock: Clock, *, pathways: int, tasks_p
                     clock.text(opened + 15 * DAY), clock.text(opened), clock.text(done), 0, outcomes[task.id], 0, None,
                 )  # fmt: skip
             first_seen.setdefault(holder, opened)
+            # The timeline: the task's step, and its parallel group once per visit.
+            state, ended = ("open", None) if is_open else ("done", clock.text(done))
+            copies.add(
+                "pathway_step", f"{task_id}-s", pid, task.id, task.title, "task", "main", state, clock.text(opened),
+                ended, None if is_open else outcomes[task.id],
+            )  # fmt: skip
+            group = stages[stage % len(stages)].group
+            if group is not None and task is group.branches[0]:
+                copies.add(
+                    "pathway_step", f"{task_id}-g", pid, group.id, group.title, "group", "main", state,
+                    clock.text(opened), ended, None,
+                )  # fmt: skip
         stuck_since = open_task[2] if open_task and sla in ("overdue", "escalated") else None
         copies.add(
             "pathway", pid, definition, 1, basin, referent, status, json.dumps(open_steps), sla,
@@ -496,6 +512,7 @@ class Measure:
     calls: list[Callable[[], object]]  # one per parameter set, cycled through
     goal: float | None = GOAL_S  # seconds at p95; None: no goal in the issue
     repeat: int | None = None  # fewer calls than --repeat for a slow page
+    head_only: bool = False  # reads tables the revision BEFORE does not have
 
 
 GOALS: dict[str, float | None] = {}
@@ -610,6 +627,7 @@ def build_measures(engine: Engine, client: TestClient, users: list[Viewer], plan
             ],
             goal=0.500,
             repeat=10,
+            head_only=True,
         ),
         Measure(
             "page GET /parcours (pathways followed; no goal in the issue)",
@@ -645,6 +663,8 @@ def measure_all(
     try:
         for measure in build_measures(engine, client, viewers(engine), plan_basins):
             GOALS[measure.name] = measure.goal
+            if measure.head_only and label == "before":
+                continue
             timings = run_measure(measure, repeat, statements)
             results[measure.name] = timings
             goal = ("met" if pct(timings, 95) < measure.goal else "NOT MET") if measure.goal else "—"
@@ -709,12 +729,18 @@ def main(args: argparse.Namespace) -> None:
         if not args.after_only:
             say(f"Database size {database_size(engine)}. Measuring at revision {BEFORE} ({args.repeat} calls each) …")
             phases.append((f"before ({BEFORE})", measure_all(engine, url, "before", args.repeat, basins, args.explain)))
-        upgrade_s = None
+        upgrade_s = refresh_s = None
         if args.after_only or head != BEFORE:
             started = time.perf_counter()
             upgrade_to_head(engine)
             upgrade_s = time.perf_counter() - started
             say(f"upgrade_to_head → {head}: {upgrade_s:.1f}s. Database size {database_size(engine)}.")
+            started = time.perf_counter()
+            facts = evaluation_facts.refresh(engine, now=q.now())
+            refresh_s = time.perf_counter() - started
+            say(
+                f"The evaluation's figures computed (evaluation_facts.refresh, hourly): {refresh_s:.1f}s, {facts:,} facts."
+            )
             say(f"Measuring at revision {head} ({args.repeat} calls each) …")
             phases.append((f"after ({head})", measure_all(engine, url, "after", args.repeat, basins, args.explain)))
         say("")
@@ -725,7 +751,11 @@ def main(args: argparse.Namespace) -> None:
             verdict = (
                 (f"< {goal * 1000:.0f} ms " + ("met" if pct(final, 95) < goal else "NOT MET")) if goal else "(no goal)"
             )
-            say(f"{measure:<64} " + "".join(f"{p50_p95(results[measure]):<24}" for _, results in phases) + verdict)
+            say(
+                f"{measure:<64} "
+                + "".join(f"{p50_p95(results[measure]) if measure in results else '—':<24}" for _, results in phases)
+                + verdict
+            )
         final = phases[-1][1]
         figures.write(
             args.figures,
@@ -739,7 +769,20 @@ def main(args: argparse.Namespace) -> None:
                 )
                 for measure, goal in GOALS.items()
                 if not measure.startswith("  ")  # the pages; their query functions stay in the log
-            ],
+            ]
+            + (
+                [
+                    figures.Figure(
+                        "million",
+                        f"{args.pathways:,} pathways: evaluation figures computed again (hourly)",
+                        f"{refresh_s:.0f} s",
+                        "",
+                        None,
+                    )
+                ]
+                if refresh_s is not None
+                else []
+            ),
         )
         if upgrade_s is not None:
             say(f"upgrade_to_head to {head} on the seeded database (its new indexes built): {upgrade_s:.1f}s")

@@ -3,28 +3,25 @@ starts, the cohort's indicators, counted from the read model; an experiment comp
 reference pathway its designer names, with confidence intervals (scipy) and a plain-French
 reading; every count shown under the statistical-secrecy rule.
 
-Delays are in working days (French public holidays), from a day index computed once: the
-working days between two dates are the difference of their indices, so a cohort of tens of
-thousands of pathways is measured in one pass."""
+The counts come from the facts services/evaluation_facts.py computes again from the whole read
+model (hourly by default): an evaluation sums a few thousand of them, whatever the size of the
+territory; its figures are as of the last refresh, which the page states. Delays are in working
+days (French public holidays), periods are months of start."""
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from functools import lru_cache
+from datetime import date, datetime
 from typing import Any
 
 from scipy import stats
-from sqlalchemy import Date, and_, case, func
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import col, select
 
-from definitions.durations import PARIS, is_working_day
 from definitions.schema import EXIT_REASONS, Definition, ParallelStep
+from services import evaluation_facts
 from services.errors import ServiceError
 from store import models
 from store.db import session_scope
@@ -33,22 +30,6 @@ POSITIVE_EXITS = ("emploi_durable", "emploi_temporaire", "formation", "creation_
 """Exits counted apart as positive: durable or temporary job, training, business creation."""
 SUPPRESSED = None
 """A count hidden by the statistical-secrecy rule (shown « < seuil »)."""
-
-
-# --- Working days, in one pass --------------------------------------------------------------
-
-_EPOCH = date(2015, 1, 1)
-
-
-@lru_cache(maxsize=1)
-def _working_day_starts() -> list[int]:
-    """The ordinals of working days from 2015 to 2045."""
-    day, end, found = _EPOCH, date(2045, 12, 31), []
-    while day <= end:
-        if is_working_day(day):
-            found.append(day.toordinal())
-        day += timedelta(days=1)
-    return found
 
 
 def percentile(values: list[int] | Counter[int], p: float) -> float | None:
@@ -131,6 +112,7 @@ class Evaluation:
     closed: int | None
     duration: tuple[float | None, float | None]
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # unsuppressed, for comparisons only
+    computed_at: datetime | None = None  # the refresh the figures come from (None: never computed)
 
 
 def definition_of(engine: Engine, definition_id: str, version: int | None) -> Definition:
@@ -146,155 +128,53 @@ def definition_of(engine: Engine, definition_id: str, version: int | None) -> De
     return Definition.model_validate(row.body)
 
 
-def _cohort_filter(cohort: Cohort) -> list[Any]:
-    where: list[Any] = [models.Pathway.definition_id == cohort.definition_id]  # trials have their own id
-    if cohort.version is not None:
-        where.append(models.Pathway.definition_version == cohort.version)
-    if cohort.basin_id:
-        where.append(models.Pathway.basin_id == cohort.basin_id)
-    if cohort.started_from:
-        where.append(col(models.Pathway.started_at) >= datetime.combine(cohort.started_from, time(), PARIS))
-    if cohort.started_to:
-        where.append(
-            col(models.Pathway.started_at) < datetime.combine(cohort.started_to + timedelta(days=1), time(), PARIS)
-        )
-    return where
+# --- An evaluation: the facts of a cohort, summed -------------------------------------------
 
 
-class utc_day(FunctionElement[date]):
-    """The calendar day of a timestamp, counted in the database, in UTC whatever the session's time
-    zone (Parcours acts in working hours, so an event's UTC day is its day in Paris, but for the
-    first two hours after midnight)."""
-
-    type = Date()
-    name = "utc_day"
-    inherit_cache = True
+def _month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
 
 
-@compiles(utc_day)
-def _utc_day(element: utc_day, compiler: Any, **kw: Any) -> str:
-    return f"date({compiler.process(element.clauses, **kw)})"  # SQLite stores UTC
-
-
-@compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
-    return f"(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC')::date"
-
-
-def _day(column: Any) -> Any:
-    return utc_day(column)
-
-
-def _delays(rows: Any) -> Counter[int]:
-    """Working days between (start day, end day) pairs counted by the database: (start, end, n)."""
-    values: Counter[int] = Counter()
-    for start, end, count in rows:
-        if start is not None and end is not None:
-            values[working_days_between_days(_as_date(start), _as_date(end))] += int(count)
-    return values
-
-
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
-def working_days_between_days(first: date, last: date) -> int:
-    days = _working_day_starts()
-    return bisect_right(days, last.toordinal()) - bisect_right(days, first.toordinal())
-
-
-def evaluate(engine: Engine, cohort: Cohort, *, threshold: int, now: datetime) -> Evaluation:
-    """The cohort's indicators, aggregated by the database (counts and pairs of days; the working
-    days and percentiles from those); counts under the secrecy rule (rates and delays only over at
-    least `threshold` pathways or tasks)."""
+def evaluate(engine: Engine, cohort: Cohort, *, threshold: int) -> Evaluation:
+    """The cohort's indicators from the facts (as of their last refresh); counts under the
+    secrecy rule (rates and delays only over at least `threshold` pathways or tasks)."""
     definition = definition_of(engine, cohort.definition_id, cohort.version)
-    where = _cohort_filter(cohort)
-    pathway, step_row, task = models.Pathway, models.PathwayStep, models.Task
-    parallel_ids = [s.id for s in definition.steps if isinstance(s, ParallelStep)]
-    branch_of = {b.id: s.id for s in definition.steps if isinstance(s, ParallelStep) for b in s.branches}
-    in_cohort = select(pathway.id).where(*where)
-    # Tasks carry their pathway's definition and basin: without a version or a period, the cohort's
-    # tasks are found by their own columns (an index) instead of through the pathways.
-    simple = cohort.version is None and cohort.started_from is None and cohort.started_to is None
-    of_cohort: list[Any] = (
-        [task.definition_id == cohort.definition_id, *([task.basin_id == cohort.basin_id] if cohort.basin_id else [])]
-        if simple
-        else [col(task.pathway_id).in_(in_cohort)]
-    )
+    fact = models.EvaluationFact
+    where: list[Any] = [fact.definition_id == cohort.definition_id]  # trials have their own id
+    if cohort.version is not None:
+        where.append(fact.definition_version == cohort.version)
+    if cohort.basin_id:
+        where.append(fact.basin_id == cohort.basin_id)
+    if cohort.started_from:
+        where.append(col(fact.start_month) >= _month(cohort.started_from))
+    if cohort.started_to:
+        where.append(col(fact.start_month) <= _month(cohort.started_to))
     with session_scope(engine) as session:
-        statuses = session.exec(
-            select(pathway.status, pathway.exit_reason, func.count())
+        rows = session.exec(
+            select(fact.measure, fact.key, fact.value, func.sum(fact.n))
             .where(*where)
-            .group_by(col(pathway.status), col(pathway.exit_reason))
+            .group_by(col(fact.measure), col(fact.key), col(fact.value))
         ).all()
-        durations = _delays(
-            session.exec(
-                select(_day(pathway.started_at), _day(pathway.closed_at), func.count())
-                .where(*where, pathway.status == "closed")
-                .group_by(_day(pathway.started_at), _day(pathway.closed_at))
-            )
-        )
-        funnel = session.exec(
-            select(
-                step_row.step_id,
-                func.count(func.distinct(step_row.pathway_id)),
-                func.count(func.distinct(case((col(step_row.status) == "done", step_row.pathway_id)))),
-                func.count(func.distinct(case((col(step_row.status) == "skipped", step_row.pathway_id)))),
-            )
-            .where(col(step_row.pathway_id).in_(in_cohort))
-            .group_by(step_row.step_id)
-        ).all()
-        task_delays = session.exec(
-            select(task.step_id, _day(task.opened_at), _day(task.closed_at), func.count())
-            .where(*of_cohort, col(task.closed_at).is_not(None))
-            .group_by(task.step_id, _day(task.opened_at), _day(task.closed_at))
-        ).all()
-        late = case((and_(col(task.due_at).is_not(None), func.coalesce(task.closed_at, now) > task.due_at), 1), else_=0)
-        task_counts = session.exec(
-            select(
-                task.step_id, func.count(), func.sum(late), func.sum(case((col(task.escalation_level) > 0, 1), else_=0))
-            )
-            .where(*of_cohort)
-            .group_by(task.step_id)
-        ).all()
+        refreshed = session.get(models.Setting, evaluation_facts.REFRESHED_AT)
+    computed_at = datetime.fromisoformat(refreshed.value) if refreshed else None
+    branch_of = {b.id: s.id for s in definition.steps if isinstance(s, ParallelStep) for b in s.branches}
+    counted: dict[str, dict[str, Counter[int]]] = {}
+    for measure, key, value, n in rows:
+        if measure in ("task_delay", "tasks", "late", "escalated"):
+            key = branch_of.get(key, key)  # a branch's tasks count for its parallel step
+        counted.setdefault(measure, {}).setdefault(key, Counter())[int(value)] += int(n)
 
-        def first_reached(condition: Any, moment: Any) -> Counter[int]:
-            first = (
-                select(step_row.pathway_id.label("pid"), func.min(moment).label("at"))  # type: ignore[attr-defined]
-                .where(col(step_row.pathway_id).in_(in_cohort), condition)
-                .group_by(step_row.pathway_id)
-                .subquery()
-            )
-            return _delays(
-                session.exec(
-                    select(_day(pathway.started_at), _day(first.c.at), func.count())
-                    .join(first, first.c.pid == pathway.id)
-                    .group_by(_day(pathway.started_at), _day(first.c.at))
-                )
-            )
+    def total(measure: str, key: str = "") -> int:
+        return counted.get(measure, {}).get(key, Counter()).total()
 
-        orientation = first_reached(
-            and_(col(step_row.step_id).like("%orientation%"), col(step_row.status) == "done"), step_row.closed_at
-        )
-        accompaniment = first_reached(col(step_row.step_id).in_(parallel_ids or [""]), step_row.opened_at)
+    def values(measure: str, key: str = "") -> Counter[int]:
+        return counted.get(measure, {}).get(key, Counter())
 
-    size = sum(int(n) for _, _, n in statuses)
-    closed = sum(int(n) for status, _, n in statuses if status == "closed")
-    exits_raw: Counter[str] = Counter()
-    for status, reason, n in statuses:
-        if status == "closed":
-            exits_raw[reason or "autre"] += int(n)
+    size = sum(c.total() for c in counted.get("status", {}).values())
+    closed = total("status", "closed")
+    exits_raw = Counter({reason: c.total() for reason, c in counted.get("exit", {}).items()})
     positive = sum(exits_raw[r] for r in POSITIVE_EXITS)
-    reached = {step_id: (int(a), int(d), int(k)) for step_id, a, d, k in funnel}
-    delays_by_step: dict[str, Counter[int]] = {}
-    for step_id, opened, closed_day, n in task_delays:
-        delays_by_step.setdefault(branch_of.get(step_id, step_id), Counter()).update(_delays([(opened, closed_day, n)]))
-    counts_by_step: dict[str, list[int]] = {}
-    for step_id, n, n_late, n_escalated in task_counts:
-        totals = counts_by_step.setdefault(branch_of.get(step_id, step_id), [0, 0, 0])
-        totals[0] += int(n)
-        totals[1] += int(n_late or 0)
-        totals[2] += int(n_escalated or 0)
+    durations, orientation, accompaniment = values("duration"), values("to_orientation"), values("to_accompaniment")
 
     def rate(part: int, whole: int) -> float | None:
         return part / whole if whole >= threshold else None
@@ -306,9 +186,9 @@ def evaluate(engine: Engine, cohort: Cohort, *, threshold: int, now: datetime) -
     for step in definition.steps:
         if step.kind in ("decision", "end"):
             continue
-        got, done, skipped = reached.get(step.id, (0, 0, 0))
-        n_tasks, n_late, n_escalated = counts_by_step.get(step.id, [0, 0, 0])
-        p50, p90 = p50_p90(delays_by_step.get(step.id, Counter()))
+        got, done, skipped = (total(measure, step.id) for measure in ("reached", "done", "skipped"))
+        n_tasks, n_late, n_escalated = (total(measure, step.id) for measure in ("tasks", "late", "escalated"))
+        p50, p90 = p50_p90(values("task_delay", step.id))
         figures.append(
             StepFigures(
                 step_id=step.id,
@@ -334,6 +214,7 @@ def evaluate(engine: Engine, cohort: Cohort, *, threshold: int, now: datetime) -
         closed=shown_count(closed, threshold),
         duration=p50_p90(durations),
         raw={"size": size, "closed": closed, "positive": positive, "durations": durations},
+        computed_at=computed_at,
     )
 
 

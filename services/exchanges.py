@@ -20,7 +20,6 @@ from typing import Any
 import icalendar
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from definitions.durations import PARIS, add_working_days
@@ -202,24 +201,14 @@ def create(
         target=entry.basin_id,
         inputs={k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()},
     )
-    session_id = request.derived("rencontre") or q.new_id("rencontre")
-    with session_scope(engine) as session:
-        existing = session.get(models.ExchangeSession, session_id)
-        if existing is not None:
-            return existing
-    request.begin(None)  # the same key with other values is refused from now on
-    try:
-        with session_scope(engine) as session:
-            row = models.ExchangeSession(id=session_id, created_by=viewer.id, created_at=q.now(), **values)
-            session.add(row)
-            _audit(session, viewer, "exchange_session_created", row, {"kind": row.kind})
-    except IntegrityError:  # the twin of a double submit created it first
-        with session_scope(engine) as session:
-            row = session.get(models.ExchangeSession, session_id)  # type: ignore[assignment]
-        if row is None:
-            raise
-    request.finish({"session_id": session_id})
-    return row
+
+    def write(session: Session, session_id: str) -> models.ExchangeSession:
+        row = models.ExchangeSession(id=session_id, created_by=viewer.id, created_at=q.now(), **values)
+        session.add(row)
+        _audit(session, viewer, "exchange_session_created", row, {"kind": row.kind})
+        return row
+
+    return request.create_once(models.ExchangeSession, "rencontre", write)
 
 
 def cancel(engine: Engine, viewer: Viewer, session_id: str) -> models.ExchangeSession:

@@ -333,23 +333,11 @@ def add_offer(
         target=host_id,
         inputs={"trade": entry.trade, "places": entry.places, "periods": entry.periods},
     )
-    offer_id = request.derived("offre") or q.new_id("offre")
     with session_scope(engine) as session:
         _host(session, host_id)
-        existing = session.get(models.ImmersionOffer, offer_id)
-        if existing is not None:
-            return existing
-    request.begin(None)  # the same key with other values is refused from now on
-    try:
-        with session_scope(engine) as session:
-            row = _new_offer(session, actor, host_id, offer_id, entry)
-    except IntegrityError:  # the twin of a double submit added it first
-        with session_scope(engine) as session:
-            row = session.get(models.ImmersionOffer, offer_id)  # type: ignore[assignment]
-        if row is None:
-            raise
-    request.finish({"offer_id": offer_id})
-    return row
+    return request.create_once(
+        models.ImmersionOffer, "offre", lambda session, offer_id: _new_offer(session, actor, host_id, offer_id, entry)
+    )
 
 
 def _new_offer(session: Session, actor: Actor, host_id: str, offer_id: str, entry: OfferEntry) -> models.ImmersionOffer:

@@ -16,14 +16,15 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, SQLModel, col
 
 from services.errors import ServiceError
 from store import models
@@ -63,6 +64,8 @@ def fingerprint(kind: str, target: str, inputs: dict[str, Any]) -> str:
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
+
+Row = TypeVar("Row", bound=SQLModel)
 
 ALREADY_USED = (
     "Cette clé de requête a déjà servi pour une autre demande (autres valeurs) : "
@@ -150,6 +153,27 @@ class Request:
             row.pathway_id = row.pathway_id or answer.get("pathway_id")
             session.add(row)
         self.answer, self.pending = answer, False
+
+    def create_once(self, model: type[Row], prefix: str, write: Callable[[Session, str], Row]) -> Row:
+        """The row this request creates (`write` adds it under the id given), once: a retry, or the
+        twin of a double submit, answers the row already there instead of adding a second."""
+        row_id = self.derived(prefix) or q.new_id(prefix)
+        with session_scope(self.engine) as session:
+            existing = session.get(model, row_id)
+            if existing is not None:
+                return existing
+        self.begin(None)  # the same key with other values is refused from now on
+        try:
+            with session_scope(self.engine) as session:
+                row = write(session, row_id)
+        except IntegrityError:  # the twin of a double submit created it first
+            with session_scope(self.engine) as session:
+                found = session.get(model, row_id)
+            if found is None:
+                raise
+            row = found
+        self.finish({"id": row_id})
+        return row
 
     def forget(self) -> None:
         """The request was refused and changed nothing: its key may be used again."""

@@ -588,3 +588,34 @@ class ExchangeRegistration(SQLModel, table=True):
     registered_at: datetime | None = _when()
     cancelled_at: datetime | None = _when()
     attended: bool | None = None  # recorded after the session
+    anonymised_at: datetime | None = _when()  # a year after the session (store/retention.py)
+
+
+class WorkingDay(SQLModel, table=True):
+    """The calendar of working days (French public holidays), for the database to count working
+    days: between two days there are `index(last) − index(first)` of them."""
+
+    __tablename__ = "working_day"
+
+    day: date = Field(primary_key=True)
+    index: int  # the working days from the calendar's first day up to this one, included
+
+
+class EvaluationFact(SQLModel, table=True):
+    """The evaluation's counts (services/evaluation.py), computed again from the read model by
+    `evaluation.refresh` (every worker runs it in turn, hourly by default): per definition,
+    version, basin and month of start, each measure's count per key (a step, a status, an exit)
+    and value (a delay in working days). An evaluation sums a few thousand of these instead of
+    reading a cohort's pathways, steps and tasks."""
+
+    __tablename__ = "evaluation_fact"
+    __table_args__ = (Index("ix_evaluation_fact_cohort", "definition_id", "basin_id", "start_month"),)
+
+    definition_id: str = Field(primary_key=True)
+    definition_version: int = Field(primary_key=True)
+    basin_id: str = Field(primary_key=True)
+    start_month: str = Field(primary_key=True)  # AAAA-MM (UTC)
+    measure: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    value: int = Field(primary_key=True)
+    n: int

@@ -67,3 +67,37 @@ def anonymise(engine: Engine, *, person_ids: list[str], actor_user_id: str = "sy
                 )
             done += 1
     return done
+
+
+REGISTRATION_RETENTION_DAYS = 365
+"""An exchange session's registrants (professionals, employers) are kept by name this long after
+the session: then only the counts and the attendance remain."""
+
+
+def expired_registrations(engine: Engine, *, at: datetime | None = None) -> list[str]:
+    """Registrations still naming someone, of sessions ended more than a year ago."""
+    cutoff = (at or now()) - timedelta(days=REGISTRATION_RETENTION_DAYS)
+    with session_scope(engine) as session:
+        ended = select(models.ExchangeSession.id).where(col(models.ExchangeSession.ends_at) < cutoff)
+        return list(
+            session.exec(
+                select(models.ExchangeRegistration.id).where(
+                    col(models.ExchangeRegistration.session_id).in_(ended),
+                    col(models.ExchangeRegistration.anonymised_at).is_(None),
+                )
+            )
+        )
+
+
+def anonymise_registrations(engine: Engine, *, registration_ids: list[str]) -> int:
+    """Erase the registrants' names and e-mails (their organisation, count and attendance stay)."""
+    with session_scope(engine) as session:
+        rows = list(
+            session.exec(
+                select(models.ExchangeRegistration).where(col(models.ExchangeRegistration.id).in_(registration_ids))
+            )
+        )
+        for row in rows:
+            row.name, row.email, row.user_id, row.anonymised_at = "Inscrit anonymisé", f"anonyme:{row.id}", None, now()
+            session.add(row)
+        return len(rows)

@@ -269,6 +269,7 @@ def make_parcours(client: Client, mail_sink: MailSink, database_url: str) -> Par
         smtp_host="127.0.0.1",
         smtp_port=mail_sink.port,
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
+        evaluation_refresh_minutes=0,  # tests compute the evaluation's figures when they need them
     )
     prepare_read_model(database_url)
     engine = make_engine(database_url)

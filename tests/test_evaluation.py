@@ -5,13 +5,18 @@ secondary suppression), each checked against values computed by hand."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import literal_column, text
+from sqlalchemy import select as core_select
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import select
 
 from definitions.durations import PARIS
-from services import evaluation
+from parcours.settings import Settings
+from services import evaluation, evaluation_facts
 from services.evaluation import Cohort
 from store import models
 from store.db import session_scope
@@ -45,11 +50,11 @@ def at(days: int) -> datetime:
     return MONDAY + timedelta(days=days)
 
 
-def seed(parcours: Parcours, definition_id: str, plan: list[dict[str, Any]]) -> None:
+def seed(parcours: Parcours, definition_id: str, plan: list[dict[str, Any]], first: int = 0) -> None:
     """Pathways started on MONDAY, each: orientation closed after `orientation` calendar days (or
     still open), joint accompaniment opened then, exit reason when closed, late / escalated."""
     with session_scope(parcours.engine) as session:
-        for i, p in enumerate(plan):
+        for i, p in enumerate(plan, start=first):
             pid = f"{definition_id}-{i}"
             closed = p.get("exit")
             session.add(
@@ -134,12 +139,13 @@ def cohorts(parcours_without_worker: Parcours) -> Parcours:
         "eval_ref",
         [{"orientation": 2, "exit": "emploi_durable" if i < 10 else "abandon", "duration": 30} for i in range(40)],
     )
+    evaluation_facts.refresh(parcours.engine, now=at(60))
     return parcours
 
 
 def evaluate(parcours: Parcours, definition_id: str, threshold: int) -> evaluation.Evaluation:
     cohort = Cohort(definition_id, None, "annecien", None, None)
-    return evaluation.evaluate(parcours.engine, cohort, threshold=threshold, now=at(60))
+    return evaluation.evaluate(parcours.engine, cohort, threshold=threshold)
 
 
 def test_a_cohort_s_indicators_match_the_hand_computed_values(cohorts: Parcours) -> None:
@@ -161,10 +167,16 @@ def test_a_cohort_s_indicators_match_the_hand_computed_values(cohorts: Parcours)
     # 8, 9, 9, 9, 10, 11, 12, 13, 14, 14, 14, so p50 11 and p90 14.
     assert found.duration == (11.0, 14.0)
     # Another basin: an empty cohort, nothing invented.
-    other = evaluation.evaluate(
-        cohorts.engine, Cohort("eval_exp", None, "chablais", None, None), threshold=2, now=at(60)
-    )
+    other = evaluation.evaluate(cohorts.engine, Cohort("eval_exp", None, "chablais", None, None), threshold=2)
     assert other.size == 0 and other.duration == (None, None)
+    # Periods are months of start: every pathway started in March 2026.
+    march = Cohort("eval_exp", None, "annecien", date(2026, 3, 1), date(2026, 3, 1))
+    assert evaluation.evaluate(cohorts.engine, march, threshold=2).size == 12
+    april = Cohort("eval_exp", None, "annecien", date(2026, 4, 1), None)
+    assert evaluation.evaluate(cohorts.engine, april, threshold=2).size == 0
+    until_february = Cohort("eval_exp", None, "annecien", None, date(2026, 2, 1))
+    assert evaluation.evaluate(cohorts.engine, until_february, threshold=2).size == 0
+    assert found.computed_at == at(60)
 
 
 def test_statistical_secrecy_hides_small_counts_and_what_would_reveal_them(cohorts: Parcours) -> None:
@@ -223,7 +235,7 @@ async def test_the_designer_s_evaluation_page_and_its_csv(cohorts: Parcours) -> 
     web = Web(parcours=cohorts, app=create_app(cohorts.engine, cohorts.settings, service=cohorts.service))
     designer = await web.signed_in("marc.girard@example.org")
     page = (await designer.get("/definitions/eval_exp/evaluation", params={"bassin": "annecien"})).text
-    assert 'id="cohort-size">12<' in page
+    assert 'id="cohort-size">12<' in page and "Chiffres calculés le 1 mai 2026 à 9 h 00" in page
     assert "pas de différence" not in page and "plus fréquentes dans l" in page  # the comparison's reading
     assert "&lt; 11" in page  # hidden counts, not their values
     assert "<svg" in page and "<script" not in page.split('id="steps"')[0].split("<h2")[-1]
@@ -247,4 +259,48 @@ async def test_the_designer_s_evaluation_page_and_its_csv(cohorts: Parcours) -> 
     caseworker = await web.signed_in("camille.martin@example.org")
     assert (await caseworker.get("/definitions/eval_exp/evaluation")).status_code == 403
     bad = await designer.get("/definitions/eval_exp/evaluation", params={"du": "hier"})
-    assert bad.status_code == 422 and "AAAA-MM-JJ" in bad.text
+    assert bad.status_code == 422 and "mois attendu au format AAAA-MM" in bad.text
+
+
+def facts(parcours: Parcours) -> list[tuple[Any, ...]]:
+    with session_scope(parcours.engine) as session:
+        rows = session.exec(select(models.EvaluationFact)).all()
+    return sorted((f.definition_id, f.basin_id, f.start_month, f.measure, f.key, f.value, f.n) for f in rows)
+
+
+def test_the_figures_are_computed_again_in_turn_and_a_failed_refresh_keeps_the_former(
+    cohorts: Parcours, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, every = cohorts.engine, timedelta(hours=1)
+    # Computed at at(60): not due again within the hour; after it, one worker takes the turn.
+    assert not evaluation_facts.claim_refresh(engine, now=at(60) + timedelta(minutes=59), every=every)
+    later = at(60) + timedelta(hours=2)
+    assert evaluation_facts.claim_refresh(engine, now=later, every=every)
+    assert not evaluation_facts.claim_refresh(engine, now=later + timedelta(seconds=5), every=every)  # under way
+
+    # A refresh failing half-way (its last statement refused) leaves the former figures and date.
+    former = facts(cohorts)
+    queries = evaluation_facts._fact_queries
+
+    def failing(session: Any, now: datetime) -> list[Any]:
+        return [*queries(session, now), core_select(literal_column("1")).select_from(text("no_such_table"))]
+
+    monkeypatch.setattr(evaluation_facts, "_fact_queries", failing)
+    with pytest.raises(DBAPIError):
+        evaluation_facts.refresh(engine, now=later)
+    assert facts(cohorts) == former and evaluate(cohorts, "eval_exp", 2).computed_at == at(60)
+    monkeypatch.undo()
+
+    # Computed again: the same figures (nothing doubled), then a new pathway counted.
+    assert evaluation_facts.refresh(engine, now=later) == len(former)
+    assert facts(cohorts) == former and evaluate(cohorts, "eval_exp", 2).computed_at == later
+    seed(cohorts, "eval_exp", [{"orientation": 2, "exit": "formation", "duration": 12, "basin": "chablais"}], first=99)
+    evaluation_facts.refresh(engine, now=later + timedelta(hours=1))
+    assert evaluation.evaluate(engine, Cohort("eval_exp", None, "chablais", None, None), threshold=1).size == 1
+
+    # A worker's refresher: its turn when the figures are older than its interval, then not again.
+    from worker.runner import EvaluationRefresher
+
+    refresher = EvaluationRefresher(engine, Settings(evaluation_refresh_minutes=60))
+    assert refresher.refresh_if_due() == len(facts(cohorts))
+    assert refresher.refresh_if_due() is None

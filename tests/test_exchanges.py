@@ -19,7 +19,7 @@ from sqlmodel import select
 from definitions.durations import PARIS, is_working_day
 from parcours.presenters import aware
 from services import exchanges
-from store import models
+from store import models, retention
 from store import queries as q
 from store.db import session_scope
 from tests.conftest import Web, csrf_of, eventually
@@ -247,6 +247,33 @@ async def test_the_gto_agenda_names_the_next_gto_meeting(web: Web) -> None:
     assert 'id="exchange-agenda"' in page and "escalade(s) à décider" in page
     # A caseworker sees the meeting, not the basin's agenda.
     assert 'id="exchange-agenda"' not in (await (await web.signed_in(CAMILLE)).get(f"/rencontres/{december.id}")).text
+
+
+async def test_registrants_are_anonymised_a_year_after_the_session(web: Web) -> None:
+    engine = web.parcours.engine
+    lea = q.get_user_by_email(engine, email=LEA)
+    assert lea is not None
+    entry = exchanges.SessionEntry("gto", "GTO", "annecien", in_days(3), "09:00", "11:00", "Annecy", 10)
+    row = exchanges.create(engine, lea, entry)
+    registrant = exchanges.Registrant("Léa Dupont", LEA, "SPIE", user_id=lea.id)
+    exchanges.register(engine, row.id, registrant, public_url="http://x", viewer=lea)
+    assert retention.expired_registrations(engine) == []
+    with session_scope(engine) as session:
+        session.execute(
+            update(models.ExchangeSession)
+            .where(models.ExchangeSession.id == row.id)  # type: ignore[arg-type]
+            .values(starts_at=q.now() - timedelta(days=367), ends_at=q.now() - timedelta(days=366))
+        )
+    expired = retention.expired_registrations(engine)
+    assert retention.anonymise_registrations(engine, registration_ids=expired) == 1
+    (kept,) = rows(web, models.ExchangeRegistration)
+    assert (kept.name, kept.email, kept.user_id, kept.organisation) == (
+        "Inscrit anonymisé",
+        f"anonyme:{kept.id}",
+        None,
+        "SPIE",
+    )
+    assert retention.expired_registrations(engine) == []
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,9 @@ def test_cli_and_embedded_stack_restart(tmp_path: Path) -> None:
         pathway_id = started["pathway_id"]
         inbox = json.loads(cli(env, "tasks", "list", "--org", "departement74", "--json").stdout)
         task_id = next(t["id"] for t in inbox if t["pathway_id"] == pathway_id)
+        # The evaluation's figures, computed again at the command line: the pathway is counted.
+        refreshed = json.loads(cli(env, "evaluation-refresh", "--json").stdout)
+        assert refreshed["facts"] >= 3  # its status, its step reached, its open task
     finally:
         stack.send_signal(signal.SIGINT)
         assert stack.wait(60) == 0

@@ -560,7 +560,12 @@ async def test_retention_apply_erases_answers_notes_and_contacts_and_keeps_count
     command = [str(Path(sys.executable).parent / "parcours"), "retention", "--apply", "--json"]
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout) == {"expired": 1, "anonymised": 1}
+    assert json.loads(result.stdout) == {
+        "expired": 1,
+        "anonymised": 1,
+        "registrations": 0,
+        "registrations_anonymised": 0,
+    }
 
     with session_scope(parcours.engine) as session:
         person = session.get(models.Person, person_id)

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -756,19 +757,46 @@ def incidents_retry(
 def retention(
     apply: bool = typer.Option(False, "--apply", help="Anonymiser (sinon : simple liste)"), as_json: bool = JsonOption
 ) -> None:
-    """Anonymiser les personnes dont tous les parcours sont clos depuis plus que la durée de conservation."""
-    from store.retention import anonymise, expired_persons
+    """Anonymiser les personnes dont tous les parcours sont clos depuis plus que la durée de conservation,
+    et les inscrits des rencontres passées depuis plus d'un an."""
+    from store.retention import anonymise, anonymise_registrations, expired_persons, expired_registrations
 
     engine = read_model(settings())
-    expired = expired_persons(engine)
+    expired, registrations = expired_persons(engine), expired_registrations(engine)
     count = anonymise(engine, person_ids=expired) if apply else 0
+    erased = anonymise_registrations(engine, registration_ids=registrations) if apply else 0
     emit(
-        {"expired": len(expired), "anonymised": count},
+        {
+            "expired": len(expired),
+            "anonymised": count,
+            "registrations": len(registrations),
+            "registrations_anonymised": erased,
+        },
         as_json,
         lambda: (
-            f"{len(expired)} personne(s) à anonymiser"
-            + (f", {count} anonymisée(s)" if apply else " (relancer avec --apply)")
+            f"{len(expired)} personne(s) et {len(registrations)} inscription(s) à des rencontres à anonymiser"
+            + (f", {count} personne(s) et {erased} inscription(s) anonymisées" if apply else " (relancer avec --apply)")
         ),
+    )
+    finish(0)
+
+
+# --- Evaluation -----------------------------------------------------------------------------
+
+
+@app.command("evaluation-refresh")
+def evaluation_refresh(as_json: bool = JsonOption) -> None:
+    """Recalculer maintenant les chiffres de l'évaluation des parcours (les workers le font toutes les heures)."""
+    from services import evaluation_facts
+
+    engine = read_model(settings())
+    started = time.monotonic()
+    count = evaluation_facts.refresh(engine, now=q.now())
+    seconds = time.monotonic() - started
+    emit(
+        {"facts": count, "seconds": round(seconds, 1)},
+        as_json,
+        lambda: f"Chiffres de l'évaluation recalculés : {count} agrégats en {seconds:.1f} s.",
     )
     finish(0)
 

@@ -1,10 +1,13 @@
 """Build the Temporal worker that runs pathway workflows and their activities, together with
-its process's outbox relay (the loop that sends the e-mails the commits record)."""
+its process's outbox relay (the loop that sends the e-mails the commits record) and its turn at
+computing the evaluation's figures."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -14,29 +17,72 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.outbox import STOP_GRACE, OutboxRelay
 from activities.pathway_activities import PathwayActivities
 from parcours.settings import Settings
+from services import evaluation_facts
+from store import queries as q
 from workflows.pathway import PathwayWorkflow
 
 log = logging.getLogger(__name__)
 
 
-class ParcoursWorker(Worker):
-    """A Temporal worker that runs its outbox relay for as long as it runs itself: `run()` (and so
-    `async with`) starts both and stops both. On a normal shutdown the relay first finishes the
-    e-mails in hand (bounded by the send deadline); a cancellation stops it at once (an e-mail
-    cut short is sent again after its lease, with the same Message-ID)."""
+class EvaluationRefresher:
+    """Keeps the evaluation's figures fresh: every minute a worker process looks whether they are
+    older than PARCOURS_EVALUATION_REFRESH_MINUTES; the worker that claims the turn computes them
+    again, on a thread (the database does the work). A failure is logged and the figures stay
+    those of the last refresh, dated on the page; the next look tries again."""
 
-    def __init__(self, client: Client, *, outbox: OutboxRelay, **options: object) -> None:
+    LOOK_SECONDS = 60.0
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.every = timedelta(minutes=settings.evaluation_refresh_minutes)
+
+    async def run(self) -> None:
+        if not self.every:
+            return
+        while True:
+            try:
+                await asyncio.to_thread(self.refresh_if_due)
+            except Exception:
+                log.exception("evaluation figures: refresh failed; those of the last refresh stay shown")
+            await asyncio.sleep(self.LOOK_SECONDS)
+
+    def refresh_if_due(self) -> int | None:
+        """The facts computed again if it is this worker's turn (their count), else None."""
+        now = q.now()
+        if not evaluation_facts.claim_refresh(self.engine, now=now, every=self.every):
+            return None
+        started = time.monotonic()
+        count = evaluation_facts.refresh(self.engine, now=now)
+        log.info("evaluation figures computed again: %d facts in %.1f s", count, time.monotonic() - started)
+        return count
+
+
+class ParcoursWorker(Worker):
+    """A Temporal worker that runs its outbox relay and its evaluation refresher for as long as it
+    runs itself: `run()` (and so `async with`) starts them and stops them. On a normal shutdown the
+    relay first finishes the e-mails in hand (bounded by the send deadline); a cancellation stops
+    it at once (an e-mail cut short is sent again after its lease, with the same Message-ID). A
+    refresh that fails, or whose process stops, is rolled back: the figures stay the former ones."""
+
+    def __init__(
+        self, client: Client, *, outbox: OutboxRelay, refresher: EvaluationRefresher, **options: object
+    ) -> None:
         super().__init__(client, **options)  # type: ignore[arg-type]
         self.outbox = outbox
+        self.refresher = refresher
 
     async def run(self) -> None:
         relay = asyncio.create_task(self.outbox.run(), name="outbox-relay")
+        refresher = asyncio.create_task(self.refresher.run(), name="evaluation-refresher")
         try:
             await super().run()
         except BaseException:
             relay.cancel()
             await asyncio.gather(relay, return_exceptions=True)
             raise
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
         self.outbox.stop()
         try:
             await asyncio.wait_for(relay, timeout=STOP_GRACE)
@@ -54,6 +100,7 @@ def build_worker(
     return ParcoursWorker(
         client,
         outbox=outbox,
+        refresher=EvaluationRefresher(engine, settings),
         task_queue=task_queue or settings.task_queue,
         workflows=[PathwayWorkflow],
         activities=[activities.commit, activities.send_notification, activities.work_calendar],

@@ -20,7 +20,7 @@ from admin_ui.access import CurrentUser
 from admin_ui.deps import Engine_, get_settings, require_roles, verify_csrf
 from admin_ui.web import attachment, basin_names, flash, render
 from definitions.schema import EXIT_REASONS
-from parcours.presenters import csv_cell
+from parcours.presenters import csv_cell, french_date, french_datetime
 from services import definitions as service_definitions
 from services import evaluation
 from services.documents import CHART_STYLE, Document, inline_svg
@@ -32,13 +32,18 @@ router = APIRouter(include_in_schema=False)
 Evaluator = Annotated[CurrentUser, Depends(require_roles("designer", "direction", "admin"))]
 
 
-def _date(value: str | None, label: str) -> date | None:
+def _month(value: str | None, label: str) -> date | None:
+    """A month of start (AAAA-MM; a day AAAA-MM-JJ stands for its month), as its first day."""
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        return date.fromisoformat(f"{value[:7]}-01") if len(value) in (7, 10) else date.fromisoformat(value)
     except ValueError:
-        raise ServiceError(f"{label} : date attendue au format AAAA-MM-JJ ({value[:20]!r}).", "invalid") from None
+        raise ServiceError(f"{label} : mois attendu au format AAAA-MM ({value[:20]!r}).", "invalid") from None
+
+
+def _month_label(day: date | None) -> str:
+    return f"{day:%m/%Y}" if day else "…"
 
 
 def cohort_asked(
@@ -53,7 +58,7 @@ def cohort_asked(
         number = int(version) if version else None
     except ValueError:
         raise ServiceError("Version : un nombre entier.", "invalid") from None
-    return Cohort(definition_id, number, bassin or None, _date(du, "Du"), _date(au, "Au"))
+    return Cohort(definition_id, number, bassin or None, _month(du, "Du"), _month(au, "Au"))
 
 
 def funnel_chart(found: evaluation.Evaluation) -> str:
@@ -80,7 +85,7 @@ CohortAsked = Annotated[Cohort, Depends(cohort_asked)]
 @router.get("/definitions/{definition_id}/evaluation")
 def evaluation_page(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
     threshold = get_settings(request).secrecy_threshold
-    found = evaluation.evaluate(engine, cohort, threshold=threshold, now=q.now())
+    found = evaluation.evaluate(engine, cohort, threshold=threshold)
     definition = evaluation.definition_of(engine, cohort.definition_id, cohort.version)
     compared = None
     if definition.reference:
@@ -88,7 +93,6 @@ def evaluation_page(request: Request, engine: Engine_, user: Evaluator, cohort: 
             engine,
             Cohort(definition.reference, None, cohort.basin_id, cohort.started_from, cohort.started_to),
             threshold=threshold,
-            now=q.now(),
         )
         compared = evaluation.compare(found, reference)
     return render(
@@ -104,8 +108,8 @@ def evaluation_page(request: Request, engine: Engine_, user: Evaluator, cohort: 
         filters={
             "version": str(cohort.version or ""),
             "bassin": cohort.basin_id or "",
-            "du": cohort.started_from.isoformat() if cohort.started_from else "",
-            "au": cohort.started_to.isoformat() if cohort.started_to else "",
+            "du": cohort.started_from.isoformat()[:7] if cohort.started_from else "",
+            "au": cohort.started_to.isoformat()[:7] if cohort.started_to else "",
         },
         exit_labels=EXIT_REASONS,
         positive=evaluation.POSITIVE_EXITS,
@@ -153,7 +157,7 @@ def figure_rows(found: evaluation.Evaluation) -> list[tuple[str, str, str]]:
 
 
 def _evaluated(request: Request, engine: Any, cohort: Cohort) -> evaluation.Evaluation:
-    return evaluation.evaluate(engine, cohort, threshold=get_settings(request).secrecy_threshold, now=q.now())
+    return evaluation.evaluate(engine, cohort, threshold=get_settings(request).secrecy_threshold)
 
 
 @router.get("/definitions/{definition_id}/evaluation.csv")
@@ -195,10 +199,11 @@ def evaluation_report(request: Request, engine: Engine_, user: Evaluator, cohort
     scope = [
         f"version {cohort.version}" if cohort.version else "toutes les versions",
         f"bassin {cohort.basin_id}" if cohort.basin_id else "tous les bassins",
-        f"commencés du {cohort.started_from or '…'} au {cohort.started_to or '…'}",
+        f"commencés de {_month_label(cohort.started_from)} à {_month_label(cohort.started_to)}",
     ]
     document.line(
-        ", ".join(scope) + f". Édité le {q.now():%d/%m/%Y}. Effectifs inférieurs à {found.threshold} masqués."
+        ", ".join(scope) + f". Chiffres calculés le {french_datetime(found.computed_at)}, édité le "
+        f"{french_date(q.now())}. Effectifs inférieurs à {found.threshold} masqués."
     )
     if definition.reference:
         reference = _evaluated(

@@ -5,6 +5,8 @@ services/exchanges.py."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
@@ -231,27 +233,37 @@ def _back(session_id: str, anchor: str = "") -> Response:
     return RedirectResponse(f"/rencontres/{session_id}{anchor}", status_code=303)
 
 
+def _act(request: Request, session_id: str, act: Callable[[], object], done: str, anchor: str = "") -> Response:
+    """A session's action, its refusal or its success said on the session's page."""
+    try:
+        act()
+    except ServiceError as error:
+        flash(request, error.message, "error")
+    else:
+        flash(request, done)
+    return _back(session_id, anchor)
+
+
 @router.post("/rencontres/{session_id}/inscription", dependencies=Csrf)
 def register(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
     registrant = Registrant(name=user.name, email=user.email, organisation=user.organisation_name, user_id=user.id)
-    try:
-        exchanges.register(engine, session_id, registrant, public_url=get_settings(request).public_url, viewer=user)
-    except ServiceError as error:
-        flash(request, error.message, "error")
-        return _back(session_id)
-    flash(request, "Vous êtes inscrit. Une confirmation vous est envoyée par e-mail, et un rappel la veille.")
-    return _back(session_id)
+    public_url = get_settings(request).public_url
+    return _act(
+        request,
+        session_id,
+        lambda: exchanges.register(engine, session_id, registrant, public_url=public_url, viewer=user),
+        "Vous êtes inscrit. Une confirmation vous est envoyée par e-mail, et un rappel la veille.",
+    )
 
 
 @router.post("/rencontres/{session_id}/desinscription", dependencies=Csrf)
 def unregister(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
-    try:
-        exchanges.unregister(engine, session_id, user.email, viewer=user)
-    except ServiceError as error:
-        flash(request, error.message, "error")
-        return _back(session_id)
-    flash(request, "Votre inscription est retirée.")
-    return _back(session_id)
+    return _act(
+        request,
+        session_id,
+        lambda: exchanges.unregister(engine, session_id, user.email, viewer=user),
+        "Votre inscription est retirée.",
+    )
 
 
 @router.post("/rencontres/{session_id}/invitation", dependencies=Csrf)
@@ -282,23 +294,21 @@ async def invite(request: Request, engine: Engine_, user: User, session_id: str)
 
 @router.post("/rencontres/{session_id}/annulation", dependencies=Csrf)
 def cancel(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
-    try:
-        exchanges.cancel(engine, user, session_id)
-    except ServiceError as error:
-        flash(request, error.message, "error")
-        return _back(session_id)
-    flash(request, "La rencontre est annulée ; les inscrits en sont prévenus par e-mail.")
-    return _back(session_id)
+    return _act(
+        request,
+        session_id,
+        lambda: exchanges.cancel(engine, user, session_id),
+        "La rencontre est annulée ; les inscrits en sont prévenus par e-mail.",
+    )
 
 
 @router.post("/rencontres/{session_id}/presences", dependencies=Csrf)
 async def attendance(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
-    form = await request.form()
-    present = {str(value) for value in form.getlist("present")}
-    try:
-        exchanges.record_attendance(engine, user, session_id, present)
-    except ServiceError as error:
-        flash(request, error.message, "error")
-        return _back(session_id, "#presences")
-    flash(request, f"Présences enregistrées : {len(present)} présent(s).")
-    return _back(session_id, "#presences")
+    present = {str(value) for value in (await request.form()).getlist("present")}
+    return _act(
+        request,
+        session_id,
+        lambda: exchanges.record_attendance(engine, user, session_id, present),
+        f"Présences enregistrées : {len(present)} présent(s).",
+        "#presences",
+    )

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("registered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attended", sa.Boolean(), nullable=True),
+        sa.Column("anonymised_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_exchange_registration_session_id", "exchange_registration", ["session_id"], unique=False)
