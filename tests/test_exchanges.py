@@ -206,9 +206,12 @@ async def test_a_cancelled_session_withdraws_its_reminders_tells_its_registrants
     session_id = created.headers["location"].rsplit("/", 1)[-1]
     camille = await web.signed_in(CAMILLE)
     await post_action(camille, session_id, "inscription")
-    refused = await post_action(camille, session_id, "annulation")
+    refused = await post_action(camille, session_id, "annulation", confirme="oui")
     assert rows(web, models.ExchangeSession)[0].cancelled_at is None and refused.status_code == 303
-    assert (await post_action(helene, session_id, "annulation")).status_code == 303
+    unconfirmed = await post_action(helene, session_id, "annulation")
+    assert "cochez la case" in unescape((await helene.get(unconfirmed.headers["location"])).text)
+    assert rows(web, models.ExchangeSession)[0].cancelled_at is None
+    assert (await post_action(helene, session_id, "annulation", confirme="oui")).status_code == 303
 
     assert [n.status for n in rows(web, models.Notification, models.Notification.kind == "exchange_rappel")] == [
         "withdrawn"

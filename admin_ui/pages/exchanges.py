@@ -293,7 +293,10 @@ async def invite(request: Request, engine: Engine_, user: User, session_id: str)
 
 
 @router.post("/rencontres/{session_id}/annulation", dependencies=Csrf)
-def cancel(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+async def cancel(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    if _text(await request.form(), "confirme") != "oui":
+        flash(request, "Rencontre non annulée : cochez la case qui confirme l'annulation.", "error")
+        return _back(session_id, "#annuler")
     return _act(
         request,
         session_id,
