@@ -242,9 +242,19 @@ async def test_the_gto_agenda_names_the_next_gto_meeting(web: Web) -> None:
             ),
         )
     assert form_page
+    # A pathway of the basin with no progress for weeks, not escalated: on the agenda too.
+    stalled = await web.parcours.start("rsa_socio_pro", basin="arve_mont_blanc")
+    with session_scope(web.parcours.engine) as session:
+        session.execute(
+            update(models.Pathway)
+            .where(models.Pathway.id == stalled)  # type: ignore[arg-type]
+            .values(last_progress_at=q.now() - timedelta(days=30))
+        )
     agenda = unescape((await nicolas.get("/gto/ordre-du-jour")).text)
     meeting = re.search(r'id="agenda-meeting">(.*?)</p>', agenda, re.S).group(1)  # type: ignore[union-attr]
     assert "GTO de décembre" in meeting and "GTO de janvier" not in meeting
+    others = agenda.split('id="ordre-du-jour-bloques"')[1].split("</table>")[0]
+    assert stalled in others and "sans avancée" in others and "Alex" not in agenda
     (december,) = rows(web, models.ExchangeSession, models.ExchangeSession.title == "GTO de décembre")
     page = unescape((await nicolas.get(f"/rencontres/{december.id}")).text)
     assert 'id="exchange-agenda"' in page and "escalade(s) à décider" in page

@@ -176,27 +176,8 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
     lookup = Lookup(engine)
     now = q.now()
     stuck = reading.pathways(engine, user, basin_id=basin.id, stuck=True, page=page)
-    tasks = views.open_tasks_by_pathway(engine, pathway_ids=[p.id for p in stuck.items])
-    escalated = open_escalations_by_pathway(engine, [p.id for p in stuck.items])
     names = person_names(engine, user, stuck.items, "tableau de bord GTO (nom de la personne)")
-    rows = []
-    for pathway in stuck.items:
-        definition = lookup.definition(pathway.definition_id, pathway.definition_version)
-        open_tasks = tasks.get(pathway.id, [])
-        since = pathway.stuck_since or pathway.last_progress_at
-        rows.append(
-            {
-                "pathway": pathway,
-                "definition": definition.title if definition else pathway.definition_id,
-                "steps": [lookup.step_title(definition, s) for s in pathway.current_steps],
-                "partners": sorted({lookup.org(t.organisation_id) for t in open_tasks}),
-                "since": since,
-                "reason": "en retard" if pathway.stuck_since else "sans avancée",
-                "escalations": len(escalated.get(pathway.id, [])),
-                "escalation_ids": escalated.get(pathway.id, []),
-                "person": names.get(pathway.id),
-            }
-        )
+    rows = [{**row, "person": names.get(row["pathway"].id)} for row in stuck_rows(engine, stuck.items, lookup)]
     open_escalations = views.escalation_list(engine, basin_id=basin.id, status="open", size=1).total
     step_counts = views.step_counts(engine, basin_id=basin.id)
     open_tasks_total = sum(entry["total"] for entry in step_counts)  # the heat map's counts, summed
@@ -213,6 +194,29 @@ def dashboard(request: Request, engine: Engine_, user: GtoLead, page: int = 1) -
         heatmaps=heatmaps(step_counts, lookup),
         trends=trends(engine, basin.id, now),
     )
+
+
+def stuck_rows(engine: Any, pathways: list[models.Pathway], lookup: Lookup) -> list[dict[str, Any]]:
+    """Stuck pathways as the dashboard and the agenda show them: where each waits, on whom, since
+    when, why, and its open escalations (no personal data)."""
+    tasks = views.open_tasks_by_pathway(engine, pathway_ids=[p.id for p in pathways])
+    escalated = open_escalations_by_pathway(engine, [p.id for p in pathways])
+    rows = []
+    for pathway in pathways:
+        definition = lookup.definition(pathway.definition_id, pathway.definition_version)
+        rows.append(
+            {
+                "pathway": pathway,
+                "definition": definition.title if definition else pathway.definition_id,
+                "steps": [lookup.step_title(definition, s) for s in pathway.current_steps],
+                "partners": sorted({lookup.org(t.organisation_id) for t in tasks.get(pathway.id, [])}),
+                "since": pathway.stuck_since or pathway.last_progress_at,
+                "reason": "en retard" if pathway.stuck_since else "sans avancée",
+                "escalations": len(escalated.get(pathway.id, [])),
+                "escalation_ids": escalated.get(pathway.id, []),
+            }
+        )
+    return rows
 
 
 def heatmaps(step_counts: list[dict[str, Any]], lookup: Lookup) -> list[dict[str, Any]]:
@@ -646,9 +650,21 @@ def agenda_rows(engine: Any, basin_id: str) -> list[dict[str, Any]]:
     return escalation_rows(engine, escalations, Lookup(engine))
 
 
+AGENDA_STUCK = 100
+"""Stuck pathways without an open escalation listed on the agenda (the longest waiting first)."""
+
+
+def agenda_stuck(engine: Any, user: CurrentUser, basin_id: str) -> tuple[list[dict[str, Any]], int]:
+    """The basin's stuck pathways that no open escalation puts on the agenda yet, and how many
+    stuck pathways there are in all."""
+    stuck = reading.pathways(engine, user, basin_id=basin_id, stuck=True, size=AGENDA_STUCK)
+    return [row for row in stuck_rows(engine, stuck.items, Lookup(engine)) if not row["escalations"]], stuck.total
+
+
 @router.get("/gto/ordre-du-jour")
 def agenda(request: Request, engine: Engine_, user: GtoLead) -> Response:
     basin = basin_of(engine, user)
+    stuck, stuck_total = agenda_stuck(engine, user, basin.id)
     return render(
         request,
         "gto/agenda.html",
@@ -656,6 +672,9 @@ def agenda(request: Request, engine: Engine_, user: GtoLead) -> Response:
         nav="agenda",
         basin=basin,
         rows=agenda_rows(engine, basin.id),
+        stuck=stuck,
+        stuck_total=stuck_total,
+        stuck_listed=AGENDA_STUCK,
         meeting=exchanges.next_gto_meeting(engine, basin.id),
         today=q.now(),
     )
