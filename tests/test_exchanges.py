@@ -22,7 +22,7 @@ from services import exchanges
 from store import models, retention
 from store import queries as q
 from store.db import session_scope
-from tests.conftest import Web, csrf_of, eventually
+from tests.conftest import Parcours, Web, csrf_of, eventually
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -55,9 +55,13 @@ def session_form(page: str, **values: str) -> dict[str, str]:
     }
 
 
-def rows(web: Web, model: Any, *where: Any) -> list[Any]:
-    with session_scope(web.parcours.engine) as session:
+def rows_of(engine: Any, model: Any, *where: Any) -> list[Any]:
+    with session_scope(engine) as session:
         return list(session.exec(select(model).where(*where)))
+
+
+def rows(web: Web, model: Any, *where: Any) -> list[Any]:
+    return rows_of(web.parcours.engine, model, *where)
 
 
 def mails_to(web: Web, email: str, subject: str) -> list[Any]:
@@ -313,3 +317,17 @@ def test_registrants_are_reminded_at_nine_the_working_day_before(starts: datetim
         created_by="u",
     )
     assert exchanges.reminder_moment(row) == reminded
+
+
+def test_the_demo_plans_the_annecien_gto_meeting_and_an_employer_breakfast(
+    parcours_without_worker: Parcours,
+) -> None:
+    from worker.demo import seed_demo_sessions
+
+    engine = parcours_without_worker.engine
+    seed_demo_sessions(engine)
+    meeting = exchanges.next_gto_meeting(engine, "annecien")
+    assert meeting is not None and meeting.session.title == "GTO du bassin annécien"
+    planned = {r.kind: aware(r.starts_at).astimezone(PARIS) for r in rows_of(engine, models.ExchangeSession)}
+    assert set(planned) == {"gto", "employeurs"}
+    assert all(is_working_day(when.date()) and when > q.now() for when in planned.values())

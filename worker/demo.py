@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, time
 
 from sqlalchemy.engine import Engine
 
+from definitions.durations import PARIS, add_working_days
 from definitions.loader import load_file
 from definitions.territory import CATALOG_DIR, DEMO_DIR, DEMO_TERRITORY, load_territory
+from services import exchanges
 from services.pathways import PathwayService
 from store import queries as q
 
@@ -92,7 +95,24 @@ async def seed_demo_pathways(service: PathwayService) -> list[str]:
             actor=actor,
         )
         started.append(pathway_id)
+    seed_demo_sessions(service.engine)
     return started
+
+
+def seed_demo_sessions(engine: Engine) -> None:
+    """The annecien basin's next GTO meeting and an employer breakfast, organised by its GTO lead."""
+    lead = q.get_user_by_email(engine, email="lea.dupont@example.org")
+    if lead is None:
+        return
+    today = q.now().astimezone(PARIS).date()
+    for kind, title, days, start, end, place, capacity in (
+        ("gto", "GTO du bassin annécien", 9, "14:00", "16:30", "Maison de l'emploi, Annecy", 30),
+        ("employeurs", "Petit-déjeuner employeurs : l'immersion", 16, "08:30", "10:00", "CCI, Annecy", 40),
+    ):
+        day = add_working_days(datetime.combine(today, time(12), PARIS), days).date().isoformat()
+        exchanges.create(
+            engine, lead, exchanges.SessionEntry(kind, title, "annecien", day, start, end, place, capacity)
+        )
 
 
 def ensure_demo_passwords(engine: Engine) -> int:

@@ -11,8 +11,10 @@ import uvicorn
 
 from admin_ui.app import create_app
 from parcours.settings import Settings
+from services import evaluation_facts
 from services.administration import where_emails_go
 from services.pathways import PathwayService
+from store import queries as q
 from store.db import engine_for
 from store.migrations import upgrade_to_head
 from worker.demo import DEMO_PASSWORD, ensure_demo_passwords, load_reference_data, seed_demo_pathways
@@ -65,6 +67,7 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
                 started = await seed_demo_pathways(service)
                 if started:
                     say(f"{len(started)} parcours de démonstration démarrés : {', '.join(started)}")
+                    evaluation_facts.refresh(engine, now=q.now())  # their evaluation, without waiting the hour
             say(
                 f"Parcours est prêt : {settings.public_url}  (Temporal UI : http://127.0.0.1:{settings.temporal_ui_port})"
             )
