@@ -276,20 +276,16 @@ def listing(
     if kind:
         where.append(models.ExchangeSession.kind == kind)
     order = col(models.ExchangeSession.starts_at).desc() if past else col(models.ExchangeSession.starts_at)
-    page, size = max(1, page), max(1, min(size, 200))
     with session_scope(engine) as session:
-        total = int(session.exec(select(func.count()).select_from(models.ExchangeSession).where(*where)).one())
-        rows = list(
-            session.exec(
-                select(models.ExchangeSession)
-                .where(*where)
-                .order_by(order, models.ExchangeSession.id)
-                .offset((page - 1) * size)
-                .limit(size)
-            )
+        rows, total = views.page_rows(
+            select(models.ExchangeSession).where(*where).order_by(order, models.ExchangeSession.id),
+            select(func.count()).select_from(models.ExchangeSession).where(*where),
+            session,
+            page,
+            size,
         )
         items = _listings(session, rows, viewer_email)
-    return Paged(items, page, size, total)
+    return Paged(items, max(1, page), size, total)
 
 
 def _listings(session: Session, rows: list[models.ExchangeSession], viewer_email: str) -> list[Listing]:

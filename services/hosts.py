@@ -450,20 +450,16 @@ def search(
             col(models.ImmersionOffer.active).is_(True), col(models.ImmersionOffer.search_text).like(pattern)
         )
         where.append(col(models.Host.search_text).like(pattern) | col(models.Host.id).in_(offered))
-    page, size = max(1, page), max(1, min(size, 200))
     with session_scope(engine) as session:
-        total = int(session.exec(select(func.count()).select_from(models.Host).where(*where)).one())
-        hosts = list(
-            session.exec(
-                select(models.Host)
-                .where(*where)
-                .order_by(models.Host.name, models.Host.id)
-                .offset((page - 1) * size)
-                .limit(size)
-            )
+        hosts, total = views.page_rows(
+            select(models.Host).where(*where).order_by(models.Host.name, models.Host.id),
+            select(func.count()).select_from(models.Host).where(*where),
+            session,
+            page,
+            size,
         )
         offers = _open_offers(session, [h.id for h in hosts])
-    return Paged([HostListing(h, offers.get(h.id, [])) for h in hosts], page, size, total)
+    return Paged([HostListing(h, offers.get(h.id, [])) for h in hosts], max(1, page), size, total)
 
 
 def _open_offers(session: Session, host_ids: list[str]) -> dict[str, list[models.ImmersionOffer]]:

@@ -42,7 +42,8 @@ def within_range(query: Callable[[int], Paged[T]], page: int) -> Paged[T]:
     return query(paged.pages) if page > paged.pages else paged
 
 
-def _page(query: Any, count_query: Any, session: Any, page: int, size: int) -> tuple[list[Any], int]:
+def page_rows(query: Any, count_query: Any, session: Any, page: int, size: int) -> tuple[list[Any], int]:
+    """One page of an ordered query's rows (page and size kept in bounds) and the count of all."""
     page, size = max(1, min(page, MAX_PAGE)), max(1, min(size, 200))
     total = int(session.exec(count_query).one())
     rows = list(session.exec(query.offset((page - 1) * size).limit(size)))
@@ -180,7 +181,7 @@ def task_inbox(
     )
     with session_scope(engine) as session:
         query = select(models.Task).where(*where).order_by(*tasks_by_deadline())
-        rows, total = _page(query, select(func.count()).select_from(models.Task).where(*where), session, page, size)
+        rows, total = page_rows(query, select(func.count()).select_from(models.Task).where(*where), session, page, size)
     return Paged(rows, max(1, page), size, total)
 
 
@@ -241,7 +242,7 @@ def pathway_list(
     )
     with session_scope(engine) as session:
         query = select(models.Pathway).where(*where).order_by(*order, models.Pathway.id)
-        rows, total = _page(query, select(func.count()).select_from(models.Pathway).where(*where), session, page, size)
+        rows, total = page_rows(query, select(func.count()).select_from(models.Pathway).where(*where), session, page, size)
     return Paged(rows, max(1, page), size, total)
 
 
@@ -257,7 +258,7 @@ def escalation_list(
     where = escalation_filters(basin_id=basin_id, status=status, min_level=min_level)
     with session_scope(engine) as session:
         query = select(models.Escalation).where(*where).order_by(*escalations_oldest_first())
-        rows, total = _page(
+        rows, total = page_rows(
             query, select(func.count()).select_from(models.Escalation).where(*where), session, page, size
         )
     return Paged(rows, max(1, page), size, total)
