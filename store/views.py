@@ -242,7 +242,9 @@ def pathway_list(
     )
     with session_scope(engine) as session:
         query = select(models.Pathway).where(*where).order_by(*order, models.Pathway.id)
-        rows, total = page_rows(query, select(func.count()).select_from(models.Pathway).where(*where), session, page, size)
+        rows, total = page_rows(
+            query, select(func.count()).select_from(models.Pathway).where(*where), session, page, size
+        )
     return Paged(rows, max(1, page), size, total)
 
 
