@@ -1159,6 +1159,27 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_exchanges.py",),
     ),
     M(
+        "two registrations at the same moment both take the last place",
+        "services/exchanges.py",
+        "    session.execute(update(table).where(col(table.id) == session_id).values(id=col(table.id)))\n",
+        "",
+        ("tests/test_exchanges.py",),
+    ),
+    M(
+        "a worker whose refresh failed keeps the turn for the lease",
+        "worker/runner.py",
+        "            evaluation_facts.release_claim(self.engine, claimed_at=now)  # the next look tries again\n",
+        "",
+        ("tests/test_evaluation.py",),
+    ),
+    M(
+        "an invitation sent twice sends a second link",
+        "services/exchanges.py",
+        "    if request.answer is not None or request.pending:\n        return None\n",
+        "",
+        ("tests/test_exchanges.py",),
+    ),
+    M(
         "the GTO agenda leaves out the stuck pathways not escalated",
         "admin_ui/pages/gto.py",
         '    return [row for row in stuck_rows(engine, stuck.items, Lookup(engine)) if not row["escalations"]], stuck.total',

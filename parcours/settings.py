@@ -79,8 +79,8 @@ class Settings(BaseSettings):
         le=1000,
         description="counts below it are not shown to designers or the direction (secret statistique)",
     )
-    # Minutes between two computations of the evaluation's figures (services/evaluation.py): the
-    # workers take turns; 0 leaves them to `parcours evaluation refresh` (cron).
+    # Minutes between two computations of the evaluation's figures (services/evaluation_facts.py):
+    # the workers take turns; 0 leaves them to `parcours evaluation-refresh` (cron).
     evaluation_refresh_minutes: int = Field(60, ge=0, le=24 * 60)
     # Seconds between two looks of a worker's outbox relay at the e-mails due (it is woken at once
     # by the commits of its own process; polling finds the others' and the retries).

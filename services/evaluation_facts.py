@@ -6,14 +6,14 @@ instead of reading a cohort's pathways, steps and tasks.
 
 The database does the grouping (one INSERT … SELECT per measure, nothing read into Python) and
 counts working days through the `working_day` calendar. The workers take turns refreshing
-(`claim_refresh`, hourly by default), or an operator runs `parcours evaluation refresh`."""
+(`claim_refresh`, hourly by default), or an operator runs `parcours evaluation-refresh`."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Integer, String, and_, delete, func, insert, literal_column, or_, update
+from sqlalchemy import Date, Integer, String, and_, delete, func, insert, literal_column, or_, text, update
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -139,14 +139,7 @@ def _fact_queries(session: Session, now: datetime) -> list[Any]:
         )
         return between(pathways.join(reached, reached.c.pid == pathway.id), pathway.started_at, reached.c.at)
 
-    parallel = _parallel_steps(session)
-    accompaniment = or_(
-        *(
-            and_(col(pathway.definition_id) == d, col(step.step_id).in_(sorted(ids)))
-            for d, ids in parallel.items()
-            if ids
-        )
-    )
+    parallel = {d: ids for d, ids in _parallel_steps(session).items() if ids}
     late = and_(col(task.due_at).is_not(None), func.coalesce(task.closed_at, now) > task.due_at)
     queries = [
         fact("status", pathway.status, zero, count, pathways, by=(pathway.status,)),
@@ -193,7 +186,10 @@ def _fact_queries(session: Session, now: datetime) -> list[Any]:
             by=(working_days,),
         ),
     ]
-    if parallel and any(parallel.values()):
+    if parallel:
+        accompaniment = or_(
+            *(and_(col(pathway.definition_id) == d, col(step.step_id).in_(sorted(ids))) for d, ids in parallel.items())
+        )
         queries.append(
             fact(
                 "to_accompaniment",
@@ -219,35 +215,48 @@ def claim_refresh(engine: Engine, *, now: datetime, every: timedelta) -> bool:
     at once, one gets it (compare-and-set on the claim's previous value)."""
     with session_scope(engine) as session:
         done = session.get(models.Setting, REFRESHED_AT)
-        if done is not None and now - datetime.fromisoformat(done.value) < every:
-            return False
         claim = session.get(models.Setting, REFRESH_CLAIM)
-        if claim is None:
-            session.add(models.Setting(key=REFRESH_CLAIM, value=now.isoformat()))
-            try:
-                session.flush()
-            except IntegrityError:  # another worker's first claim
-                return False
-            return True
-        claimed_at = datetime.fromisoformat(claim.value)
-        under_way = done is None or claimed_at > datetime.fromisoformat(done.value)
-        if under_way and now - claimed_at < CLAIM_LEASE:
+    if done is not None and now - datetime.fromisoformat(done.value) < every:
+        return False
+    if claim is None:
+        try:
+            with session_scope(engine) as session:
+                session.add(models.Setting(key=REFRESH_CLAIM, value=now.isoformat()))
+        except IntegrityError:  # another worker's first claim
             return False
+        return True
+    claimed_at = datetime.fromisoformat(claim.value)
+    under_way = done is None or claimed_at > datetime.fromisoformat(done.value)
+    if under_way and now - claimed_at < CLAIM_LEASE:
+        return False
+    return _swap_claim(engine, claim.value, now.isoformat())
+
+
+def release_claim(engine: Engine, *, claimed_at: datetime) -> None:
+    """Give the turn back after a failed refresh, so that the next look (of any worker) tries
+    again instead of waiting for the lease."""
+    _swap_claim(engine, claimed_at.isoformat(), datetime.min.replace(tzinfo=claimed_at.tzinfo).isoformat())
+
+
+def _swap_claim(engine: Engine, expected: str, value: str) -> bool:
+    with session_scope(engine) as session:
         taken = session.execute(
             update(models.Setting)
-            .where(col(models.Setting.key) == REFRESH_CLAIM, col(models.Setting.value) == claim.value)
-            .values(value=now.isoformat())
+            .where(col(models.Setting.key) == REFRESH_CLAIM, col(models.Setting.value) == expected)
+            .values(value=value)
         )
         return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def refresh(engine: Engine, *, now: datetime) -> int:
     """Compute every fact again from the read model, in one transaction: readers see the former
-    facts until it commits, a failure leaves them as they were. Returns how many facts."""
+    facts until it commits, a failure leaves them as they were. Two refreshes at once (a worker's
+    and an operator's) run one after the other. Returns how many facts."""
     with session_scope(engine) as session:
-        if session.exec(select(func.count()).select_from(models.WorkingDay)).one() != len(rows := calendar_rows()):
-            session.execute(delete(models.WorkingDay))
-            session.execute(insert(models.WorkingDay), rows)
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext('parcours.evaluation_refresh'))"))
+        session.execute(delete(models.WorkingDay))  # the calendar too, should the holidays change
+        session.execute(insert(models.WorkingDay), calendar_rows())
         session.execute(delete(models.EvaluationFact))
         for query in _fact_queries(session, now):
             session.execute(insert(models.EvaluationFact).from_select(FACT_COLUMNS, query))

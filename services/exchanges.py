@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import icalendar
-from sqlalchemy import update
+from sqlalchemy import and_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -40,7 +40,6 @@ KINDS = {
     "formation_croisee": "Formation croisée",
     "echange": "Séance d'échange",
 }
-ORGANISER_ROLES = {"gto_lead", "direction"}
 INVITATION = "exchange_registration"
 """The purpose of an employer's one-time link: register to one session."""
 MAX_CAPACITY = 500
@@ -111,9 +110,11 @@ def when_label(row: models.ExchangeSession) -> str:
     return f"Le {french_datetime(row.starts_at)}, jusqu'à {french_time(row.ends_at)}"
 
 
-def may_organise(viewer: Viewer, basin_id: str) -> bool:
-    """The direction organises in every basin, a GTO lead in their own."""
-    return viewer.role == "direction" or (viewer.role == "gto_lead" and viewer.basin_id == basin_id)
+def may_organise(viewer: Viewer, basin_id: str | None = None) -> bool:
+    """The direction organises in every basin, a GTO lead in their own (without a basin: in one)."""
+    return viewer.role == "direction" or (
+        viewer.role == "gto_lead" and viewer.basin_id is not None and basin_id in (None, viewer.basin_id)
+    )
 
 
 def _require_organiser(viewer: Viewer, basin_id: str) -> None:
@@ -189,8 +190,8 @@ def check_session(engine: Engine, entry: SessionEntry, *, now: datetime) -> dict
 def create(
     engine: Engine, viewer: Viewer, entry: SessionEntry, *, request_id: str | None = None
 ) -> models.ExchangeSession:
-    """A new session. With a request id (a form token, an Idempotency-Key), a retry answers the
-    session already created instead of a second one."""
+    """A new session. With a request id (the form's token), a retry answers the session already
+    created instead of a second one."""
     _require_organiser(viewer, entry.basin_id)
     values = check_session(engine, entry, now=q.now())
     request = open_request(
@@ -229,11 +230,17 @@ def cancel(engine: Engine, viewer: Viewer, session_id: str) -> models.ExchangeSe
 
 
 def _locked(session: Session, session_id: str) -> models.ExchangeSession:
-    """The session's row, locked until the transaction ends (PostgreSQL; SQLite writes one at a
-    time anyway): two registrations for the last place never both get it."""
-    row = session.exec(
-        select(models.ExchangeSession).where(models.ExchangeSession.id == session_id).with_for_update()
-    ).first()
+    """The session's row, locked until the transaction ends: an UPDATE that changes nothing takes
+    the row's lock on PostgreSQL and the database's write lock on SQLite (where a SELECT takes
+    none), so the writes to one session run one after the other: two registrations for the last
+    place never both get it, a registration never slips past a cancellation."""
+    table = models.ExchangeSession
+    session.execute(update(table).where(col(table.id) == session_id).values(id=col(table.id)))
+    return _session(session, session_id)
+
+
+def _session(session: Session, session_id: str) -> models.ExchangeSession:
+    row = session.get(models.ExchangeSession, session_id)
     if row is None:
         raise ServiceError(f"Rencontre inconnue : {quoted(session_id, 40)}.", "not_found")
     return row
@@ -257,7 +264,6 @@ def _audit(
 
 def listing(
     engine: Engine,
-    viewer: Viewer,
     viewer_email: str,
     *,
     basin_id: str | None = None,
@@ -314,9 +320,7 @@ def _listings(session: Session, rows: list[models.ExchangeSession], viewer_email
 
 def detail(engine: Engine, viewer: Viewer, viewer_email: str, session_id: str) -> Detail:
     with session_scope(engine) as session:
-        row = session.get(models.ExchangeSession, session_id)
-        if row is None:
-            raise ServiceError(f"Rencontre inconnue : {quoted(session_id, 40)}.", "not_found")
+        row = _session(session, session_id)
         (found,) = _listings(session, [row], viewer_email)
         organiser = may_organise(viewer, row.basin_id)
         registrations = (
@@ -365,15 +369,22 @@ def _active(session: Session, session_id: str) -> list[models.ExchangeRegistrati
 # --- Registering ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Registered:
+    registration: models.ExchangeRegistration
+    new: bool  # False: the registration was there already (nothing written, no e-mail)
+
+
 def register(
     engine: Engine, session_id: str, registrant: Registrant, *, public_url: str, viewer: Viewer | None = None
-) -> models.ExchangeRegistration:
+) -> Registered:
     """A partner's user registers (their own name and e-mail, from their account)."""
     with session_scope(engine) as session:
         row = _locked(session, session_id)
-        registration = _register(session, row, registrant, public_url=public_url, calendar_url="")
-        _audit(session, viewer, "exchange_registered", row, {"registration": registration.id})
-        return registration
+        done = _register(session, row, registrant, public_url=public_url, calendar_url="")
+        if done.new:
+            _audit(session, viewer, "exchange_registered", row, {"registration": done.registration.id})
+        return done
 
 
 def _register(
@@ -383,7 +394,7 @@ def _register(
     *,
     public_url: str,
     calendar_url: str,
-) -> models.ExchangeRegistration:
+) -> Registered:
     """The registration (an active one is answered as is: registering twice never duplicates),
     within the capacity, with its confirmation and reminder put in the outbox."""
     if row.cancelled_at is not None:
@@ -397,7 +408,7 @@ def _register(
         )
     ).first()
     if existing is not None and existing.cancelled_at is None:
-        return existing
+        return Registered(existing, new=False)
     if len(_active(session, row.id)) >= row.capacity:
         raise ServiceError(f"Cette rencontre est complète ({row.capacity} places).", "conflict")
     registration = existing or models.ExchangeRegistration(
@@ -410,7 +421,7 @@ def _register(
     session.flush()
     for mail in _registration_mails(row, registration, public_url=public_url, calendar_url=calendar_url):
         session.add(mail)
-    return registration
+    return Registered(registration, new=True)
 
 
 def unregister(engine: Engine, session_id: str, email: str, *, viewer: Viewer) -> models.ExchangeRegistration:
@@ -430,7 +441,13 @@ def unregister(engine: Engine, session_id: str, email: str, *, viewer: Viewer) -
             raise ServiceError("Cette rencontre a commencé : l'inscription ne se retire plus.", "conflict")
         registration.cancelled_at = q.now()
         session.add(registration)
-        _withdraw_reminders(session, col(models.Notification.key).startswith(f"rencontre:{registration.id}:"))
+        _withdraw_reminders(
+            session,
+            and_(
+                col(models.Notification.pathway_id) == _outbox_group(row),
+                col(models.Notification.key).startswith(f"rencontre:{registration.id}:", autoescape=True),
+            ),
+        )
         _audit(session, viewer, "exchange_unregistered", row, {"registration": registration.id})
         return registration
 
@@ -438,12 +455,25 @@ def unregister(engine: Engine, session_id: str, email: str, *, viewer: Viewer) -
 # --- Employers, through a one-time link -----------------------------------------------------
 
 
-def invite_employer(engine: Engine, viewer: Viewer, session_id: str, email: str, *, public_url: str) -> Invitation:
-    """A one-time link for an employer to register (valid until the session starts)."""
+def invite_employer(
+    engine: Engine, viewer: Viewer, session_id: str, email: str, *, public_url: str, request_id: str | None = None
+) -> Invitation | None:
+    """A one-time link for an employer to register (valid until the session starts). With a
+    request id (the form's token), a retry makes no second link and sends nothing: None."""
     errors: dict[str, str] = {}
     email = checked_email(email, field_name="email", label="E-mail de l'employeur", errors=errors, required=True)
     if errors:
         raise ServiceError(errors["email"], "invalid", errors)
+    request = open_request(
+        engine,
+        actor_user_id=viewer.id,
+        request_id=request_id,
+        kind="invite_employer",
+        target=session_id,
+        inputs={"email": email},
+    )
+    if request.answer is not None or request.pending:
+        return None
     with session_scope(engine) as session:
         row = _locked(session, session_id)
         _require_organiser(viewer, row.basin_id)
@@ -457,18 +487,21 @@ def invite_employer(engine: Engine, viewer: Viewer, session_id: str, email: str,
             created_by=viewer.id,
             valid_for=aware(row.starts_at) - q.now(),
         )
-        _audit(session, viewer, "exchange_invitation_created", row, {"sent_to": email})
+        _audit(session, viewer, "exchange_invitation_created", row, {"link": links.digest(token)[:12]})
+    request.finish({"session_id": row.id})
     return Invitation(row, email, f"{public_url.rstrip('/')}/rencontres/lien/{token}")
 
 
 def session_for_link(engine: Engine, token: str, *, used_ok: bool = False) -> tuple[models.ExchangeSession, str]:
     """The session a link opens and the address it was sent to (audited); refused when unknown,
-    spent (unless `used_ok`: the calendar file after registering) or expired."""
+    spent (unless `used_ok`: the calendar file after registering), expired, or its session
+    cancelled (the calendar file still says so)."""
     link = links.open_link(engine, token=token, purpose=INVITATION, spent_ok=used_ok)
     with session_scope(engine) as session:
-        row = session.get(models.ExchangeSession, link.subject_id)
-        assert row is not None  # a link is made for an existing session, never deleted
-        return row, link.sent_to
+        row = _session(session, link.subject_id)
+    if row.cancelled_at is not None and not used_ok:
+        raise ServiceError("Cette rencontre est annulée : les inscriptions sont closes.", "conflict")
+    return row, link.sent_to
 
 
 def register_through_link(
@@ -486,15 +519,15 @@ def register_through_link(
     with session_scope(engine) as session:
         link = links.spend(session, token=token, purpose=INVITATION)
         row = _locked(session, link.subject_id)
-        registration = _register(
+        done = _register(
             session,
             row,
             Registrant(name=name, email=link.sent_to, organisation=organisation),
             public_url=public_url,
             calendar_url=f"{public_url.rstrip('/')}/rencontres/lien/{token}/rencontre.ics",
         )
-        _audit(session, None, "exchange_registered_by_link", row, {"registration": registration.id})
-        return registration
+        _audit(session, None, "exchange_registered_by_link", row, {"registration": done.registration.id})
+        return done.registration
 
 
 # --- Attendance -------------------------------------------------------------------------------
@@ -570,7 +603,7 @@ def _mail(
         "rappel": f"[Parcours] Rappel : {row.title}, {french_datetime(aware(row.starts_at))}",
         "annulation": f"[Parcours] Rencontre annulée : {row.title}",
     }
-    stamp = aware(registration.registered_at or q.now()).strftime("%Y%m%d%H%M%S%f")
+    stamp = aware(registration.registered_at).strftime("%Y%m%d%H%M%S%f")  # type: ignore[arg-type]
     return models.Notification(
         key=f"rencontre:{registration.id}:{kind}:{stamp}",
         kind=f"exchange_{kind}",
@@ -640,7 +673,7 @@ def ical(sessions: list[models.ExchangeSession], *, public_url: str) -> bytes:
     for row in sessions:
         event = icalendar.Event()
         event.add("uid", f"{row.id}@{host}")
-        event.add("dtstamp", aware(row.created_at or q.now()))
+        event.add("dtstamp", q.now())  # when this copy was made (RFC 5545)
         event.add("dtstart", aware(row.starts_at))
         event.add("dtend", aware(row.ends_at))
         event.add("summary", f"{kind_label(row.kind)} : {row.title}")
@@ -654,7 +687,8 @@ def ical(sessions: list[models.ExchangeSession], *, public_url: str) -> bytes:
 
 
 def upcoming_sessions(engine: Engine, *, basin_id: str | None = None) -> list[models.ExchangeSession]:
-    """Every session still to come (cancelled ones included: a calendar learns they are off)."""
+    """Every session to come or of the last day (cancelled ones included: a calendar learns they
+    are off)."""
     where: list[Any] = [col(models.ExchangeSession.ends_at) >= q.now() - timedelta(days=1)]
     if basin_id:
         where.append(models.ExchangeSession.basin_id == basin_id)
@@ -666,7 +700,4 @@ def upcoming_sessions(engine: Engine, *, basin_id: str | None = None) -> list[mo
 
 def session_row(engine: Engine, session_id: str) -> models.ExchangeSession:
     with session_scope(engine) as session:
-        row = session.get(models.ExchangeSession, session_id)
-        if row is None:
-            raise ServiceError(f"Rencontre inconnue : {quoted(session_id, 40)}.", "not_found")
-        return row
+        return _session(session, session_id)

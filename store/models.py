@@ -603,7 +603,7 @@ class WorkingDay(SQLModel, table=True):
 
 class EvaluationFact(SQLModel, table=True):
     """The evaluation's counts (services/evaluation.py), computed again from the read model by
-    `evaluation.refresh` (every worker runs it in turn, hourly by default): per definition,
+    `evaluation_facts.refresh` (every worker runs it in turn, hourly by default): per definition,
     version, basin and month of start, each measure's count per key (a step, a status, an exit)
     and value (a delay in working days). An evaluation sums a few thousand of these instead of
     reading a cohort's pathways, steps and tasks."""

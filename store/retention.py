@@ -90,7 +90,9 @@ def expired_registrations(engine: Engine, *, at: datetime | None = None) -> list
 
 
 def anonymise_registrations(engine: Engine, *, registration_ids: list[str]) -> int:
-    """Erase the registrants' names and e-mails (their organisation, count and attendance stay)."""
+    """Erase the registrants' names and e-mails, and the e-mail addresses of what was sent to them
+    (the outbox's e-mails, the employers' links); their organisation, the counts and the
+    attendance stay, and the erasure is audited."""
     with session_scope(engine) as session:
         rows = list(
             session.exec(
@@ -98,6 +100,31 @@ def anonymise_registrations(engine: Engine, *, registration_ids: list[str]) -> i
             )
         )
         for row in rows:
+            for mail in session.exec(
+                select(models.Notification).where(
+                    models.Notification.pathway_id == f"rencontre:{row.session_id}",
+                    col(models.Notification.key).startswith(f"rencontre:{row.id}:", autoescape=True),
+                )
+            ):
+                mail.recipients = []
+                session.add(mail)
+            for link in session.exec(
+                select(models.AccessLink).where(
+                    models.AccessLink.subject_id == row.session_id, models.AccessLink.sent_to == row.email
+                )
+            ):
+                link.sent_to = ""
+                session.add(link)
             row.name, row.email, row.user_id, row.anonymised_at = "Inscrit anonymisé", f"anonyme:{row.id}", None, now()
             session.add(row)
+            session.add(
+                models.AuditEvent(
+                    id=new_id("ret"),
+                    at=now(),
+                    actor_user_id="system",
+                    actor_org_id="system",
+                    action="exchange_registration_anonymised",
+                    detail={"registration": row.id, "session": row.session_id, "reason": "retention"},
+                )
+            )
         return len(rows)

@@ -304,3 +304,11 @@ def test_the_figures_are_computed_again_in_turn_and_a_failed_refresh_keeps_the_f
     refresher = EvaluationRefresher(engine, Settings(evaluation_refresh_minutes=60))
     assert refresher.refresh_if_due() == len(facts(cohorts))
     assert refresher.refresh_if_due() is None
+    # A worker whose refresh fails gives its turn back: the next look, of any worker, tries again.
+    hurried = EvaluationRefresher(engine, Settings(evaluation_refresh_minutes=1))
+    hurried.every = timedelta(0)
+    monkeypatch.setattr(evaluation_facts, "_fact_queries", failing)
+    with pytest.raises(DBAPIError):
+        hurried.refresh_if_due()
+    monkeypatch.undo()
+    assert hurried.refresh_if_due() == len(facts(cohorts))

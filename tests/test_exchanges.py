@@ -6,7 +6,9 @@ iCalendar export; the GTO agenda names the next GTO meeting. On SQLite and Postg
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
@@ -19,6 +21,7 @@ from sqlmodel import select
 from definitions.durations import PARIS, is_working_day
 from parcours.presenters import aware
 from services import exchanges
+from services.errors import ServiceError
 from store import models, retention
 from store import queries as q
 from store.db import session_scope
@@ -113,7 +116,8 @@ async def test_a_session_is_planned_registered_to_by_partners_and_employers_and_
 
     # A partner registers (twice: still one registration) and is confirmed through the outbox.
     assert (await post_action(camille, row.id, "inscription")).status_code == 303
-    assert (await post_action(camille, row.id, "inscription")).status_code == 303
+    twice = await post_action(camille, row.id, "inscription")
+    assert "Vous étiez déjà inscrit" in unescape((await camille.get(twice.headers["location"])).text)
     assert len(rows(web, models.ExchangeRegistration, models.ExchangeRegistration.session_id == row.id)) == 1
     await eventually(lambda: mails_to(web, CAMILLE, f"Inscription confirmée : {row.title}"), what="confirmation")
     (reminder,) = rows(web, models.Notification, models.Notification.kind == "exchange_rappel")
@@ -124,7 +128,15 @@ async def test_a_session_is_planned_registered_to_by_partners_and_employers_and_
     # An employer, invited by e-mail, registers through its one-time link.
     employer = f"rh-{uuid.uuid4().hex[:8]}@boulangerie.example.org"
     assert (await post_action(lea, row.id, "invitation", email="pas-une-adresse")).status_code == 303
-    assert (await post_action(lea, row.id, "invitation", email=employer)).status_code == 303
+    invite_page = (await lea.get(f"/rencontres/{row.id}")).text
+    token = re.search(r'name="request_id" value="([^"]+)"', invite_page).group(1)  # type: ignore[union-attr]
+    invite = {"csrf": csrf_of(invite_page), "email": employer, "request_id": token}
+    assert (await lea.post(f"/rencontres/{row.id}/invitation", data=invite)).status_code == 303
+    again = await lea.post(f"/rencontres/{row.id}/invitation", data=invite)  # sent twice: one link, one e-mail
+    assert "aucun second lien" in unescape((await lea.get(again.headers["location"])).text)
+    invitations = await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation")
+    assert len(invitations) == 1
+    assert len(rows(web, models.AccessLink, models.AccessLink.sent_to == employer)) == 1
     link = re.findall(
         r"/rencontres/lien/[\w\-]+",
         (await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation"))[-1].get_content(),
@@ -210,6 +222,12 @@ async def test_a_cancelled_session_withdraws_its_reminders_tells_its_registrants
     session_id = created.headers["location"].rsplit("/", 1)[-1]
     camille = await web.signed_in(CAMILLE)
     await post_action(camille, session_id, "inscription")
+    employer = f"rh-{uuid.uuid4().hex[:8]}@scierie.example.org"
+    await post_action(helene, session_id, "invitation", email=employer)
+    link = re.findall(
+        r"/rencontres/lien/[\w\-]+",
+        (await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation"))[-1].get_content(),
+    )[-1]
     refused = await post_action(camille, session_id, "annulation", confirme="oui")
     assert rows(web, models.ExchangeSession)[0].cancelled_at is None and refused.status_code == 303
     unconfirmed = await post_action(helene, session_id, "annulation")
@@ -221,6 +239,10 @@ async def test_a_cancelled_session_withdraws_its_reminders_tells_its_registrants
         "withdrawn"
     ]
     await eventually(lambda: mails_to(web, CAMILLE, "Rencontre annulée : Formation croisée RSA"), what="cancellation")
+    async with web.client() as outside:  # the employer's link now says the session is off
+        closed = await outside.get(link)
+        assert closed.status_code == 409 and "annulée" in unescape(closed.text) and 'name="name"' not in closed.text
+    assert (await camille.get("/rencontres.ics", params={"bassin": "nulle-part"})).status_code == 404
     late = await post_action(await web.signed_in(SARAH), session_id, "inscription")
     assert late.status_code == 303 and len(rows(web, models.ExchangeRegistration)) == 1
     calendar = await camille.get("/rencontres.ics", params={"bassin": "chablais"})
@@ -259,6 +281,8 @@ async def test_the_gto_agenda_names_the_next_gto_meeting(web: Web) -> None:
     assert "GTO de décembre" in meeting and "GTO de janvier" not in meeting
     others = agenda.split('id="ordre-du-jour-bloques"')[1].split("</table>")[0]
     assert stalled in others and "sans avancée" in others and "Alex" not in agenda
+    exported = (await nicolas.get("/gto/ordre-du-jour.csv")).content.decode("utf-8-sig")
+    assert f"{stalled};" in exported and "bloqué (sans avancée)" in exported and "Alex" not in exported
     (december,) = rows(web, models.ExchangeSession, models.ExchangeSession.title == "GTO de décembre")
     page = unescape((await nicolas.get(f"/rencontres/{december.id}")).text)
     assert 'id="exchange-agenda"' in page and "escalade(s) à décider" in page
@@ -282,7 +306,12 @@ async def test_registrants_are_anonymised_a_year_after_the_session(web: Web) -> 
             .values(starts_at=q.now() - timedelta(days=367), ends_at=q.now() - timedelta(days=366))
         )
     expired = retention.expired_registrations(engine)
+    assert [n.recipients for n in rows(web, models.Notification)] == [[LEA], [LEA]]  # confirmation, reminder
     assert retention.anonymise_registrations(engine, registration_ids=expired) == 1
+    assert [n.recipients for n in rows(web, models.Notification)] == [[], []]
+    assert [a.action for a in rows(web, models.AuditEvent, models.AuditEvent.action.endswith("_anonymised"))] == [  # type: ignore[attr-defined]
+        "exchange_registration_anonymised"
+    ]
     (kept,) = rows(web, models.ExchangeRegistration)
     assert (kept.name, kept.email, kept.user_id, kept.organisation) == (
         "Inscrit anonymisé",
@@ -331,3 +360,35 @@ def test_the_demo_plans_the_annecien_gto_meeting_and_an_employer_breakfast(
     planned = {r.kind: aware(r.starts_at).astimezone(PARIS) for r in rows_of(engine, models.ExchangeSession)}
     assert set(planned) == {"gto", "employeurs"}
     assert all(is_working_day(when.date()) and when > q.now() for when in planned.values())
+
+
+@both_databases
+def test_the_last_place_is_given_once_to_registrations_at_the_same_moment(
+    parcours_without_worker: Parcours,
+) -> None:
+    engine = parcours_without_worker.engine
+    lea = q.get_user_by_email(engine, email=LEA)
+    assert lea is not None
+    registrants = [exchanges.Registrant(f"Pro {i}", f"pro{i}@example.org", "Partenaire") for i in range(4)]
+    for attempt in range(5):
+        entry = exchanges.SessionEntry(
+            "echange", f"Séance {attempt}", "annecien", in_days(5), "09:00", "10:00", "Annecy", 1
+        )
+        row = exchanges.create(engine, lea, entry)
+        barrier = threading.Barrier(len(registrants))
+
+        def register(
+            registrant: exchanges.Registrant, session_id: str = row.id, barrier: threading.Barrier = barrier
+        ) -> str:
+            barrier.wait()
+            try:
+                exchanges.register(engine, session_id, registrant, public_url="http://x")
+            except ServiceError as error:
+                return error.message
+            return "inscrit"
+
+        with ThreadPoolExecutor(len(registrants)) as pool:
+            answers = list(pool.map(register, registrants))
+        assert answers.count("inscrit") == 1, answers
+        assert all("complète" in a for a in answers if a != "inscrit"), answers
+        assert len(rows_of(engine, models.ExchangeRegistration, models.ExchangeRegistration.session_id == row.id)) == 1

@@ -67,7 +67,8 @@ async def run_dev(settings: Settings, *, demo: bool = True) -> None:
                 started = await seed_demo_pathways(service)
                 if started:
                     say(f"{len(started)} parcours de démonstration démarrés : {', '.join(started)}")
-                    evaluation_facts.refresh(engine, now=q.now())  # their evaluation, without waiting the hour
+                    # Their evaluation, without waiting for the hour (on a thread: the UI keeps answering).
+                    await asyncio.to_thread(evaluation_facts.refresh, engine, now=q.now())
             say(
                 f"Parcours est prêt : {settings.public_url}  (Temporal UI : http://127.0.0.1:{settings.temporal_ui_port})"
             )

@@ -52,7 +52,11 @@ class EvaluationRefresher:
         if not evaluation_facts.claim_refresh(self.engine, now=now, every=self.every):
             return None
         started = time.monotonic()
-        count = evaluation_facts.refresh(self.engine, now=now)
+        try:
+            count = evaluation_facts.refresh(self.engine, now=now)
+        except BaseException:
+            evaluation_facts.release_claim(self.engine, claimed_at=now)  # the next look tries again
+            raise
         log.info("evaluation figures computed again: %d facts in %.1f s", count, time.monotonic() - started)
         return count
 
@@ -62,7 +66,8 @@ class ParcoursWorker(Worker):
     runs itself: `run()` (and so `async with`) starts them and stops them. On a normal shutdown the
     relay first finishes the e-mails in hand (bounded by the send deadline); a cancellation stops
     it at once (an e-mail cut short is sent again after its lease, with the same Message-ID). A
-    refresh that fails, or whose process stops, is rolled back: the figures stay the former ones."""
+    refresh under way runs to its end on its thread (the database does the work), or is rolled back
+    if the process exits: the figures stay the former ones."""
 
     def __init__(
         self, client: Client, *, outbox: OutboxRelay, refresher: EvaluationRefresher, **options: object

@@ -13,12 +13,11 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
-from admin_ui.pages.gto import agenda_rows
 from admin_ui.web import attachment, basin_names, flash, mail_sent, page_number, posted_request_id, render
 from services import exchanges
-from services.errors import ServiceError
+from services.errors import ServiceError, quoted
 from services.exchanges import KINDS, Registrant, SessionEntry
-from store import models
+from store import models, views
 
 router = APIRouter(include_in_schema=False)
 Csrf = [Depends(verify_csrf)]
@@ -42,7 +41,6 @@ def listing(
 ) -> Response:
     found = exchanges.listing(
         engine,
-        user,
         user.email,
         basin_id=bassin or None,
         kind=type or None,
@@ -58,13 +56,15 @@ def listing(
         basins=basin_names(engine),
         kinds=KINDS,
         filters={"bassin": bassin, "type": type, "passees": "1" if passees else ""},
-        may_organise=user.role in exchanges.ORGANISER_ROLES,
+        may_organise=exchanges.may_organise(user),
     )
 
 
 @router.get("/rencontres.ics")
 def calendar(request: Request, engine: Engine_, user: User, bassin: str = "") -> Response:
     """Every session to come (of a basin), for a calendar application."""
+    if bassin and bassin not in basin_names(engine):
+        raise ServiceError(f"Bassin inconnu : {quoted(bassin, 40)}.", "not_found")
     settings = get_settings(request)
     content = exchanges.ical(
         exchanges.upcoming_sessions(engine, basin_id=bassin or None), public_url=settings.public_url
@@ -101,7 +101,7 @@ def _form_page(
 
 @router.get("/rencontres/nouvelle")
 def new_session(request: Request, engine: Engine_, user: User, type: str = "") -> Response:
-    if user.role not in exchanges.ORGANISER_ROLES:
+    if not exchanges.may_organise(user):
         flash(request, "Les rencontres sont organisées par les animateurs de GTO et la direction du SPIE.", "error")
         return RedirectResponse("/rencontres", status_code=303)
     values = {"kind": type if type in KINDS else "", "basin": user.basin_id or "", "capacity": "30"}
@@ -214,7 +214,8 @@ def session_calendar(request: Request, engine: Engine_, user: User, session_id: 
 def session_page(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
     found = exchanges.detail(engine, user, user.email, session_id)
     row = found.session
-    agenda = len(agenda_rows(engine, row.basin_id)) if row.kind == "gto" and found.may_organise else None
+    mine = row.kind == "gto" and user.role == "gto_lead" and user.basin_id == row.basin_id
+    agenda = views.escalation_list(engine, basin_id=row.basin_id, status="open", size=1).total if mine else None
     return render(
         request,
         "exchanges/session.html",
@@ -248,12 +249,18 @@ def _act(request: Request, session_id: str, act: Callable[[], object], done: str
 def register(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
     registrant = Registrant(name=user.name, email=user.email, organisation=user.organisation_name, user_id=user.id)
     public_url = get_settings(request).public_url
-    return _act(
+    try:
+        done = exchanges.register(engine, session_id, registrant, public_url=public_url, viewer=user)
+    except ServiceError as error:
+        flash(request, error.message, "error")
+        return _back(session_id)
+    flash(
         request,
-        session_id,
-        lambda: exchanges.register(engine, session_id, registrant, public_url=public_url, viewer=user),
-        "Vous êtes inscrit. Une confirmation vous est envoyée par e-mail, et un rappel la veille.",
+        "Vous êtes inscrit. Une confirmation vous est envoyée par e-mail, et un rappel la veille."
+        if done.new
+        else "Vous étiez déjà inscrit à cette rencontre.",
     )
+    return _back(session_id)
 
 
 @router.post("/rencontres/{session_id}/desinscription", dependencies=Csrf)
@@ -274,10 +281,18 @@ async def invite(request: Request, engine: Engine_, user: User, session_id: str)
     settings = get_settings(request)
     try:
         invitation = exchanges.invite_employer(
-            engine, user, session_id, _text(form, "email"), public_url=settings.public_url
+            engine,
+            user,
+            session_id,
+            _text(form, "email"),
+            public_url=settings.public_url,
+            request_id=posted_request_id(request, "invitation", form.get("request_id")),
         )
     except ServiceError as error:
         flash(request, error.message, "error")
+        return _back(session_id, "#inviter")
+    if invitation is None:
+        flash(request, "Cette invitation est déjà partie : aucun second lien n'a été envoyé.")
         return _back(session_id, "#inviter")
     row = invitation.session
     body = (

@@ -714,5 +714,20 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
             (pathway.status if pathway else "—").replace("active", "en cours").replace("paused", "suspendu"),
         ]
         writer.writerow([csv_cell(cell) for cell in cells])
+    for row in agenda_stuck(engine, user, basin.id)[0]:
+        pathway = row["pathway"]
+        cells = [
+            pathway.id,
+            row["definition"],
+            ", ".join(row["steps"]),
+            ", ".join(row["partners"]),
+            fr_datetime(row["since"]),
+            waited_label(row["since"]),
+            "",
+            "",
+            f"bloqué ({row['reason']})",
+            pathway.status.replace("active", "en cours").replace("paused", "suspendu"),
+        ]
+        writer.writerow([csv_cell(cell) for cell in cells])
     filename = f"ordre-du-jour-gto-{basin.id}-{q.now().astimezone(PARIS).date().isoformat()}.csv"
     return attachment("\ufeff" + out.getvalue(), "text/csv; charset=utf-8", filename)

@@ -1,6 +1,6 @@
 """evaluation_facts: the evaluation's counts per definition, version, basin and month of start,
-computed again from the read model by `evaluation.refresh`, and the calendar of working days the
-database counts delays with (services/evaluation.py).
+computed again from the read model by `evaluation_facts.refresh`, and the calendar of working days
+the database counts delays with (services/evaluation_facts.py).
 
 Additive only (two new tables, filled by the first refresh); written out here, not imported from
 store.models.
