@@ -13,6 +13,7 @@ import aiosmtplib
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from activities.mailer import send_email
@@ -122,6 +123,12 @@ templates.env.globals.update(
     SOFT_SKILL_SCALE=SOFT_SKILL_SCALE,
     ROLE_HOME=ROLE_HOME,
 )
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A posted form's text field as sent ("" when absent, or a file); the services trim and check it."""
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
 
 
 def attachment(content: bytes | str, media_type: str, filename: str) -> Response:

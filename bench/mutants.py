@@ -1182,7 +1182,7 @@ MUTATIONS: list[Mutation] = [
     M(
         "the GTO agenda leaves out the stuck pathways not escalated",
         "admin_ui/pages/gto.py",
-        '    return [row for row in stuck_rows(engine, stuck.items, Lookup(engine)) if not row["escalations"]], stuck.total',
+        '    return [row for row in stuck_rows(engine, stuck.items, lookup) if not row["escalations"]], stuck.total',
         "    return [], stuck.total",
         ("tests/test_exchanges.py",),
     ),

@@ -9,11 +9,10 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
-from admin_ui.web import attachment, basin_names, flash, mail_sent, page_number, posted_request_id, render
+from admin_ui.web import attachment, basin_names, flash, form_text, mail_sent, page_number, posted_request_id, render
 from services import exchanges
 from services.errors import ServiceError, quoted
 from services.exchanges import KINDS, Registrant, SessionEntry
@@ -22,11 +21,6 @@ from store import models, views
 router = APIRouter(include_in_schema=False)
 Csrf = [Depends(verify_csrf)]
 ICAL = "text/calendar; charset=utf-8"
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name, "")
-    return value if isinstance(value, str) else ""
 
 
 @router.get("/rencontres")
@@ -112,7 +106,7 @@ def new_session(request: Request, engine: Engine_, user: User, type: str = "") -
 async def create_session(request: Request, engine: Engine_, user: User) -> Response:
     form = await request.form()
     values = {
-        name: _text(form, name)
+        name: form_text(form, name)
         for name in ("kind", "title", "basin", "day", "start", "end", "place", "capacity", "description")
     }
     entry = SessionEntry(**{("basin_id" if k == "basin" else k): v for k, v in values.items()})
@@ -172,7 +166,7 @@ def _link_form(
 @router.post("/rencontres/lien/{token}", dependencies=Csrf)
 async def link_register(request: Request, engine: Engine_, token: str) -> Response:
     form = await request.form()
-    values = {"name": _text(form, "name"), "organisation": _text(form, "organisation")}
+    values = {"name": form_text(form, "name"), "organisation": form_text(form, "organisation")}
     settings = get_settings(request)
     try:
         registration = exchanges.register_through_link(engine, token, public_url=settings.public_url, **values)
@@ -284,7 +278,7 @@ async def invite(request: Request, engine: Engine_, user: User, session_id: str)
             engine,
             user,
             session_id,
-            _text(form, "email"),
+            form_text(form, "email"),
             public_url=settings.public_url,
             request_id=posted_request_id(request, "invitation", form.get("request_id")),
         )
@@ -309,7 +303,7 @@ async def invite(request: Request, engine: Engine_, user: User, session_id: str)
 
 @router.post("/rencontres/{session_id}/annulation", dependencies=Csrf)
 async def cancel(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
-    if _text(await request.form(), "confirme") != "oui":
+    if form_text(await request.form(), "confirme") != "oui":
         flash(request, "Rencontre non annulée : cochez la case qui confirme l'annulation.", "error")
         return _back(session_id, "#annuler")
     return _act(

@@ -638,7 +638,7 @@ async def decide(
 # --- Meeting agenda ---------------------------------------------------------------------------
 
 
-def agenda_rows(engine: Any, basin_id: str) -> list[dict[str, Any]]:
+def agenda_rows(engine: Any, basin_id: str, lookup: Lookup) -> list[dict[str, Any]]:
     escalations: list[models.Escalation] = []
     page = 1
     while True:
@@ -647,31 +647,32 @@ def agenda_rows(engine: Any, basin_id: str) -> list[dict[str, Any]]:
         if page >= chunk.pages:
             break
         page += 1
-    return escalation_rows(engine, escalations, Lookup(engine))
+    return escalation_rows(engine, escalations, lookup)
 
 
 AGENDA_STUCK = 100
 """Stuck pathways without an open escalation listed on the agenda (the longest waiting first)."""
 
 
-def agenda_stuck(engine: Any, user: CurrentUser, basin_id: str) -> tuple[list[dict[str, Any]], int]:
+def agenda_stuck(engine: Any, user: CurrentUser, basin_id: str, lookup: Lookup) -> tuple[list[dict[str, Any]], int]:
     """The basin's stuck pathways that no open escalation puts on the agenda yet, and how many
     stuck pathways there are in all."""
     stuck = reading.pathways(engine, user, basin_id=basin_id, stuck=True, size=AGENDA_STUCK)
-    return [row for row in stuck_rows(engine, stuck.items, Lookup(engine)) if not row["escalations"]], stuck.total
+    return [row for row in stuck_rows(engine, stuck.items, lookup) if not row["escalations"]], stuck.total
 
 
 @router.get("/gto/ordre-du-jour")
 def agenda(request: Request, engine: Engine_, user: GtoLead) -> Response:
     basin = basin_of(engine, user)
-    stuck, stuck_total = agenda_stuck(engine, user, basin.id)
+    lookup = Lookup(engine)  # the names, read once for both lists
+    stuck, stuck_total = agenda_stuck(engine, user, basin.id, lookup)
     return render(
         request,
         "gto/agenda.html",
         title=f"Ordre du jour du GTO — {basin.name}",
         nav="agenda",
         basin=basin,
-        rows=agenda_rows(engine, basin.id),
+        rows=agenda_rows(engine, basin.id, lookup),
         stuck=stuck,
         stuck_total=stuck_total,
         stuck_listed=AGENDA_STUCK,
@@ -699,7 +700,8 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
             "Statut du parcours",
         ]
     )
-    for row in agenda_rows(engine, basin.id):
+    lookup = Lookup(engine)
+    for row in agenda_rows(engine, basin.id, lookup):
         escalation, pathway = row["escalation"], row["pathway"]
         cells = [
             escalation.pathway_id,
@@ -714,7 +716,7 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
             (pathway.status if pathway else "—").replace("active", "en cours").replace("paused", "suspendu"),
         ]
         writer.writerow([csv_cell(cell) for cell in cells])
-    for row in agenda_stuck(engine, user, basin.id)[0]:
+    for row in agenda_stuck(engine, user, basin.id, lookup)[0]:
         pathway = row["pathway"]
         cells = [
             pathway.id,

@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
-from admin_ui.web import PAGE_SIZE, basin_names, flash, mail_sent, page_number, posted_request_id, render
+from admin_ui.web import PAGE_SIZE, basin_names, flash, form_text, mail_sent, page_number, posted_request_id, render
 from services import hosts
 from services.errors import ServiceError
 from services.hosts import HostEntry, OfferEntry
@@ -26,8 +26,7 @@ def host_entry(form: FormData) -> HostEntry:
     """The host form's fields (trades one per line, tutors in numbered rows)."""
 
     def text(name: str) -> str:
-        value = form.get(name, "")
-        return value if isinstance(value, str) else ""
+        return form_text(form, name)
 
     return HostEntry(
         name=text("name"),
@@ -273,8 +272,7 @@ async def add_offer(request: Request, engine: Engine_, user: User, host_id: str)
     form = await request.form()
 
     def text(name: str) -> str:
-        value = form.get(name, "")
-        return value if isinstance(value, str) else ""
+        return form_text(form, name)
 
     entry = OfferEntry(
         trade=text("trade"),

@@ -8,26 +8,20 @@ import logging
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from admin_ui.deps import Engine_, Service, User, get_settings, verify_csrf
-from admin_ui.web import attachment, flash, mail_sent, render
+from admin_ui.web import attachment, flash, form_text, mail_sent, render
 from services import immersions
 from services.errors import ServiceError
 from services.immersions import HostPart, Proposal
 from services.pathways import PathwayService
+from store import models, views
 from store import queries as q
-from store import views
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
 Csrf = [Depends(verify_csrf)]
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name, "")
-    return value if isinstance(value, str) else ""
 
 
 def _refused(request: Request, error: ServiceError) -> Response:
@@ -48,13 +42,13 @@ async def _send(request: Request, sent: immersions.Sent, subject: str, intro: st
 async def propose(request: Request, engine: Engine_, user: User, pathway_id: str) -> Response:
     form = await request.form()
     proposal = Proposal(
-        host_id=_text(form, "host_id"),
-        start_date=_text(form, "start_date"),
-        end_date=_text(form, "end_date"),
-        weekly_hours=_text(form, "weekly_hours"),
+        host_id=form_text(form, "host_id"),
+        start_date=form_text(form, "start_date"),
+        end_date=form_text(form, "end_date"),
+        weekly_hours=form_text(form, "weekly_hours"),
         objectives=[v for v in form.getlist("objectives") if isinstance(v, str)],
-        accompanying_org=_text(form, "accompanying_org"),
-        renewal_of=_text(form, "renewal_of"),
+        accompanying_org=form_text(form, "accompanying_org"),
+        renewal_of=form_text(form, "renewal_of"),
     )
     try:
         sent = immersions.propose(engine, user, pathway_id, proposal, public_url=get_settings(request).public_url)
@@ -97,8 +91,8 @@ def answer_page(request: Request, engine: Engine_, token: str) -> Response:
 @router.post("/immersion/reponse/{token}", dependencies=Csrf)
 async def answer(request: Request, engine: Engine_, token: str) -> Response:
     form = await request.form()
-    accept = _text(form, "reponse") == "accepter"
-    part = HostPart(**{name: _text(form, name) for name in HostPart.__dataclass_fields__})
+    accept = form_text(form, "reponse") == "accepter"
+    part = HostPart(**{name: form_text(form, name) for name in HostPart.__dataclass_fields__})
     try:
         sent = immersions.answer(engine, token, accept=accept, part=part, public_url=get_settings(request).public_url)
     except ServiceError as error:
@@ -112,7 +106,7 @@ async def answer(request: Request, engine: Engine_, token: str) -> Response:
             title="Proposition d'immersion",
             found=found,
             token=token,
-            values={k: _text(form, k) for k in HostPart.__dataclass_fields__},
+            values={k: form_text(form, k) for k in HostPart.__dataclass_fields__},
             errors=error.fields,
             alert=error.message,
             objectives=immersions.OBJECTIVES,
@@ -134,15 +128,22 @@ def signature_page(request: Request, engine: Engine_, token: str) -> Response:
         found = immersions.to_sign(engine, token)
     except ServiceError as error:
         return _refused(request, error)
+    return _sign_page(request, found, token)
+
+
+def _sign_page(request: Request, found: immersions.ToSign, token: str, error: ServiceError | None = None) -> Response:
+    """The convention a party reads and signs, again with the refusal of what they sent."""
     return render(
         request,
         "immersions/sign.html",
+        status_code=error.status if error else 200,
         title="Convention d'immersion",
         found=found,
         token=token,
         parties=immersions.PARTIES,
         seen_hash=immersions.text_hash(found.text),
-        errors={},
+        errors=error.fields if error else {},
+        alert=error.message if error else None,
     )
 
 
@@ -153,27 +154,15 @@ async def sign(request: Request, engine: Engine_, token: str) -> Response:
         signed = immersions.sign(
             engine,
             token,
-            signer_name=_text(form, "signer_name"),
-            agreed=_text(form, "accord") == "oui",
-            seen_hash=_text(form, "seen_hash"),
+            signer_name=form_text(form, "signer_name"),
+            agreed=form_text(form, "accord") == "oui",
+            seen_hash=form_text(form, "seen_hash"),
             public_url=get_settings(request).public_url,
         )
     except ServiceError as error:
         if error.kind != "invalid":
             return _refused(request, error)
-        found = immersions.to_sign(engine, token)
-        return render(
-            request,
-            "immersions/sign.html",
-            status_code=error.status,
-            title="Convention d'immersion",
-            found=found,
-            token=token,
-            parties=immersions.PARTIES,
-            seen_hash=immersions.text_hash(found.text),
-            errors=error.fields,
-            alert=error.message,
-        )
+        return _sign_page(request, immersions.to_sign(engine, token), token, error)
     if signed.bilan is not None:
         await _send(
             request,
@@ -198,14 +187,21 @@ def bilan_page(request: Request, engine: Engine_, token: str) -> Response:
         row = immersions.for_tutor(engine, token)
     except ServiceError as error:
         return _refused(request, error)
+    return _bilan_page(request, row, token)
+
+
+def _bilan_page(request: Request, row: models.Immersion, token: str, error: ServiceError | None = None) -> Response:
+    """The tutor's bilan form, again with the refusal of what they sent."""
     return render(
         request,
         "immersions/bilan.html",
+        status_code=error.status if error else 200,
         title="Bilan de l'immersion",
         row=row,
         token=token,
         objectives=immersions.OBJECTIVES,
-        errors={},
+        errors=error.fields if error else {},
+        alert=error.message if error else None,
     )
 
 
@@ -214,27 +210,16 @@ async def bilan(request: Request, engine: Engine_, service: Service, token: str)
     form = await request.form()
     entry = immersions.BilanIn(
         objectives_met=[v for v in form.getlist("objectives_met") if isinstance(v, str)],
-        skills={key.removeprefix("skill."): _text(form, key) for key in form if key.startswith("skill.")},
-        hiring=_text(form, "hiring"),
-        comment=_text(form, "comment"),
+        skills={key.removeprefix("skill."): form_text(form, key) for key in form if key.startswith("skill.")},
+        hiring=form_text(form, "hiring"),
+        comment=form_text(form, "comment"),
     )
     try:
         done = immersions.record_bilan(engine, token, entry)
     except ServiceError as error:
         if error.kind != "invalid":
             return _refused(request, error)
-        row = immersions.for_tutor(engine, token)
-        return render(
-            request,
-            "immersions/bilan.html",
-            status_code=error.status,
-            title="Bilan de l'immersion",
-            row=row,
-            token=token,
-            objectives=immersions.OBJECTIVES,
-            errors=error.fields,
-            alert=error.message,
-        )
+        return _bilan_page(request, immersions.for_tutor(engine, token), token, error)
     await _complete_step(service, done)
     return render(
         request,

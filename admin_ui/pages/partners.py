@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from admin_ui.deps import Engine_, User, verify_csrf
-from admin_ui.web import basin_names, flash, render
+from admin_ui.web import basin_names, flash, form_text, render
 from services import partners
 from services.errors import ServiceError
 
@@ -66,8 +66,7 @@ async def update(request: Request, engine: Engine_, user: User, organisation_id:
     form = await request.form()
 
     def text(name: str) -> str:
-        value = form.get(name, "")
-        return value if isinstance(value, str) else ""
+        return form_text(form, name)
 
     entry = partners.ProfileEntry(
         offer=text("offer"),
