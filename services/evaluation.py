@@ -102,6 +102,7 @@ class StepFigures:
 @dataclass
 class Evaluation:
     cohort: Cohort
+    definition: Definition  # the version evaluated (the latest without one)
     threshold: int
     size: int | None
     steps: list[StepFigures]
@@ -204,6 +205,7 @@ def evaluate(engine: Engine, cohort: Cohort, *, threshold: int) -> Evaluation:
         )
     return Evaluation(
         cohort=cohort,
+        definition=definition,
         threshold=threshold,
         size=shown_count(size, threshold),
         steps=figures,
@@ -286,3 +288,14 @@ def compare(experiment: Evaluation, reference: Evaluation) -> Comparison:
     elif duration_p is not None:
         reading += " Durée : pas de différence significative."
     return Comparison(experiment, reference, positive, positive_p, duration_p, reading)
+
+
+def evaluate_with_reference(engine: Engine, cohort: Cohort, *, threshold: int) -> tuple[Evaluation, Comparison | None]:
+    """The cohort's evaluation and, when its definition names a reference, the comparison with the
+    reference's pathways of the same basin and period (all its versions)."""
+    found = evaluate(engine, cohort, threshold=threshold)
+    reference = found.definition.reference
+    if not reference:
+        return found, None
+    theirs = Cohort(reference, None, cohort.basin_id, cohort.started_from, cohort.started_to)
+    return found, compare(found, evaluate(engine, theirs, threshold=threshold))

@@ -84,17 +84,10 @@ CohortAsked = Annotated[Cohort, Depends(cohort_asked)]
 
 @router.get("/definitions/{definition_id}/evaluation")
 def evaluation_page(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
-    threshold = get_settings(request).secrecy_threshold
-    found = evaluation.evaluate(engine, cohort, threshold=threshold)
-    definition = evaluation.definition_of(engine, cohort.definition_id, cohort.version)
-    compared = None
-    if definition.reference:
-        reference = evaluation.evaluate(
-            engine,
-            Cohort(definition.reference, None, cohort.basin_id, cohort.started_from, cohort.started_to),
-            threshold=threshold,
-        )
-        compared = evaluation.compare(found, reference)
+    found, compared = evaluation.evaluate_with_reference(
+        engine, cohort, threshold=get_settings(request).secrecy_threshold
+    )
+    definition = found.definition
     return render(
         request,
         "designer/evaluation.html",
@@ -192,8 +185,10 @@ def evaluation_xlsx(request: Request, engine: Engine_, user: Evaluator, cohort: 
 @router.get("/definitions/{definition_id}/evaluation.pdf")
 def evaluation_report(request: Request, engine: Engine_, user: Evaluator, cohort: CohortAsked) -> Response:
     """The printable report of an experiment: its cohort, its comparison with the reference, every figure."""
-    found = _evaluated(request, engine, cohort)
-    definition = evaluation.definition_of(engine, cohort.definition_id, cohort.version)
+    found, compared = evaluation.evaluate_with_reference(
+        engine, cohort, threshold=get_settings(request).secrecy_threshold
+    )
+    definition = found.definition
     document = Document(f"Évaluation – {definition.title}")
     document.line(f"Évaluation : {definition.title}", 16, "B", 9)
     scope = [
@@ -205,12 +200,9 @@ def evaluation_report(request: Request, engine: Engine_, user: Evaluator, cohort
         ", ".join(scope) + f". Chiffres calculés le {french_datetime(found.computed_at)}, édité le "
         f"{french_date(q.now())}. Effectifs inférieurs à {found.threshold} masqués."
     )
-    if definition.reference:
-        reference = _evaluated(
-            request, engine, Cohort(definition.reference, None, cohort.basin_id, cohort.started_from, cohort.started_to)
-        )
+    if compared is not None:
         document.line("Comparaison avec la référence", 12, "B", 8)
-        document.line(evaluation.compare(found, reference).reading)
+        document.line(compared.reading)
     document.line("Indicateurs", 12, "B", 8)
     for indicator, step, value in figure_rows(found):
         document.line(f"{indicator}{' – ' + step if step else ''} : {value}")
