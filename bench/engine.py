@@ -58,7 +58,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHistory  # noqa: E402
 from temporalio.common import (  # noqa: E402
@@ -84,6 +83,7 @@ from store import models  # noqa: E402
 from store import queries as q  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.migrations import upgrade_to_head  # noqa: E402
+from worker.mail_capture import SmtpController  # noqa: E402
 from worker.runner import DETERMINISTIC_MODULES, workflow_runner  # noqa: E402
 from worker.temporal_server import DevServer, free_port  # noqa: E402
 from workflows import search_attributes as sa  # noqa: E402
@@ -175,7 +175,7 @@ class CountingSink:
 class Children:
     tmp: Path
     server: DevServer | None = None
-    smtp: Controller | None = None
+    smtp: SmtpController | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     profiler: Profiler | None = None
 
@@ -1015,7 +1015,7 @@ async def run(args: argparse.Namespace, children: Children) -> int:
             say(f"profiles (py-spy raw collapsed stacks) go to {Path(args.profile).resolve()}")
 
     sink = CountingSink()
-    children.smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
+    children.smtp = SmtpController(sink, hostname="127.0.0.1", port=free_port())
     children.smtp.start()
 
     t = time.perf_counter()

@@ -31,7 +31,6 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import SQLModel  # noqa: E402
@@ -47,6 +46,7 @@ from store import models  # noqa: E402
 from store import queries as q  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.migrations import upgrade_to_head  # noqa: E402
+from worker.mail_capture import SmtpController  # noqa: E402
 from worker.temporal_server import DevServer, free_port  # noqa: E402
 
 PASSWORD = "mot-de-passe-bench-2026"
@@ -93,7 +93,7 @@ async def bench_completion(args: argparse.Namespace, tmp: Path) -> list[float]:
     children = Children(tmp)
     sink = CountingSink()
     smtp_port = free_port()
-    children.smtp = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    children.smtp = SmtpController(sink, hostname="127.0.0.1", port=smtp_port)
     children.smtp.start()
     children.server = DevServer(port=free_port(), db_file=tmp / "temporal.db", log_file=tmp / "temporal.log")
     client = await children.server.start()

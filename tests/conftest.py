@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
@@ -34,6 +33,7 @@ from store import queries as q
 from store.db import make_engine
 from store.migrations import upgrade_to_head
 from tests.releases import v1_0_0_checkout  # noqa: F401  (a fixture for every module)
+from worker.mail_capture import SmtpController
 from worker.runner import build_worker
 from worker.temporal_server import DevServer, free_port
 
@@ -127,7 +127,7 @@ class MailSink:
 @pytest.fixture(scope="session")
 def mail_sink() -> Iterator[MailSink]:
     sink = MailSink(port=free_port())
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller = SmtpController(sink, hostname="127.0.0.1", port=sink.port)
     controller.start()
     yield sink
     controller.stop()

@@ -6,8 +6,10 @@ read model and its e-mails once."""
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 from temporalio.client import Client
@@ -31,7 +32,7 @@ from store import queries as q
 from store.db import make_engine, session_scope
 from tests.conftest import MailSink, Parcours, eventually, make_parcours, prepare_read_model
 from tests.flows import flow
-from worker.mail_capture import start_capture
+from worker.mail_capture import SmtpController, start_capture
 from worker.runner import build_worker
 from worker.temporal_server import free_port
 from workflows.contract import CommitBatch, Notification
@@ -45,7 +46,7 @@ BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirec
 
 @contextmanager
 def smtp_server(sink: MailSink) -> Iterator[MailSink]:
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller = SmtpController(sink, hostname="127.0.0.1", port=sink.port)
     controller.start()
     try:
         yield sink
@@ -412,6 +413,21 @@ async def test_the_dev_capture_receives_what_the_relay_sends(parcours_without_wo
     with session_scope(parcours.engine) as session:
         captured = session.exec(select(models.CapturedEmail)).all()
     assert [c.subject for c in captured] == [f"[Parcours] Nouvelle tâche : Essai (dossier {tag})"]
+
+
+async def test_a_connection_to_the_smtp_server_leaves_the_process_warning_filters_alone(
+    mail_sink: MailSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosmtpd swaps the process-wide warning filters to "error" when it must look a loop up; from
+    the server's thread, that made a module imported meanwhile elsewhere fail (a CI run failed so)."""
+    swaps: list[str] = []
+    real_simplefilter = warnings.simplefilter
+    monkeypatch.setattr(
+        warnings, "simplefilter", lambda action, *a, **k: (swaps.append(action), real_simplefilter(action, *a, **k))
+    )
+    with smtplib.SMTP("127.0.0.1", mail_sink.port, timeout=10) as smtp:
+        assert smtp.noop()[0] == 250
+    assert swaps == []
 
 
 # --- The commit, applied twice -----------------------------------------------------------

@@ -46,10 +46,10 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
+from worker.mail_capture import SmtpController
 from worker.temporal_server import DevServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +299,7 @@ class SmtpSink:
     spool: Path | None = None
     messages: list[Message] = field(default_factory=list)
     on_message: Callable[[Message], None] | None = None
-    controller: Controller | None = None
+    controller: SmtpController | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=policy.default)
@@ -314,7 +314,7 @@ class SmtpSink:
 
     def start(self) -> None:
         if self.controller is None:
-            self.controller = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=30)
+            self.controller = SmtpController(self, hostname="127.0.0.1", port=self.port, ready_timeout=30)
             self.controller.start()
 
     def stop(self) -> None:

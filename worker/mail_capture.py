@@ -8,11 +8,23 @@ from email import message_from_bytes, policy
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from sqlalchemy.engine import Engine
 
 from store import models
 from store.db import session_scope
 from store.queries import now
+
+
+class SmtpController(Controller):
+    """aiosmtpd's controller, handing its own loop to each connection's SMTP protocol.
+
+    Without a loop, aiosmtpd looks one up under `warnings.simplefilter("error")`, which swaps the
+    process-wide warning filters from the server's thread: a module imported meanwhile by another
+    thread then fails on a harmless ImportWarning (pygal's legacy import hook raises one)."""
+
+    def factory(self) -> SMTP:
+        return SMTP(self.handler, loop=self.loop, **self.SMTP_kwargs)
 
 
 class CaptureHandler:
@@ -37,7 +49,7 @@ class CaptureHandler:
             session.add(row)
 
 
-def start_capture(engine: Engine, *, port: int) -> Controller:
-    controller = Controller(CaptureHandler(engine), hostname="127.0.0.1", port=port)
+def start_capture(engine: Engine, *, port: int) -> SmtpController:
+    controller = SmtpController(CaptureHandler(engine), hostname="127.0.0.1", port=port)
     controller.start()
     return controller

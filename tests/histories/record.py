@@ -61,7 +61,6 @@ def checkout(tag: str, target: Path) -> Path:
 
 
 async def record(out: Path) -> None:
-    from aiosmtpd.controller import Controller
     from sqlalchemy.engine import Engine
 
     from definitions.loader import load_file, parse_text
@@ -69,6 +68,7 @@ async def record(out: Path) -> None:
     from parcours.settings import Settings
     from store import queries as q
     from store.db import make_engine
+    from worker.mail_capture import SmtpController
     from worker.runner import build_worker
     from worker.temporal_server import DevServer, free_port
     from workflows.model import Actor, PathwayInput, PathwayState, UpdateResult  # 1.0.0 has no contract module
@@ -80,7 +80,7 @@ async def record(out: Path) -> None:
             return "250 OK"
 
     smtp_port = free_port()
-    smtp = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
+    smtp = SmtpController(Sink(), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     tmp = Path(tempfile.mkdtemp(prefix="parcours-record-db-"))
     database_url = f"sqlite:///{tmp / 'parcours.db'}"
