@@ -1173,18 +1173,18 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_evaluation.py",),
     ),
     M(
-        "an invitation sent twice sends a second link",
-        "services/exchanges.py",
-        "    if request.answer is not None or request.pending:\n        return None\n",
-        "",
-        ("tests/test_exchanges.py",),
-    ),
-    M(
         "the GTO agenda leaves out the stuck pathways not escalated",
         "admin_ui/pages/gto.py",
         '    return [row for row in stuck_rows(engine, stuck.items, lookup) if not row["escalations"]], stuck.total',
         "    return [], stuck.total",
         ("tests/test_exchanges.py",),
+    ),
+    M(
+        "a double click on the invitation form makes two links (the request recorded apart from the link)",
+        "services/exchanges.py",
+        '            request.finish_in(session, {"session_id": row.id})\n',
+        "",
+        ("tests/test_exchanges.py::test_an_invitation_sent_twice_at_the_same_moment_makes_one_link",),
     ),
     M(
         "the SMTP server's connections swap the process-wide warning filters (aiosmtpd's loop lookup)",

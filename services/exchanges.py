@@ -20,6 +20,7 @@ from typing import Any
 import icalendar
 from sqlalchemy import and_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from definitions.durations import PARIS, add_working_days
@@ -459,7 +460,8 @@ def invite_employer(
     engine: Engine, viewer: Viewer, session_id: str, email: str, *, public_url: str, request_id: str | None = None
 ) -> Invitation | None:
     """A one-time link for an employer to register (valid until the session starts). With a
-    request id (the form's token), a retry makes no second link and sends nothing: None."""
+    request id (the form's token), a retry, or the twin of a double click, makes no second link
+    and sends nothing: None (the request is recorded in the link's transaction)."""
     errors: dict[str, str] = {}
     email = checked_email(email, field_name="email", label="E-mail de l'employeur", errors=errors, required=True)
     if errors:
@@ -472,23 +474,26 @@ def invite_employer(
         target=session_id,
         inputs={"email": email},
     )
-    if request.answer is not None or request.pending:
-        return None
-    with session_scope(engine) as session:
-        row = _locked(session, session_id)
-        _require_organiser(viewer, row.basin_id)
-        if row.cancelled_at is not None or started(row):
-            raise ServiceError("Cette rencontre est annulée ou passée : on n'y invite plus.", "conflict")
-        token = links.create(
-            session,
-            purpose=INVITATION,
-            subject_id=row.id,
-            sent_to=email,
-            created_by=viewer.id,
-            valid_for=aware(row.starts_at) - q.now(),
-        )
-        _audit(session, viewer, "exchange_invitation_created", row, {"link": links.digest(token)[:12]})
-    request.finish({"session_id": row.id})
+    try:
+        with session_scope(engine) as session:
+            row = _locked(session, session_id)
+            _require_organiser(viewer, row.basin_id)
+            if row.cancelled_at is not None or started(row):
+                raise ServiceError("Cette rencontre est annulée ou passée : on n'y invite plus.", "conflict")
+            token = links.create(
+                session,
+                purpose=INVITATION,
+                subject_id=row.id,
+                sent_to=email,
+                created_by=viewer.id,
+                valid_for=aware(row.starts_at) - q.now(),
+            )
+            _audit(session, viewer, "exchange_invitation_created", row, {"link": links.digest(token)[:12]})
+            request.finish_in(session, {"session_id": row.id})
+    except IntegrityError:
+        if request.answered_by_twin():  # a double click: the first one's link went alone
+            return None
+        raise
     return Invitation(row, email, f"{public_url.rstrip('/')}/rencontres/lien/{token}")
 
 

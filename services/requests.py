@@ -175,6 +175,37 @@ class Request:
         self.finish({"id": row_id})
         return row
 
+    def finish_in(self, session: Session, answer: dict[str, Any]) -> None:
+        """Record the request with its answer in the caller's transaction, beside what it wrote
+        (for writes with no id of their own to derive, such as a one-time link): of two twins of a
+        double submit, the second fails on its commit and writes nothing (`answered_by_twin`)."""
+        if not self.given:
+            return
+        now = q.now()
+        session.add(
+            models.CommandRequest(
+                actor_user_id=self.actor_user_id,
+                request_id=self.request_id,
+                kind=self.kind,
+                target=self.target,
+                fingerprint=self.fingerprint,
+                result=answer,
+                created_at=now,
+                finished_at=now,
+            )
+        )
+
+    def answered_by_twin(self) -> bool:
+        """After a commit refused by the database: whether a twin of this request recorded it first
+        (then this one was written by nobody), checked as a retry is (other values: refused)."""
+        if not self.given:
+            return False
+        existing = _read(self.engine, self.actor_user_id, self.request_id)
+        if existing is None:
+            return False
+        self._check(existing)
+        return True
+
     def forget(self) -> None:
         """The request was refused and changed nothing: its key may be used again."""
         if not self.given:

@@ -392,3 +392,38 @@ def test_the_last_place_is_given_once_to_registrations_at_the_same_moment(
         assert answers.count("inscrit") == 1, answers
         assert all("complète" in a for a in answers if a != "inscrit"), answers
         assert len(rows_of(engine, models.ExchangeRegistration, models.ExchangeRegistration.session_id == row.id)) == 1
+
+
+@both_databases
+def test_an_invitation_sent_twice_at_the_same_moment_makes_one_link(
+    parcours_without_worker: Parcours, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A double click: both submissions pass the request log's check before either has written."""
+    engine = parcours_without_worker.engine
+    lea = q.get_user_by_email(engine, email=LEA)
+    assert lea is not None
+    entry = exchanges.SessionEntry(
+        "employeurs", "Petit-déjeuner", "annecien", in_days(5), "08:30", "10:00", "Annecy", 20
+    )
+    row = exchanges.create(engine, lea, entry)
+    both_checked = threading.Barrier(2)
+    open_request = exchanges.open_request
+
+    def opened_together(*args: Any, **kwargs: Any) -> Any:
+        request = open_request(*args, **kwargs)
+        both_checked.wait(timeout=10)
+        return request
+
+    monkeypatch.setattr(exchanges, "open_request", opened_together)
+    key = str(uuid.uuid4())
+
+    def invite(_: int) -> bool:
+        invitation = exchanges.invite_employer(
+            engine, lea, row.id, "patronne@example.org", public_url="http://x", request_id=key
+        )
+        return invitation is not None
+
+    with ThreadPoolExecutor(2) as pool:
+        sent = list(pool.map(invite, range(2)))
+    assert sorted(sent) == [False, True]
+    assert len(rows_of(engine, models.AccessLink, models.AccessLink.subject_id == row.id)) == 1
