@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from fpdf import FPDF
 from pygal.style import Style
 
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
@@ -20,6 +19,8 @@ class Document:
     """One PDF: a title, then lines of text (headings are lines in bold, larger)."""
 
     def __init__(self, title: str) -> None:
+        from fpdf import FPDF  # imported with the first PDF: a quarter of a second off every start
+
         self.pdf = FPDF()
         self.pdf.set_title(title)
         self.pdf.set_creator("Parcours")

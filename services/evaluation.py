@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from scipy import stats
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -243,6 +242,8 @@ class Comparison:
 def wilson(successes: int, trials: int) -> Interval | None:
     if trials == 0:
         return None
+    from scipy import stats  # a second of import: paid by the comparisons, not by every process
+
     interval = stats.binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
     return Interval(successes / trials, float(interval.low), float(interval.high))
 
@@ -262,6 +263,8 @@ def compare(experiment: Evaluation, reference: Evaluation) -> Comparison:
             None,
             f"Pas encore assez de parcours clos pour comparer (au moins {threshold} de chaque côté).",
         )
+    from scipy import stats  # a second of import: paid by the comparisons, not by every process
+
     positive = (wilson(e["positive"], e["closed"]), wilson(r["positive"], r["closed"]))
     table = [[e["positive"], e["closed"] - e["positive"]], [r["positive"], r["closed"] - r["positive"]]]
     positive_p = float(stats.fisher_exact(table).pvalue)
