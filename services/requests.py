@@ -109,20 +109,24 @@ class Request:
         self.pending = row.result is None
         self.pathway_id = row.pathway_id
 
-    def begin(self, pathway_id: str | None) -> None:
-        """Record the request (once its checks passed, before it writes anything else)."""
-        if not self.given or self.pending:
-            return
-        _prune(self.engine)
-        row = models.CommandRequest(
+    def _log_row(self, **recorded: Any) -> models.CommandRequest:
+        """This request's row in the log (`recorded`: its pathway, its answer)."""
+        return models.CommandRequest(
             actor_user_id=self.actor_user_id,
             request_id=self.request_id,
             kind=self.kind,
             target=self.target,
             fingerprint=self.fingerprint,
-            pathway_id=pathway_id,
             created_at=q.now(),
+            **recorded,
         )
+
+    def begin(self, pathway_id: str | None) -> None:
+        """Record the request (once its checks passed, before it writes anything else)."""
+        if not self.given or self.pending:
+            return
+        _prune(self.engine)
+        row = self._log_row(pathway_id=pathway_id)
         try:
             with session_scope(self.engine) as session:
                 session.add(row)
@@ -141,14 +145,7 @@ class Request:
         with session_scope(self.engine) as session:
             row = session.get(models.CommandRequest, (self.actor_user_id, self.request_id))
             if row is None:
-                row = models.CommandRequest(
-                    actor_user_id=self.actor_user_id,
-                    request_id=self.request_id,
-                    kind=self.kind,
-                    target=self.target,
-                    fingerprint=self.fingerprint,
-                    created_at=q.now(),
-                )
+                row = self._log_row()
             row.result, row.finished_at = answer, q.now()
             row.pathway_id = row.pathway_id or answer.get("pathway_id")
             session.add(row)
@@ -181,19 +178,7 @@ class Request:
         double submit, the second fails on its commit and writes nothing (`answered_by_twin`)."""
         if not self.given:
             return
-        now = q.now()
-        session.add(
-            models.CommandRequest(
-                actor_user_id=self.actor_user_id,
-                request_id=self.request_id,
-                kind=self.kind,
-                target=self.target,
-                fingerprint=self.fingerprint,
-                result=answer,
-                created_at=now,
-                finished_at=now,
-            )
-        )
+        session.add(self._log_row(result=answer, finished_at=q.now()))
 
     def answered_by_twin(self) -> bool:
         """After a commit refused by the database: whether a twin of this request recorded it first
