@@ -13,7 +13,7 @@ the list is shown to the organisers only, the others see the count and their own
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -211,6 +211,77 @@ def create(
         return row
 
     return request.create_once(models.ExchangeSession, "rencontre", write)
+
+
+CHANGEABLE = {
+    "kind": "type",
+    "title": "intitulé",
+    "starts_at": "date et heure de début",
+    "ends_at": "heure de fin",
+    "place": "lieu",
+    "capacity": "nombre de places",
+    "description": "programme",
+}
+"""What an organiser may correct in a session to come (its basin stays), with its French name."""
+TOLD = ("title", "starts_at", "ends_at", "place")
+"""The changes each registrant is e-mailed about (their reminder is written again)."""
+
+
+@dataclass(frozen=True)
+class Changed:
+    session: models.ExchangeSession
+    changes: list[str]  # the French names of what changed; empty: nothing did (nothing written)
+    told: int  # registrants e-mailed
+
+
+def change(engine: Engine, viewer: Viewer, session_id: str, entry: SessionEntry, *, public_url: str) -> Changed:
+    """Correct a session to come, checked as at its creation; its places never fall below its
+    registrations. When its title, date, times or place change, each registrant is e-mailed and
+    their reminder moves to the new eve; its calendar event is revised (SEQUENCE). Sending the
+    same values again changes nothing and e-mails nobody."""
+    with session_scope(engine) as session:
+        row = _locked(session, session_id)
+        _require_organiser(viewer, row.basin_id)
+        if row.cancelled_at is not None:
+            raise ServiceError("Cette rencontre est annulée : elle ne se modifie plus.", "conflict")
+        if started(row):
+            raise ServiceError("Cette rencontre a commencé : elle ne se modifie plus.", "conflict")
+        values = check_session(engine, replace(entry, basin_id=row.basin_id), now=q.now())
+        registrations = _active(session, row.id)
+        if values["capacity"] < len(registrations):
+            message = f"Nombre de places : au moins {len(registrations)}, le nombre d'inscrits."
+            raise ServiceError(f"La rencontre n'est pas enregistrée : {message}", "invalid", {"capacity": message})
+        changed = [name for name in CHANGEABLE if _stored(getattr(row, name)) != _stored(values[name])]
+        if not changed:
+            return Changed(row, [], 0)
+        for name in changed:
+            setattr(row, name, values[name])
+        row.revision += 1
+        session.add(row)
+        told = registrations if any(name in TOLD for name in changed) else []
+        if told:
+            _withdraw_reminders(
+                session,
+                and_(
+                    col(models.Notification.pathway_id) == _outbox_group(row),
+                    col(models.Notification.kind) == "exchange_rappel",
+                ),
+            )
+        labels = [CHANGEABLE[name] for name in changed]
+        for registration in told:
+            agenda = _agenda_line_sent(session, row, registration, public_url)
+            intro = f"La rencontre à laquelle vous êtes inscrit a changé ({', '.join(labels)}). La voici à jour."
+            session.add(_mail(row, registration, "modification", q.now(), _text(row, intro, agenda), stamp=q.now()))
+            if reminder_moment(row) > q.now():
+                reminder = _text(row, "Pour rappel, vous êtes inscrit à cette rencontre.", agenda)
+                session.add(_mail(row, registration, "rappel", reminder_moment(row), reminder, stamp=q.now()))
+        _audit(session, viewer, "exchange_session_changed", row, {"changed": changed, "told": len(told)})
+        return Changed(row, labels, len(told))
+
+
+def _stored(value: Any) -> Any:
+    """A value as it compares once stored (the database gives datetimes back naive on SQLite)."""
+    return aware(value) if isinstance(value, datetime) else value
 
 
 def cancel(engine: Engine, viewer: Viewer, session_id: str) -> models.ExchangeSession:
@@ -585,11 +656,34 @@ def reminder_moment(row: models.ExchangeSession) -> datetime:
     return datetime.combine(day_before, REMINDER_HOUR, tzinfo=PARIS).astimezone(UTC)
 
 
-def _text(row: models.ExchangeSession, intro: str, public_url: str, calendar_url: str) -> str:
-    link = calendar_url or f"{public_url.rstrip('/')}/rencontres/{row.id}"
+def _agenda_line(row: models.ExchangeSession, public_url: str, calendar_url: str) -> str:
+    """The e-mails' last line: the employer's own calendar link, or the session's page."""
+    if calendar_url:
+        return f"Ajouter à votre agenda : {calendar_url}"
+    return f"La rencontre dans Parcours : {public_url.rstrip('/')}/rencontres/{row.id}"
+
+
+def _agenda_line_sent(
+    session: Session, row: models.ExchangeSession, registration: models.ExchangeRegistration, public_url: str
+) -> str:
+    """The agenda line of the registrant's confirmation: an employer's calendar link is kept
+    nowhere else (only its hash is), and it keeps serving the session as it is now."""
+    confirmation = session.exec(
+        select(models.Notification)
+        .where(
+            col(models.Notification.key).startswith(f"rencontre:{registration.id}:confirmation:", autoescape=True),
+        )
+        .order_by(col(models.Notification.created_at).desc())
+    ).first()
+    if confirmation is not None and confirmation.body.rstrip("\n").count("\n"):
+        return confirmation.body.rstrip("\n").rsplit("\n", 1)[1]
+    return _agenda_line(row, public_url, "")
+
+
+def _text(row: models.ExchangeSession, intro: str, agenda_line: str) -> str:
     return (
         f"Bonjour,\n\n{intro}\n\n{kind_label(row.kind)} : {row.title}\n{when_label(row)}\nLieu : {row.place}\n\n"
-        f"{'Ajouter à votre agenda' if calendar_url else 'La rencontre dans Parcours'} : {link}\n"
+        f"{agenda_line}\n"
     )
 
 
@@ -601,16 +695,25 @@ def _cancelled_text(row: models.ExchangeSession) -> str:
 
 
 def _mail(
-    row: models.ExchangeSession, registration: models.ExchangeRegistration, kind: str, due: datetime, body: str
+    row: models.ExchangeSession,
+    registration: models.ExchangeRegistration,
+    kind: str,
+    due: datetime,
+    body: str,
+    *,
+    stamp: datetime | None = None,
 ) -> models.Notification:
+    """One e-mail to a registrant, keyed by the registration, its kind and `stamp` (by default
+    the registration's moment: one of each kind per registration; a change gives its own)."""
     subjects = {
         "confirmation": f"[Parcours] Inscription confirmée : {row.title}",
         "rappel": f"[Parcours] Rappel : {row.title}, {french_datetime(aware(row.starts_at))}",
         "annulation": f"[Parcours] Rencontre annulée : {row.title}",
+        "modification": f"[Parcours] Rencontre modifiée : {row.title}, {french_datetime(aware(row.starts_at))}",
     }
-    stamp = aware(registration.registered_at).strftime("%Y%m%d%H%M%S%f")  # type: ignore[arg-type]
+    moment = aware(stamp or registration.registered_at).strftime("%Y%m%d%H%M%S%f")  # type: ignore[arg-type]
     return models.Notification(
-        key=f"rencontre:{registration.id}:{kind}:{stamp}",
+        key=f"rencontre:{registration.id}:{kind}:{moment}",
         kind=f"exchange_{kind}",
         pathway_id=_outbox_group(row),
         task_id=row.id,
@@ -627,13 +730,14 @@ def _registration_mails(
     row: models.ExchangeSession, registration: models.ExchangeRegistration, *, public_url: str, calendar_url: str
 ) -> list[models.Notification]:
     """The confirmation now; the reminder at its moment, unless that moment has passed."""
+    agenda = _agenda_line(row, public_url, calendar_url)
     mails = [
         _mail(
             row,
             registration,
             "confirmation",
             q.now(),
-            _text(row, "Votre inscription à cette rencontre est enregistrée.", public_url, calendar_url),
+            _text(row, "Votre inscription à cette rencontre est enregistrée.", agenda),
         )
     ]
     reminder = reminder_moment(row)
@@ -644,7 +748,7 @@ def _registration_mails(
                 registration,
                 "rappel",
                 reminder,
-                _text(row, "Pour rappel, vous êtes inscrit à cette rencontre.", public_url, calendar_url),
+                _text(row, "Pour rappel, vous êtes inscrit à cette rencontre.", agenda),
             )
         )
     return mails
@@ -686,7 +790,7 @@ def ical(sessions: list[models.ExchangeSession], *, public_url: str) -> bytes:
         event.add("description", row.description)
         event.add("url", f"{public_url.rstrip('/')}/rencontres/{row.id}")
         event.add("status", "CANCELLED" if row.cancelled_at else "CONFIRMED")
-        event.add("sequence", 1 if row.cancelled_at else 0)
+        event.add("sequence", row.revision + (1 if row.cancelled_at else 0))
         calendar.add_component(event)
     return bytes(calendar.to_ical())
 

@@ -570,6 +570,9 @@ class ExchangeSession(SQLModel, table=True):
     cancelled_at: datetime | None = _when()
     attendance_recorded_at: datetime | None = _when()
     attendance_recorded_by: str | None = None
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """How many times it was changed after its creation: its iCalendar SEQUENCE, so that a
+    calendar replaces the event it holds."""
 
 
 class ExchangeRegistration(SQLModel, table=True):

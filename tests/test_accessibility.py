@@ -136,6 +136,7 @@ async def test_main_pages_have_no_serious_accessibility_violation(web: Web) -> N
                 "/gto/ordre-du-jour",
                 "/rencontres/nouvelle",
                 f"/rencontres/{meeting.id}",
+                f"/rencontres/{meeting.id}/modifier",
             ],
             "marc.girard@example.org": [
                 "/definitions",

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from definitions.durations import PARIS, is_working_day
+from definitions.durations import PARIS, add_working_days, is_working_day
 from parcours.presenters import aware
 from services import exchanges
 from services.errors import ServiceError
@@ -249,6 +249,86 @@ async def test_a_cancelled_session_withdraws_its_reminders_tells_its_registrants
     (event,) = icalendar.Calendar.from_ical(calendar.content).walk("VEVENT")
     assert str(event["STATUS"]) == "CANCELLED" and str(event["LOCATION"]) == "Pépinière d'entreprises, Rumilly"
     assert aware(event.decoded("DTSTART")).astimezone(PARIS).strftime("%H:%M") == "08:30"
+
+
+@both_databases
+async def test_a_session_corrected_tells_its_registrants_and_moves_their_reminders(web: Web) -> None:
+    lea = await web.signed_in(LEA)
+    form_page = (await lea.get("/rencontres/nouvelle")).text
+    created = await lea.post("/rencontres/nouvelle", data=session_form(form_page, capacity="20"))
+    session_id = created.headers["location"].rsplit("/", 1)[-1]
+    camille = await web.signed_in(CAMILLE)
+    await post_action(camille, session_id, "inscription")
+    employer = f"rh-{uuid.uuid4().hex[:8]}@fromagerie.example.org"
+    await post_action(lea, session_id, "invitation", email=employer)
+    link = re.findall(
+        r"/rencontres/lien/[\w\-]+",
+        (await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation"))[-1].get_content(),
+    )[-1]
+    async with web.client() as outside:
+        opened = await outside.get(link)
+        data = {"csrf": csrf_of(opened.text), "name": "Luc Mollard", "organisation": "Fromagerie Mollard"}
+        assert (await outside.post(link, data=data)).status_code == 200
+    await eventually(lambda: mails_to(web, employer, "Inscription confirmée"), what="employer's confirmation")
+    first_reminders = {n.key for n in rows(web, models.Notification, models.Notification.kind == "exchange_rappel")}
+    assert len(first_reminders) == 2
+
+    # Only an organiser corrects a session; nothing written otherwise.
+    assert (await camille.get(f"/rencontres/{session_id}/modifier")).status_code == 303
+    page = (await camille.get(f"/rencontres/{session_id}")).text
+    assert f"/rencontres/{session_id}/modifier" not in page
+    refused = await camille.post(
+        f"/rencontres/{session_id}/modifier", data=session_form(page, place="Chez Camille", title="Autre")
+    )
+    assert (
+        refused.status_code == 303 and rows(web, models.ExchangeSession)[0].place == "Pépinière d'entreprises, Rumilly"
+    )
+
+    # The form comes filled in; the places never fall below the registrations.
+    assert f"/rencontres/{session_id}/modifier" in (await lea.get(f"/rencontres/{session_id}")).text
+    edit_page = (await lea.get(f"/rencontres/{session_id}/modifier")).text
+    assert f'value="{in_days(10)}"' in edit_page and 'value="08:30"' in edit_page and "Rumilly" in edit_page
+    too_few = await lea.post(f"/rencontres/{session_id}/modifier", data=session_form(edit_page, capacity="1"))
+    assert too_few.status_code == 422 and "au moins 2, le nombre d'inscrits" in unescape(too_few.text)
+    assert rows(web, models.ExchangeSession)[0].revision == 0
+
+    # A new date and place: both registrants are told, their reminders move to the new eve.
+    moved = session_form(
+        edit_page, day=in_days(20), start="14:00", end="16:00", place="Mairie de Rumilly", capacity="20"
+    )
+    done = await lea.post(f"/rencontres/{session_id}/modifier", data=moved)
+    said = unescape((await lea.get(done.headers["location"])).text)
+    assert "Rencontre modifiée (date et heure de début, heure de fin, lieu) ; 2 inscrit(s) prévenu(s)" in said
+    (row,) = rows(web, models.ExchangeSession)
+    assert row.revision == 1 and row.place == "Mairie de Rumilly"
+    told = await eventually(lambda: mails_to(web, CAMILLE, "Rencontre modifiée"), what="change e-mail")
+    assert "Mairie de Rumilly" in told[-1].get_content() and "14 h 00" in told[-1].get_content()
+    employer_told = await eventually(lambda: mails_to(web, employer, "Rencontre modifiée"), what="employer's")
+    assert f"{link}/rencontre.ics" in employer_told[-1].get_content()  # their own calendar link, kept
+    reminders = rows(web, models.Notification, models.Notification.kind == "exchange_rappel")
+    assert {n.key: n.status for n in reminders if n.key in first_reminders} == dict.fromkeys(
+        first_reminders, "withdrawn"
+    )
+    moved_reminders = [n for n in reminders if n.key not in first_reminders]
+    assert len(moved_reminders) == 2 and all(n.status == "pending" for n in moved_reminders)
+    for reminder in moved_reminders:
+        due = aware(reminder.next_attempt_at).astimezone(PARIS)
+        assert (due.hour, due.minute) == (9, 0) and is_working_day(due.date())
+        assert due.date() == add_working_days(aware(row.starts_at).astimezone(PARIS), -1).date()
+    calendar = await camille.get(f"/rencontres/{session_id}.ics")
+    (event,) = icalendar.Calendar.from_ical(calendar.content).walk("VEVENT")
+    assert int(event["SEQUENCE"]) == 1 and str(event["LOCATION"]) == "Mairie de Rumilly"
+    assert aware(event.decoded("DTSTART")).astimezone(PARIS).strftime("%H:%M") == "14:00"
+
+    # Sent again: nothing changes, nobody is e-mailed twice. The programme alone: nobody is.
+    again = await lea.post(f"/rencontres/{session_id}/modifier", data=moved)
+    assert "Rien n'a changé" in unescape((await lea.get(again.headers["location"])).text)
+    programme = await lea.post(f"/rencontres/{session_id}/modifier", data={**moved, "description": "Visite."})
+    assert "Rencontre modifiée (programme)." in unescape((await lea.get(programme.headers["location"])).text)
+    assert rows(web, models.ExchangeSession)[0].revision == 2
+    assert len(rows(web, models.Notification, models.Notification.kind == "exchange_modification")) == 2
+    changes = rows(web, models.AuditEvent, models.AuditEvent.action == "exchange_session_changed")
+    assert sorted(len(a.detail["changed"]) for a in changes) == [1, 3]
 
 
 @both_databases

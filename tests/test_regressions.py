@@ -468,6 +468,7 @@ async def test_every_state_changing_form_is_refused_without_its_csrf_token(web: 
         "/rencontres/{session_id}/desinscription": (CAMILLE, {}),
         "/rencontres/{session_id}/invitation": (LEA, {"email": "rh@example.org"}),
         "/rencontres/{session_id}/annulation": (LEA, {}),
+        "/rencontres/{session_id}/modifier": (LEA, {"kind": "gto", "title": "Autre", "capacity": "9"}),
         "/rencontres/{session_id}/presences": (LEA, {"present": "x"}),
         "/rencontres/lien/{token}": (None, {"name": "Anne", "organisation": "Boulangerie"}),
     }

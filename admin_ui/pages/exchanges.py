@@ -13,6 +13,8 @@ from starlette.responses import Response
 
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
 from admin_ui.web import attachment, basin_names, flash, form_text, mail_sent, page_number, posted_request_id, render
+from definitions.durations import PARIS
+from parcours.presenters import aware
 from services import exchanges
 from services.errors import ServiceError, quoted
 from services.exchanges import KINDS, Registrant, SessionEntry
@@ -75,22 +77,34 @@ def _form_page(
     errors: dict[str, str],
     alert: str | None = None,
     status_code: int = 200,
+    session: models.ExchangeSession | None = None,
 ) -> Response:
+    """The form that plans a session, or corrects `session` (its basin then stays)."""
     basins = basin_names(engine)
-    if user.role != "direction":
+    if user.role != "direction" and session is None:
         basins = {k: v for k, v in basins.items() if k == user.basin_id}
     return render(
         request,
         "exchanges/form.html",
         status_code=status_code,
-        title="Organiser une rencontre",
+        title=f"Modifier « {session.title} »" if session else "Organiser une rencontre",
         nav="exchanges",
         values=values,
         errors=errors,
         alert=alert,
         basins=basins,
         kinds=KINDS,
+        session=session,
+        action=f"/rencontres/{session.id}/modifier" if session else "/rencontres/nouvelle",
     )
+
+
+FIELDS = ("kind", "title", "basin", "day", "start", "end", "place", "capacity", "description")
+"""The session form's fields (`basin` is the entry's `basin_id`)."""
+
+
+def _entry(values: dict[str, str]) -> SessionEntry:
+    return SessionEntry(**{("basin_id" if k == "basin" else k): v for k, v in values.items()})
 
 
 @router.get("/rencontres/nouvelle")
@@ -105,14 +119,10 @@ def new_session(request: Request, engine: Engine_, user: User, type: str = "") -
 @router.post("/rencontres/nouvelle", dependencies=Csrf)
 async def create_session(request: Request, engine: Engine_, user: User) -> Response:
     form = await request.form()
-    values = {
-        name: form_text(form, name)
-        for name in ("kind", "title", "basin", "day", "start", "end", "place", "capacity", "description")
-    }
-    entry = SessionEntry(**{("basin_id" if k == "basin" else k): v for k, v in values.items()})
+    values = {name: form_text(form, name) for name in FIELDS}
     request_id = posted_request_id(request, "exchange", form.get("request_id"))
     try:
-        row = exchanges.create(engine, user, entry, request_id=request_id)
+        row = exchanges.create(engine, user, _entry(values), request_id=request_id)
     except ServiceError as error:
         return _form_page(
             request, engine, user, values=values, errors=error.fields, alert=error.message, status_code=error.status
@@ -299,6 +309,58 @@ async def invite(request: Request, engine: Engine_, user: User, session_id: str)
     sent = await mail_sent(settings, to=invitation.email, subject=f"[Parcours] Invitation : {row.title}", body=body)
     request.session["exchange_invitation"] = {"url": invitation.url, "sent": sent, "to": invitation.email}
     return _back(session_id, "#inviter")
+
+
+@router.get("/rencontres/{session_id}/modifier")
+def change_form(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    row = exchanges.session_row(engine, session_id)
+    if not exchanges.may_organise(user, row.basin_id) or row.cancelled_at or exchanges.started(row):
+        flash(request, "Seuls ses organisateurs modifient une rencontre, et avant qu'elle commence.", "error")
+        return _back(session_id)
+    starts, ends = (aware(moment).astimezone(PARIS) for moment in (row.starts_at, row.ends_at))
+    values = {
+        "kind": row.kind,
+        "title": row.title,
+        "basin": row.basin_id,
+        "day": starts.date().isoformat(),
+        "start": starts.strftime("%H:%M"),
+        "end": ends.strftime("%H:%M"),
+        "place": row.place,
+        "capacity": str(row.capacity),
+        "description": row.description,
+    }
+    return _form_page(request, engine, user, values=values, errors={}, session=row)
+
+
+@router.post("/rencontres/{session_id}/modifier", dependencies=Csrf)
+async def change(request: Request, engine: Engine_, user: User, session_id: str) -> Response:
+    form = await request.form()
+    row = exchanges.session_row(engine, session_id)
+    values = {name: form_text(form, name) for name in FIELDS} | {"basin": row.basin_id}
+    try:
+        changed = exchanges.change(
+            engine, user, session_id, _entry(values), public_url=get_settings(request).public_url
+        )
+    except ServiceError as error:
+        if error.kind != "invalid":
+            flash(request, error.message, "error")
+            return _back(session_id)
+        return _form_page(
+            request,
+            engine,
+            user,
+            values=values,
+            errors=error.fields,
+            alert=error.message,
+            status_code=error.status,
+            session=row,
+        )
+    if not changed.changes:
+        flash(request, "Rien n'a changé : la rencontre est telle quelle.")
+    else:
+        told = f" ; {changed.told} inscrit(s) prévenu(s) par e-mail" if changed.told else ""
+        flash(request, f"Rencontre modifiée ({', '.join(changed.changes)}){told}.")
+    return _back(session_id)
 
 
 @router.post("/rencontres/{session_id}/annulation", dependencies=Csrf)
