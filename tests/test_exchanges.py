@@ -76,6 +76,19 @@ async def post_action(client: Any, session_id: str, action: str, **data: Any) ->
     return await client.post(f"/rencontres/{session_id}/{action}", data={"csrf": csrf_of(page), **data})
 
 
+async def plan(organiser: Any, **values: str) -> str:
+    """A session planned through the form (`session_form`'s values, changed by `values`): its id."""
+    form_page = (await organiser.get("/rencontres/nouvelle")).text
+    created = await organiser.post("/rencontres/nouvelle", data=session_form(form_page, **values))
+    return str(created.headers["location"].rsplit("/", 1)[-1])
+
+
+async def link_sent_to(web: Web, employer: str) -> str:
+    """The one-time link of the last invitation e-mailed to `employer`."""
+    invitations = await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation")
+    return str(re.findall(r"/rencontres/lien/[\w\-]+", invitations[-1].get_content())[-1])
+
+
 @both_databases
 async def test_a_session_is_planned_registered_to_by_partners_and_employers_and_its_attendance_recorded(
     web: Web,
@@ -137,10 +150,7 @@ async def test_a_session_is_planned_registered_to_by_partners_and_employers_and_
     invitations = await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation")
     assert len(invitations) == 1
     assert len(rows(web, models.AccessLink, models.AccessLink.sent_to == employer)) == 1
-    link = re.findall(
-        r"/rencontres/lien/[\w\-]+",
-        (await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation"))[-1].get_content(),
-    )[-1]
+    link = await link_sent_to(web, employer)
     async with web.client() as outside:
         opened = await outside.get(link)
         assert opened.status_code == 200 and employer in opened.text
@@ -212,22 +222,14 @@ async def test_a_session_is_planned_registered_to_by_partners_and_employers_and_
 @both_databases
 async def test_a_cancelled_session_withdraws_its_reminders_tells_its_registrants_and_its_calendar(web: Web) -> None:
     helene = await web.signed_in(HELENE)  # the direction organises in every basin
-    form_page = (await helene.get("/rencontres/nouvelle")).text
-    created = await helene.post(
-        "/rencontres/nouvelle",
-        data=session_form(
-            form_page, kind="formation_croisee", basin="chablais", title="Formation croisée RSA", capacity="20"
-        ),
+    session_id = await plan(
+        helene, kind="formation_croisee", basin="chablais", title="Formation croisée RSA", capacity="20"
     )
-    session_id = created.headers["location"].rsplit("/", 1)[-1]
     camille = await web.signed_in(CAMILLE)
     await post_action(camille, session_id, "inscription")
     employer = f"rh-{uuid.uuid4().hex[:8]}@scierie.example.org"
     await post_action(helene, session_id, "invitation", email=employer)
-    link = re.findall(
-        r"/rencontres/lien/[\w\-]+",
-        (await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation"))[-1].get_content(),
-    )[-1]
+    link = await link_sent_to(web, employer)
     refused = await post_action(camille, session_id, "annulation", confirme="oui")
     assert rows(web, models.ExchangeSession)[0].cancelled_at is None and refused.status_code == 303
     unconfirmed = await post_action(helene, session_id, "annulation")
@@ -254,17 +256,12 @@ async def test_a_cancelled_session_withdraws_its_reminders_tells_its_registrants
 @both_databases
 async def test_a_session_corrected_tells_its_registrants_and_moves_their_reminders(web: Web) -> None:
     lea = await web.signed_in(LEA)
-    form_page = (await lea.get("/rencontres/nouvelle")).text
-    created = await lea.post("/rencontres/nouvelle", data=session_form(form_page, capacity="20"))
-    session_id = created.headers["location"].rsplit("/", 1)[-1]
+    session_id = await plan(lea, capacity="20")
     camille = await web.signed_in(CAMILLE)
     await post_action(camille, session_id, "inscription")
     employer = f"rh-{uuid.uuid4().hex[:8]}@fromagerie.example.org"
     await post_action(lea, session_id, "invitation", email=employer)
-    link = re.findall(
-        r"/rencontres/lien/[\w\-]+",
-        (await eventually(lambda: mails_to(web, employer, "Invitation"), what="invitation"))[-1].get_content(),
-    )[-1]
+    link = await link_sent_to(web, employer)
     async with web.client() as outside:
         opened = await outside.get(link)
         data = {"csrf": csrf_of(opened.text), "name": "Luc Mollard", "organisation": "Fromagerie Mollard"}
