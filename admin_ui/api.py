@@ -93,6 +93,9 @@ class Page(BaseModel, Generic[T]):
     size: int
     total: int
     pages: int
+    total_capped: bool = Field(
+        False, description="true: more than `total` items match (a large list counts up to a cap); narrow the filters"
+    )
 
 
 class TokenIn(BaseModel):

@@ -1236,6 +1236,27 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_exchanges.py::test_a_session_corrected_tells_its_registrants_and_moves_their_reminders",),
     ),
     M(
+        "a large organisation's walked list forgets the need-to-know rule",
+        "store/views.py",
+        "            where.append(followed_by(follow_up_org, from_memberships=not walk))\n",
+        "            if not walk:\n                where.append(followed_by(follow_up_org))\n",
+        ("tests/test_lists_and_limits.py::test_a_large_organisation_s_list_walks_newest_first_and_counts_up_to_a_cap",),
+    ),
+    M(
+        "a capped count is shown as the exact number",
+        "store/views.py",
+        "size, min(total, COUNT_CAP) if walk else total, walk and total > COUNT_CAP)",
+        "size, min(total, COUNT_CAP) if walk else total, False)",
+        ("tests/test_lists_and_limits.py::test_a_large_organisation_s_list_walks_newest_first_and_counts_up_to_a_cap",),
+    ),
+    M(
+        "the pathways list is oldest first",
+        "store/views.py",
+        "        else [col(models.Pathway.started_at).desc(), col(models.Pathway.id).desc()]",
+        "        else [col(models.Pathway.started_at), col(models.Pathway.id)]",
+        ("tests/test_lists_and_limits.py::test_a_large_organisation_s_list_walks_newest_first_and_counts_up_to_a_cap",),
+    ),
+    M(
         "the SMTP server's connections swap the process-wide warning filters (aiosmtpd's loop lookup)",
         "worker/mail_capture.py",
         "SMTP(self.handler, loop=self.loop, **self.SMTP_kwargs)",

@@ -158,6 +158,8 @@ class Pathway(PathwayBase, table=True):
         Index("ix_pathway_basin_closed", "basin_id", "closed_at"),
         # A basin's stuck pathways, longest stuck first (the GTO's list, one page at a time).
         Index("ix_pathway_basin_stuck", "basin_id", "stuck_since", "last_progress_at", "id"),
+        # Every pathway newest first: the walk of a large organisation's list (views.WALK_FROM).
+        Index("ix_pathway_started", "started_at", "id"),
     )
 
     person_id: str = Field(index=True)  # personal data: only GET /api/pathways/{id} shows the person

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, case, or_, union_all
+from sqlalchemy import and_, case, or_, true, union_all
 from sqlalchemy.engine import Engine
 from sqlmodel import col, func, select
 
@@ -19,6 +19,12 @@ from store.db import session_scope
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE = 1_000_000  # beyond it, an offset would overflow SQLite's and PostgreSQL's integers
+WALK_FROM = 5_000
+"""From this many follow-up memberships, an organisation's pathways are listed by walking all the
+pathways newest first and keeping those it may read: a page then reads a few hundred rows,
+where finding all of them first read every one (seconds for a Département at a million)."""
+COUNT_CAP = 1_000
+"""Such a list counts its pathways up to this many; beyond, it says « plus de 1 000 »."""
 
 
 @dataclass
@@ -27,13 +33,21 @@ class Paged(Generic[T]):
     page: int
     size: int
     total: int
+    capped: bool = False  # more than `total` (counted up to a cap): narrow the filters to see beyond
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.size))
 
     def as_dict(self, items: list[Any]) -> dict[str, Any]:
-        return {"items": items, "page": self.page, "size": self.size, "total": self.total, "pages": self.pages}
+        return {
+            "items": items,
+            "page": self.page,
+            "size": self.size,
+            "total": self.total,
+            "pages": self.pages,
+            "total_capped": self.capped,
+        }
 
 
 def within_range(query: Callable[[int], Paged[T]], page: int) -> Paged[T]:
@@ -60,7 +74,7 @@ def stuck_clause(cutoff: datetime) -> Any:
     )
 
 
-def followed_by(organisation_id: str) -> Any:
+def followed_by(organisation_id: str, *, from_memberships: bool = True) -> Any:
     """The pathways a caseworker's organisation may read (services.reading's need-to-know rule,
     written once as SQL for the lists and the detail check): an open pathway while the
     organisation is an active member of its follow-up group; a closed one, until its person is
@@ -96,8 +110,9 @@ def followed_by(organisation_id: str) -> Any:
     # The organisation's pathways are found first by a join (its memberships and the pathways it
     # is referent of), then each is checked by key. An `IN (…)` under an OR is rescanned for
     # every row once its list outgrows PostgreSQL's work_mem: minutes at a million pathways.
+    # Without `from_memberships`, each pathway met is checked (a walk in some order, WALK_FROM).
     return and_(
-        col(pathway.id).in_(candidates),
+        col(pathway.id).in_(candidates) if from_memberships else true(),
         or_(
             and_(col(pathway.status) != "closed", member_now),
             and_(
@@ -233,19 +248,34 @@ def pathway_list(
         where.append(models.Pathway.status == status)
     if stuck_cutoff is not None:
         where.append(stuck_clause(stuck_cutoff))
-    if follow_up_org:
-        where.append(followed_by(follow_up_org))
     order = (
-        [col(models.Pathway.stuck_since).asc().nulls_last(), col(models.Pathway.last_progress_at).asc()]
+        [
+            col(models.Pathway.stuck_since).asc().nulls_last(),
+            col(models.Pathway.last_progress_at).asc(),
+            col(models.Pathway.id),
+        ]
         if stuck_cutoff is not None
-        else [col(models.Pathway.started_at).desc()]
+        else [col(models.Pathway.started_at).desc(), col(models.Pathway.id).desc()]  # ix_pathway_started
     )
     with session_scope(engine) as session:
-        query = select(models.Pathway).where(*where).order_by(*order, models.Pathway.id)
-        rows, total = page_rows(
-            query, select(func.count()).select_from(models.Pathway).where(*where), session, page, size
-        )
-    return Paged(rows, max(1, page), size, total)
+        walk = False
+        if follow_up_org:
+            walk = stuck_cutoff is None and memberships(session, follow_up_org) >= WALK_FROM
+            where.append(followed_by(follow_up_org, from_memberships=not walk))
+        query = select(models.Pathway).where(*where).order_by(*order)
+        counted = select(models.Pathway.id).where(*where)
+        if walk:
+            counted = counted.limit(COUNT_CAP + 1)
+        rows, total = page_rows(query, select(func.count()).select_from(counted.subquery()), session, page, size)
+    return Paged(rows, max(1, page), size, min(total, COUNT_CAP) if walk else total, walk and total > COUNT_CAP)
+
+
+def memberships(session: Any, organisation_id: str) -> int:
+    """How many follow-up groups an organisation was ever in (from its index alone)."""
+    member = models.FollowUpMember
+    return int(
+        session.exec(select(func.count()).select_from(member).where(member.organisation_id == organisation_id)).one()
+    )
 
 
 def escalation_list(

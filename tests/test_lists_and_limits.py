@@ -12,7 +12,7 @@ from sqlmodel import func, select
 
 from services.errors import ServiceError
 from services.pathways import check_extension
-from store import models
+from store import models, views
 from store.db import session_scope
 from store.retention import anonymise
 from tests.conftest import Parcours, Web, csrf_of
@@ -83,6 +83,39 @@ async def test_closed_pathways_stay_listed_for_who_followed_them_at_closing_unti
     assert f"/parcours/{closed}" not in (await julien_page.get("/parcours?statut=closed")).text
     assert (await julien_api.get(f"/api/pathways/{closed}")).status_code == 403
     for client in (julien_api, sarah_api, camille_api, julien_page, sarah_page):
+        await client.aclose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+async def test_a_large_organisation_s_list_walks_newest_first_and_counts_up_to_a_cap(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An organisation in many follow-up groups (a Département) gets the same pages, under the
+    same need-to-know rule, by a walk of the pathways newest first, its count capped."""
+    parcours = web.parcours
+    parcours.publish(flow())
+    started = [await parcours.start("test_flow") for _ in range(4)]
+    camille_api, sarah_api = await web.api(CAMILLE), await web.api(SARAH)
+
+    async def pages(client: Any) -> tuple[list[str], list[dict[str, Any]]]:
+        answers = [(await client.get(f"/api/pathways?size=2&page={n}")).json() for n in (1, 2)]
+        return [item["id"] for answer in answers for item in answer["items"]], answers
+
+    found, answers = await pages(camille_api)
+    assert found == started[::-1]  # newest first
+    assert [(a["total"], a["pages"], a["total_capped"]) for a in answers] == [(4, 2, False)] * 2
+
+    monkeypatch.setattr(views, "WALK_FROM", 0)  # every organisation walks
+    monkeypatch.setattr(views, "COUNT_CAP", 3)
+    walked, answers = await pages(camille_api)
+    assert walked == found
+    assert [(a["total"], a["pages"], a["total_capped"]) for a in answers] == [(3, 2, True)] * 2
+    assert set(started).isdisjoint(await listed(sarah_api))  # the Mission Locale follows none of them
+    page = await web.signed_in(CAMILLE)
+    assert "Plus de 3 parcours : précisez les filtres" in (await page.get("/parcours")).text
+    monkeypatch.setattr(views, "COUNT_CAP", 4)
+    assert "4 parcours" in (await page.get("/parcours")).text and "Plus de" not in (await page.get("/parcours")).text
+    for client in (camille_api, sarah_api, page):
         await client.aclose()
 
 
