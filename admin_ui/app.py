@@ -134,6 +134,7 @@ def create_app(
         app.include_router(router)
     app.include_router(api.router, prefix="/api")
     app.include_router(incidents.api, prefix="/api")
+    app.include_router(exchanges.api, prefix="/api")
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> Response:

@@ -1257,6 +1257,20 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_lists_and_limits.py::test_a_large_organisation_s_list_walks_newest_first_and_counts_up_to_a_cap",),
     ),
     M(
+        "the API answers a second registration as a new one (201)",
+        "admin_ui/pages/exchanges.py",
+        "    if not done.new:\n        response.status_code = 200\n",
+        "",
+        ("tests/test_exchanges.py::test_the_api_plans_lists_corrects_registers_and_cancels_under_the_pages_rules",),
+    ),
+    M(
+        "the API shows a session's registrations (contacts) to everyone",
+        "admin_ui/pages/exchanges.py",
+        "registrations=registrations if found.may_organise else None",
+        "registrations=registrations",
+        ("tests/test_exchanges.py::test_the_api_plans_lists_corrects_registers_and_cancels_under_the_pages_rules",),
+    ),
+    M(
         "the SMTP server's connections swap the process-wide warning filters (aiosmtpd's loop lookup)",
         "worker/mail_capture.py",
         "SMTP(self.handler, loop=self.loop, **self.SMTP_kwargs)",

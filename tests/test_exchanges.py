@@ -504,3 +504,68 @@ def test_an_invitation_sent_twice_at_the_same_moment_makes_one_link(
         sent = list(pool.map(invite, range(2)))
     assert sorted(sent) == [False, True]
     assert len(rows_of(engine, models.AccessLink, models.AccessLink.subject_id == row.id)) == 1
+
+
+@both_databases
+async def test_the_api_plans_lists_corrects_registers_and_cancels_under_the_pages_rules(web: Web) -> None:
+    lea, camille, nicolas = await web.api(LEA), await web.api(CAMILLE), await web.api(NICOLAS)
+    body = {
+        "kind": "formation_croisee",
+        "title": "Formation croisée RSA et emploi",
+        "basin": "annecien",
+        "day": in_days(12),
+        "start": "09:00",
+        "end": "12:00",
+        "place": "Maison de l'emploi, Annecy",
+        "capacity": 1,
+    }
+    # The pages' rules: an organiser of the basin only, every field checked, in French.
+    refused = await camille.post("/api/sessions", json=body)
+    assert refused.status_code == 403 and "animateurs de son GTO" in refused.json()["detail"]
+    assert (await nicolas.post("/api/sessions", json=body)).status_code == 403  # another basin
+    wrong = await lea.post("/api/sessions", json={**body, "end": "08:00", "day": "demain"})
+    assert wrong.status_code == 422 and set(wrong.json()["fields"]) == {"day"}
+    assert rows(web, models.ExchangeSession) == []
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    created = await lea.post("/api/sessions", json=body, headers=key)
+    again = await lea.post("/api/sessions", json=body, headers=key)
+    assert created.status_code == again.status_code == 201 and created.json()["id"] == again.json()["id"]
+    session = created.json()
+    assert session["starts_at"].endswith(("Z", "+00:00")) and session["registrations"] == []
+    assert len(rows(web, models.ExchangeSession)) == 1
+
+    # Registering: 201, then 200 with the same registration; the last place is given once.
+    first = await camille.post(f"/api/sessions/{session['id']}/registration")
+    twice = await camille.post(f"/api/sessions/{session['id']}/registration")
+    assert (first.status_code, twice.status_code) == (201, 200) and first.json()["id"] == twice.json()["id"]
+    sarah = await web.api(SARAH)
+    full = await sarah.post(f"/api/sessions/{session['id']}/registration")
+    assert full.status_code == 409 and "complète" in full.json()["detail"]
+    listed = (await camille.get("/api/sessions", params={"basin": "annecien"})).json()
+    (mine,) = [s for s in listed["items"] if s["id"] == session["id"]]
+    assert mine["registered"] == 1 and mine["mine"] is True
+    # The contacts are the organisers' to read.
+    assert (await camille.get(f"/api/sessions/{session['id']}")).json()["registrations"] is None
+    (registration,) = (await lea.get(f"/api/sessions/{session['id']}")).json()["registrations"]
+    assert registration["email"] == CAMILLE and registration["employer"] is False
+
+    # Corrected by its organiser: the registrant is told; the same values again change nothing.
+    moved = {**body, "capacity": 3, "place": "Pôle emploi, Seynod"}
+    assert (await camille.put(f"/api/sessions/{session['id']}", json=moved)).status_code == 403
+    changed = (await lea.put(f"/api/sessions/{session['id']}", json=moved)).json()
+    assert changed["changes"] == ["lieu", "nombre de places"] and changed["told"] == 1
+    assert changed["session"]["revision"] == 1
+    assert (await lea.put(f"/api/sessions/{session['id']}", json=moved)).json()["changes"] == []
+    await eventually(lambda: mails_to(web, CAMILLE, "Rencontre modifiée : Formation croisée RSA"), what="change")
+
+    # Attendance waits for the session; withdrawal and cancellation.
+    early = await lea.post(f"/api/sessions/{session['id']}/attendance", json={"present": [registration["id"]]})
+    assert early.status_code == 409
+    withdrawn = await camille.delete(f"/api/sessions/{session['id']}/registration")
+    assert withdrawn.status_code == 200 and withdrawn.json()["cancelled_at"] is not None
+    assert (await camille.post(f"/api/sessions/{session['id']}/cancel")).status_code == 403
+    cancelled = await lea.post(f"/api/sessions/{session['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["cancelled_at"] is not None
+    assert (await lea.get("/api/sessions/rencontre-inconnue")).status_code == 404
+    for client in (lea, camille, nicolas, sarah):
+        await client.aclose()

@@ -6,16 +6,23 @@ services/exchanges.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as ApiPath
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from admin_ui.access import CurrentUser
+from admin_ui.api import REFUSED, UNKNOWN, ErrorOut, IdempotencyKey, Page, bearer, signed_in_as
 from admin_ui.deps import Engine_, User, get_settings, verify_csrf
 from admin_ui.web import attachment, basin_names, flash, form_text, mail_sent, page_number, posted_request_id, render
 from definitions.durations import PARIS
 from parcours.presenters import aware
 from services import exchanges
+from services.administration import ROLES
 from services.errors import ServiceError, quoted
 from services.exchanges import KINDS, Registrant, SessionEntry
 from store import models, views
@@ -386,3 +393,194 @@ async def attendance(request: Request, engine: Engine_, user: User, session_id: 
         f"Présences enregistrées : {len(present)} présent(s).",
         "#presences",
     )
+
+
+# --- JSON API ---------------------------------------------------------------------------------
+# The same rules as the pages (services/exchanges.py), for a partner's own tools: list and read the
+# sessions, organise them, register. Inviting an employer stays a page (it e-mails a link).
+
+
+class SessionIn(BaseModel):
+    """A session as an organiser plans it (a day and times of day in Paris)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(max_length=40, description="gto, employeurs, formation_croisee or echange")
+    title: str = Field(max_length=exchanges.TITLE_MAX)
+    basin: str = Field(max_length=100)
+    day: str = Field(max_length=10, description="AAAA-MM-JJ")
+    start: str = Field(max_length=5, description="HH:MM, Paris")
+    end: str = Field(max_length=5, description="HH:MM, Paris")
+    place: str = Field(max_length=exchanges.PLACE_MAX)
+    capacity: int = Field(ge=1, le=exchanges.MAX_CAPACITY)
+    description: str = Field("", max_length=exchanges.DESCRIPTION_MAX)
+
+    def entry(self, basin_id: str | None = None) -> SessionEntry:
+        return SessionEntry(**self.model_dump(exclude={"basin"}), basin_id=basin_id or self.basin)
+
+
+class SessionChangeIn(SessionIn):
+    """A session corrected: every field again (its basin stays the same whatever is sent)."""
+
+    basin: str = Field("", max_length=100, description="ignored: a session stays in its basin")
+
+
+class RegistrationOut(models.Public):
+    id: str
+    name: str
+    organisation: str
+    email: str
+    employer: bool
+    registered_at: datetime | None
+    cancelled_at: datetime | None
+    attended: bool | None
+
+
+class SessionOut(models.Public):
+    id: str
+    kind: str
+    kind_label: str
+    title: str
+    basin: str
+    starts_at: datetime
+    ends_at: datetime
+    place: str
+    capacity: int
+    description: str
+    registered: int = Field(description="active registrations")
+    mine: bool = Field(description="whether you are registered")
+    cancelled_at: datetime | None
+    revision: int = Field(description="how many times it was corrected (its iCalendar SEQUENCE)")
+
+
+class SessionDetailOut(SessionOut):
+    registrations: list[RegistrationOut] | None = Field(description="for its organisers only; null for the others")
+
+
+class ChangedOut(BaseModel):
+    session: SessionOut
+    changes: list[str] = Field(description="what changed, in French; empty: nothing did")
+    told: int = Field(description="registrants e-mailed about the change")
+
+
+class AttendanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    present: list[str] = Field(max_length=exchanges.MAX_CAPACITY, description="the registrations present (ids)")
+
+
+Reading = Annotated[CurrentUser, Depends(signed_in_as(*ROLES))]
+Acting = Annotated[CurrentUser, Depends(signed_in_as(*ROLES, change=True))]
+SESSION_ID = ApiPath(max_length=100, description="the session's id")
+api = APIRouter(
+    dependencies=[Depends(bearer)],
+    responses={401: {"model": ErrorOut, "description": "not signed in"}},
+    tags=["Rencontres"],
+)
+
+
+def _session_out(listing: exchanges.Listing) -> SessionOut:
+    row = listing.session
+    return SessionOut(
+        id=row.id,
+        kind=row.kind,
+        kind_label=exchanges.kind_label(row.kind),
+        title=row.title,
+        basin=row.basin_id,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        place=row.place,
+        capacity=row.capacity,
+        description=row.description,
+        registered=listing.registered,
+        mine=listing.mine,
+        cancelled_at=row.cancelled_at,
+        revision=row.revision,
+    )
+
+
+def _registration_out(registration: models.ExchangeRegistration) -> RegistrationOut:
+    return RegistrationOut.model_validate({**registration.model_dump(), "employer": registration.user_id is None})
+
+
+def _detail_out(found: exchanges.Detail) -> SessionDetailOut:
+    registrations = [_registration_out(r) for r in found.registrations]
+    return SessionDetailOut(
+        **_session_out(found).model_dump(), registrations=registrations if found.may_organise else None
+    )
+
+
+@api.get("/sessions", response_model=Page[SessionOut])
+def list_sessions(
+    user: Reading,
+    engine: Engine_,
+    basin: Annotated[str | None, Query(max_length=100, description="a basin id")] = None,
+    kind: Annotated[str | None, Query(max_length=40, description="a kind of session")] = None,
+    past: Annotated[bool, Query(description="past sessions, latest first (else those to come, soonest first)")] = False,
+    page: Annotated[int, Query(ge=1, le=views.MAX_PAGE)] = 1,
+    size: Annotated[int, Query(ge=1, le=200)] = views.DEFAULT_PAGE_SIZE,
+) -> dict[str, Any]:
+    """Exchange sessions and cross-trainings (every signed-in user), with their registrations
+    counted and whether you are registered."""
+    found = exchanges.listing(engine, user.email, basin_id=basin, kind=kind, past=past, page=page, size=size)
+    return found.as_dict([_session_out(listing) for listing in found.items])
+
+
+@api.post("/sessions", response_model=SessionDetailOut, status_code=201, responses=REFUSED)
+def create_session_api(
+    body: SessionIn, response: Response, user: Acting, engine: Engine_, key: IdempotencyKey
+) -> SessionDetailOut:
+    """Plan a session (a GTO lead in their basin, the direction in any). The same request again
+    with the same Idempotency-Key answers the session already planned."""
+    row = exchanges.create(engine, user, body.entry(), request_id=key)
+    response.headers["Location"] = f"/api/sessions/{row.id}"
+    return _detail_out(exchanges.detail(engine, user, user.email, row.id))
+
+
+@api.get("/sessions/{session_id}", response_model=SessionDetailOut, responses=UNKNOWN)
+def get_session(session_id: Annotated[str, SESSION_ID], user: Reading, engine: Engine_) -> SessionDetailOut:
+    """A session; its registrations (contacts) for its organisers only."""
+    return _detail_out(exchanges.detail(engine, user, user.email, session_id))
+
+
+@api.put("/sessions/{session_id}", response_model=ChangedOut, responses=REFUSED)
+def change_session_api(
+    request: Request, session_id: Annotated[str, SESSION_ID], body: SessionChangeIn, user: Acting, engine: Engine_
+) -> ChangedOut:
+    """Correct a session to come (its organisers): its registrants are e-mailed when its title,
+    date, times or place change. The same values again change nothing."""
+    changed = exchanges.change(engine, user, session_id, body.entry("—"), public_url=get_settings(request).public_url)
+    found = exchanges.detail(engine, user, user.email, session_id)
+    return ChangedOut(session=_session_out(found), changes=changed.changes, told=changed.told)
+
+
+@api.post("/sessions/{session_id}/registration", response_model=RegistrationOut, status_code=201, responses=REFUSED)
+def register_api(
+    request: Request, response: Response, session_id: Annotated[str, SESSION_ID], user: Acting, engine: Engine_
+) -> RegistrationOut:
+    """Register yourself (201); already registered: 200 with the same registration."""
+    registrant = Registrant(name=user.name, email=user.email, organisation=user.organisation_name, user_id=user.id)
+    done = exchanges.register(engine, session_id, registrant, public_url=get_settings(request).public_url, viewer=user)
+    if not done.new:
+        response.status_code = 200
+    return _registration_out(done.registration)
+
+
+@api.delete("/sessions/{session_id}/registration", response_model=RegistrationOut, responses=REFUSED)
+def unregister_api(session_id: Annotated[str, SESSION_ID], user: Acting, engine: Engine_) -> RegistrationOut:
+    """Withdraw your registration before the session (its reminder is withdrawn too)."""
+    return _registration_out(exchanges.unregister(engine, session_id, user.email, viewer=user))
+
+
+@api.post("/sessions/{session_id}/cancel", response_model=SessionDetailOut, responses=REFUSED)
+def cancel_api(session_id: Annotated[str, SESSION_ID], user: Acting, engine: Engine_) -> SessionDetailOut:
+    """Cancel a session to come (its organisers): every registrant is e-mailed."""
+    exchanges.cancel(engine, user, session_id)
+    return _detail_out(exchanges.detail(engine, user, user.email, session_id))
+
+
+@api.post("/sessions/{session_id}/attendance", response_model=SessionDetailOut, responses=REFUSED)
+def attendance_api(
+    session_id: Annotated[str, SESSION_ID], body: AttendanceIn, user: Acting, engine: Engine_
+) -> SessionDetailOut:
+    """Who came, once the session has begun (its organisers; sent again to correct it)."""
+    exchanges.record_attendance(engine, user, session_id, set(body.present))
+    return _detail_out(exchanges.detail(engine, user, user.email, session_id))
