@@ -5,8 +5,9 @@ in their basin, the direction in any basin, with a date, a place and a capacity.
 Partners' users register themselves; employers register through a one-time link sent by the
 organiser (no account). Registering twice never duplicates (one row per session and e-mail).
 Each registrant gets a confirmation and a reminder the working day before at 9:00, as e-mails of
-the outbox that every worker's relay sends and retries; cancelling withdraws those not yet sent.
-After the session the organiser records who attended. Every session exports to iCalendar.
+the outbox that every worker's relay sends and retries; cancelling withdraws those not yet sent,
+correcting the date or the place tells each registrant and moves their reminder. After the
+session the organiser records who attended. Every session exports to iCalendar.
 
 Registrations hold professionals' and employers' contact details, never a person accompanied:
 the list is shown to the organisers only, the others see the count and their own registration."""

@@ -1,7 +1,7 @@
 """Exchange sessions and cross-trainings (`/rencontres`): every signed-in user sees them and
-registers; GTO leads and the direction organise them, invite employers, record attendance; an
-employer registers through a one-time link (a page without an account). The rules are in
-services/exchanges.py."""
+registers; GTO leads and the direction organise and correct them, invite employers, record
+attendance; an employer registers through a one-time link (a page without an account). The same,
+but the invitation, as a JSON API (`/api/sessions`). The rules are in services/exchanges.py."""
 
 from __future__ import annotations
 
