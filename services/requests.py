@@ -133,10 +133,8 @@ class Request:
             self.pending, self.pathway_id = True, pathway_id
         except IntegrityError:
             # A twin of this request recorded it first (a double submit): go on with its record.
-            existing = _read(self.engine, self.actor_user_id, self.request_id)
-            if existing is None:
+            if not self.answered_by_twin():
                 raise
-            self._check(existing)
 
     def finish(self, answer: dict[str, Any]) -> None:
         """Keep the answer: a retry of this request gets it as it is."""
