@@ -269,13 +269,12 @@ def change(engine: Engine, viewer: Viewer, session_id: str, entry: SessionEntry,
                 ),
             )
         labels = [CHANGEABLE[name] for name in changed]
+        intro = f"La rencontre à laquelle vous êtes inscrit a changé ({', '.join(labels)}). La voici à jour."
+        now = q.now()
         for registration in told:
             agenda = _agenda_line_sent(session, row, registration, public_url)
-            intro = f"La rencontre à laquelle vous êtes inscrit a changé ({', '.join(labels)}). La voici à jour."
-            session.add(_mail(row, registration, "modification", q.now(), _text(row, intro, agenda), stamp=q.now()))
-            if reminder_moment(row) > q.now():
-                reminder = _text(row, "Pour rappel, vous êtes inscrit à cette rencontre.", agenda)
-                session.add(_mail(row, registration, "rappel", reminder_moment(row), reminder, stamp=q.now()))
+            session.add(_mail(row, registration, "modification", now, _text(row, intro, agenda), stamp=now))
+            session.add_all(_reminder(row, registration, agenda, stamp=now))
         _audit(session, viewer, "exchange_session_changed", row, {"changed": changed, "told": len(told)})
         return Changed(row, labels, len(told))
 
@@ -730,29 +729,25 @@ def _mail(
 def _registration_mails(
     row: models.ExchangeSession, registration: models.ExchangeRegistration, *, public_url: str, calendar_url: str
 ) -> list[models.Notification]:
-    """The confirmation now; the reminder at its moment, unless that moment has passed."""
+    """The confirmation now, and the reminder."""
     agenda = _agenda_line(row, public_url, calendar_url)
-    mails = [
-        _mail(
-            row,
-            registration,
-            "confirmation",
-            q.now(),
-            _text(row, "Votre inscription à cette rencontre est enregistrée.", agenda),
-        )
-    ]
-    reminder = reminder_moment(row)
-    if reminder > q.now():
-        mails.append(
-            _mail(
-                row,
-                registration,
-                "rappel",
-                reminder,
-                _text(row, "Pour rappel, vous êtes inscrit à cette rencontre.", agenda),
-            )
-        )
-    return mails
+    confirmation = _text(row, "Votre inscription à cette rencontre est enregistrée.", agenda)
+    return [_mail(row, registration, "confirmation", q.now(), confirmation), *_reminder(row, registration, agenda)]
+
+
+def _reminder(
+    row: models.ExchangeSession,
+    registration: models.ExchangeRegistration,
+    agenda: str,
+    *,
+    stamp: datetime | None = None,
+) -> list[models.Notification]:
+    """The reminder at its moment, unless that moment has passed (then none)."""
+    moment = reminder_moment(row)
+    if moment <= q.now():
+        return []
+    body = _text(row, "Pour rappel, vous êtes inscrit à cette rencontre.", agenda)
+    return [_mail(row, registration, "rappel", moment, body, stamp=stamp)]
 
 
 def _withdraw_reminders(session: Session, which: Any) -> None:

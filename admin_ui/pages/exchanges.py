@@ -414,8 +414,8 @@ class SessionIn(BaseModel):
     capacity: int = Field(ge=1, le=exchanges.MAX_CAPACITY)
     description: str = Field("", max_length=exchanges.DESCRIPTION_MAX)
 
-    def entry(self, basin_id: str | None = None) -> SessionEntry:
-        return SessionEntry(**self.model_dump(exclude={"basin"}), basin_id=basin_id or self.basin)
+    def entry(self) -> SessionEntry:
+        return SessionEntry(**self.model_dump(exclude={"basin"}), basin_id=self.basin)
 
 
 class SessionChangeIn(SessionIn):
@@ -547,7 +547,7 @@ def change_session_api(
 ) -> ChangedOut:
     """Correct a session to come (its organisers): its registrants are e-mailed when its title,
     date, times or place change. The same values again change nothing."""
-    changed = exchanges.change(engine, user, session_id, body.entry("—"), public_url=get_settings(request).public_url)
+    changed = exchanges.change(engine, user, session_id, body.entry(), public_url=get_settings(request).public_url)
     found = exchanges.detail(engine, user, user.email, session_id)
     return ChangedOut(session=_session_out(found), changes=changed.changes, told=changed.told)
 
