@@ -164,11 +164,11 @@ def evaluate(engine: Engine, cohort: Cohort, *, threshold: int) -> Evaluation:
             key = branch_of.get(key, key)  # a branch's tasks count for its parallel step
         counted.setdefault(measure, {}).setdefault(key, Counter())[int(value)] += int(n)
 
-    def total(measure: str, key: str = "") -> int:
-        return counted.get(measure, {}).get(key, Counter()).total()
-
     def values(measure: str, key: str = "") -> Counter[int]:
         return counted.get(measure, {}).get(key, Counter())
+
+    def total(measure: str, key: str = "") -> int:
+        return values(measure, key).total()
 
     size = sum(c.total() for c in counted.get("status", {}).values())
     closed = total("status", "closed")

@@ -713,7 +713,7 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
             fr_datetime(row["due_at"]),
             fr_datetime(escalation.opened_at),
             row["level"],
-            (pathway.status if pathway else "—").replace("active", "en cours").replace("paused", "suspendu"),
+            _agenda_status(pathway.status if pathway else "—"),
         ]
         writer.writerow([csv_cell(cell) for cell in cells])
     for row in agenda_stuck(engine, user, basin.id, lookup)[0]:
@@ -728,8 +728,13 @@ def agenda_csv(engine: Engine_, user: GtoLead) -> Response:
             "",
             "",
             f"bloqué ({row['reason']})",
-            pathway.status.replace("active", "en cours").replace("paused", "suspendu"),
+            _agenda_status(pathway.status),
         ]
         writer.writerow([csv_cell(cell) for cell in cells])
     filename = f"ordre-du-jour-gto-{basin.id}-{q.now().astimezone(PARIS).date().isoformat()}.csv"
     return attachment("\ufeff" + out.getvalue(), "text/csv; charset=utf-8", filename)
+
+
+def _agenda_status(status: str) -> str:
+    """A pathway's status as the agenda's spreadsheet writes it."""
+    return status.replace("active", "en cours").replace("paused", "suspendu")
